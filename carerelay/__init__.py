@@ -1,0 +1,3 @@
+"""carerelay: clinical communication and collaboration platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from carerelay.cli import main
+
+main()

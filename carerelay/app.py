@@ -1,0 +1,134 @@
+"""The HTTP application: routers of every domain, error mapping, metrics, and the docs served locally."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from carerelay import __version__
+from carerelay.audit.api import router as audit_router
+from carerelay.auth.api import router as auth_router
+from carerelay.auth.deps import public
+from carerelay.config import Settings
+from carerelay.core.actor import Actor
+from carerelay.core.clock import Clock, SystemClock
+from carerelay.core.db import Database, make_engine
+from carerelay.core.errors import (
+    CarerelayError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooManyAttempts,
+    Unauthenticated,
+)
+from carerelay.directory.api import router as directory_router
+from carerelay.ops.api import router as ops_router
+from carerelay.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from carerelay.web.pages import router as web_router
+
+log = logging.getLogger("carerelay.app")
+
+STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
+
+_STATUS: dict[type[CarerelayError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+    Forbidden: 403,
+    Unauthenticated: 401,
+    TooManyAttempts: 429,
+}
+
+
+def _status_for(exc: CarerelayError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return 400
+
+
+async def _carerelay_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CarerelayError)
+    headers: dict[str, str] = {}
+    if isinstance(exc, TooManyAttempts):
+        headers["Retry-After"] = str(exc.retry_after_seconds)
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    body: dict[str, Any] = {"detail": exc.message}
+    if exc.field:
+        body["field"] = exc.field
+    return JSONResponse(body, status_code=_status_for(exc), headers=headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    """422 whose first line names the field, with the full list for programs."""
+    assert isinstance(exc, RequestValidationError)
+    errors = jsonable_encoder(exc.errors())
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(p) for p in first.get("loc", []) if p != "body") or "request"
+    return JSONResponse({"detail": f"{where}: {first.get('msg')}", "field": where, "errors": errors},
+                        status_code=422)
+
+
+def create_app(settings: Settings, *, db: Database | None = None, clock: Clock | None = None) -> FastAPI:
+    database = db or Database(make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("carerelay started", extra={"version": __version__, "database": database.dialect})
+        yield
+        log.info("carerelay shutdown complete")
+
+    app = FastAPI(
+        title="carerelay",
+        version=__version__,
+        description="Clinical communication and collaboration platform API.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.clock = clock or SystemClock()
+
+    app.add_exception_handler(CarerelayError, _carerelay_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+        return response
+
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    def docs(actor: Actor = public()) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="carerelay API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
+    for router in (ops_router, auth_router, directory_router, audit_router, web_router):
+        app.include_router(router)
+    return app

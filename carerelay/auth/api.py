@@ -1,0 +1,117 @@
+"""Sign-in, sessions, passwords and the second factor, over HTTP."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, status
+
+from carerelay.auth import service
+from carerelay.auth.deps import SESSION_COOKIE, ClockDep, DbSession, SettingsDep, allow, client_ip, public, signed_in
+from carerelay.auth.schemas import (
+    ChangePasswordIn,
+    MeOut,
+    ResetPasswordIn,
+    SessionOut,
+    SessionsEnded,
+    SignInIn,
+    SignInOut,
+    TotpBeginOut,
+    TotpConfirmIn,
+)
+from carerelay.core.actor import Actor
+from carerelay.directory import service as directory
+from carerelay.directory.models import Role
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+def set_session_cookie(response: Response, token: str, secure: bool, max_age: int) -> None:
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, secure=secure, samesite="strict", max_age=max_age,
+                        path="/")
+
+
+@router.post("/sign-in", response_model=SignInOut)
+def sign_in(
+    body: SignInIn, request: Request, response: Response, session: DbSession, clock: ClockDep,
+    settings: SettingsDep, actor: Actor = public(),
+) -> SignInOut:
+    result = service.sign_in(
+        session=session, clock=clock, settings=settings, username=body.username, password=body.password,
+        totp_code=body.totp_code, kind=body.kind, ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+    if body.kind == "web":
+        set_session_cookie(response, result.token, settings.cookie_secure, settings.session_max_hours * 3600)
+    return SignInOut(token=result.token, session_id=result.session.id, person_id=result.person.id,
+                     username=result.person.username, display_name=result.person.display_name,
+                     roles=sorted(result.person.role_names), expires_at=result.session.expires_at)
+
+
+@router.post("/sign-out", status_code=status.HTTP_204_NO_CONTENT)
+def sign_out(response: Response, session: DbSession, clock: ClockDep, actor: Actor = signed_in()) -> Response:
+    service.sign_out(session=session, clock=clock, actor=actor)
+    response.status_code = status.HTTP_204_NO_CONTENT
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/me", response_model=MeOut)
+def me(session: DbSession, actor: Actor = signed_in()) -> MeOut:
+    assert actor.person_id is not None and actor.session_id is not None
+    person = directory.get_person(session=session, person_id=actor.person_id)
+    return MeOut(person_id=person.id, username=person.username, display_name=person.display_name,
+                 roles=sorted(person.role_names), session_id=actor.session_id)
+
+
+@router.get("/sessions", response_model=list[SessionOut])
+def my_sessions(session: DbSession, clock: ClockDep, actor: Actor = signed_in()) -> list[SessionOut]:
+    assert actor.person_id is not None
+    rows = service.list_sessions(session=session, clock=clock, person_id=actor.person_id)
+    return [SessionOut.model_validate(r).model_copy(update={"current": r.id == actor.session_id}) for r in rows]
+
+
+@router.get("/people/{person_id}/sessions", response_model=list[SessionOut])
+def person_sessions(
+    person_id: int, session: DbSession, clock: ClockDep, actor: Actor = allow(Role.SYSTEM_ADMIN)
+) -> list[SessionOut]:
+    directory.get_person(session=session, person_id=person_id)
+    return [SessionOut.model_validate(r) for r in service.list_sessions(session=session, clock=clock,
+                                                                        person_id=person_id)]
+
+
+@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_session(session_id: int, session: DbSession, clock: ClockDep, actor: Actor = signed_in()) -> Response:
+    service.revoke_session(session=session, clock=clock, actor=actor, session_id=session_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/password", response_model=SessionsEnded)
+def change_password(
+    body: ChangePasswordIn, response: Response, session: DbSession, clock: ClockDep, settings: SettingsDep,
+    actor: Actor = signed_in(),
+) -> SessionsEnded:
+    ended = service.change_password(session=session, clock=clock, settings=settings, actor=actor,
+                                    current=body.current_password, new=body.new_password)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return SessionsEnded(sessions_ended=ended)
+
+
+@router.post("/reset-password", response_model=SessionsEnded)
+def reset_password(
+    body: ResetPasswordIn, session: DbSession, clock: ClockDep, settings: SettingsDep,
+    actor: Actor = allow(Role.SYSTEM_ADMIN),
+) -> SessionsEnded:
+    ended = service.reset_password(session=session, clock=clock, settings=settings, actor=actor,
+                                   person_id=body.person_id, new=body.new_password)
+    return SessionsEnded(sessions_ended=ended)
+
+
+@router.post("/totp/begin", response_model=TotpBeginOut)
+def totp_begin(session: DbSession, clock: ClockDep, settings: SettingsDep, actor: Actor = signed_in()) -> TotpBeginOut:
+    uri = service.begin_totp_enrollment(session=session, clock=clock, actor=actor, issuer=settings.organization_name)
+    return TotpBeginOut(provisioning_uri=uri)
+
+
+@router.post("/totp/confirm", status_code=status.HTTP_204_NO_CONTENT)
+def totp_confirm(body: TotpConfirmIn, session: DbSession, clock: ClockDep, actor: Actor = signed_in()) -> Response:
+    service.confirm_totp(session=session, clock=clock, actor=actor, code=body.code)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

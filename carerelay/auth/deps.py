@@ -1,0 +1,127 @@
+"""HTTP adapter pieces: the per-request unit of work, and who may call a route.
+
+Every route states a policy by depending on ``public()``, ``signed_in()`` or ``allow(*roles)``.
+The returned dependency carries the policy as an attribute, so a test walks all registered routes
+and fails on any route that forgot to state one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from carerelay.auth import service
+from carerelay.config import Settings
+from carerelay.core.actor import Actor
+from carerelay.core.clock import Clock
+from carerelay.core.db import Database
+from carerelay.core.errors import Forbidden, Unauthenticated
+from carerelay.directory.models import Role
+
+SESSION_COOKIE = "carerelay_session"
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One unit of work per request: it commits before the response is sent, or rolls back."""
+    with get_db(request).unit_of_work() as session:
+        yield session
+
+
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """``roles`` empty with ``signed_in`` means any signed-in person; neither means public."""
+
+    signed_in: bool
+    roles: frozenset[str]
+
+    def describe(self) -> str:
+        if not self.signed_in:
+            return "public"
+        return "signed in" if not self.roles else "roles: " + ", ".join(sorted(self.roles))
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def presented_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.cookies.get(SESSION_COOKIE)
+
+
+def _resolve_actor(request: Request, session: Session) -> Actor:
+    token = presented_token(request)
+    if not token:
+        raise Unauthenticated("sign in first: send a bearer token or the session cookie")
+    auth_session, person = service.authenticate(
+        session=session, clock=get_clock(request), settings=get_settings_dep(request), token=token
+    )
+    return Actor(
+        person_id=person.id,
+        username=person.username,
+        roles=person.role_names,
+        session_id=auth_session.id,
+        ip=client_ip(request),
+    )
+
+
+def _policy_dependency(policy: Policy) -> Callable[..., Any]:
+    if not policy.signed_in:
+        def public_dep(request: Request) -> Actor:
+            return Actor(person_id=None, username="anonymous", ip=client_ip(request))
+
+        dep: Callable[..., Any] = public_dep
+    else:
+        def guarded_dep(request: Request, session: DbSession) -> Actor:
+            actor = _resolve_actor(request, session)
+            if policy.roles and not actor.roles.intersection(policy.roles):
+                raise Forbidden("your role may not do this (" + policy.describe() + ")")
+            return actor
+
+        dep = guarded_dep
+    dep.__carerelay_policy__ = policy  # type: ignore[attr-defined]
+    return dep
+
+
+def public() -> Any:
+    return Depends(_policy_dependency(Policy(signed_in=False, roles=frozenset())))
+
+
+def signed_in() -> Any:
+    return Depends(_policy_dependency(Policy(signed_in=True, roles=frozenset())))
+
+
+def allow(*roles: Role) -> Any:
+    """Any of these roles; system administrators are not implied, name them where they belong."""
+    return Depends(_policy_dependency(Policy(signed_in=True, roles=frozenset(r.value for r in roles))))
+
+
+def policy_of(call: Any) -> Policy | None:
+    policy: Policy | None = getattr(call, "__carerelay_policy__", None)
+    return policy

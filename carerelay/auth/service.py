@@ -1,0 +1,303 @@
+"""Sign-in, sessions and second factor.
+
+Sessions are opaque random tokens; only their SHA-256 is stored, so a copy of the database does
+not let anyone sign in. Changing or resetting a password revokes every session of that person:
+a stolen device must not keep receiving alerts after IT resets the password.
+
+Failed sign-ins are throttled per user name: after ``login_backoff_after`` failures each further
+attempt must wait an exponentially growing delay (answered with Retry-After, never by sleeping a
+server thread), and after ``login_lockout_after`` the name is locked for a while.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from carerelay.audit import service as audit
+from carerelay.auth.models import AuthSession, Credential, LoginThrottle
+from carerelay.config import Settings
+from carerelay.core.actor import Actor
+from carerelay.core.clock import Clock
+from carerelay.core.errors import Forbidden, Invalid, NotFound, TooManyAttempts, Unauthenticated
+from carerelay.directory.models import Person
+
+_hasher = PasswordHasher()
+# Verifying against this when the user does not exist keeps the response time the same.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+SIGN_IN_FAILED = "sign-in failed: wrong user name, password or code"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    token: str
+    session: AuthSession
+    person: Person
+
+
+def check_password_policy(password: str, settings: Settings) -> None:
+    if len(password) < settings.password_min_length:
+        raise Invalid(f"password must be at least {settings.password_min_length} characters", field="password")
+
+
+def set_password(*, session: Session, person_id: int, password: str, clock: Clock) -> None:
+    cred = session.get(Credential, person_id)
+    if cred is None:
+        cred = Credential(person_id=person_id)
+        session.add(cred)
+    cred.password_hash = hash_password(password)
+    cred.password_changed_at = clock.now()
+
+
+def _throttle(session: Session, username: str) -> LoginThrottle:
+    row = session.get(LoginThrottle, username)
+    if row is None:
+        row = LoginThrottle(username=username, failures=0)
+        session.add(row)
+    return row
+
+
+def _check_throttle(row: LoginThrottle, now: datetime) -> None:
+    for until, why in ((row.locked_until, "locked after repeated failed sign-ins"),
+                       (row.next_allowed_at, "too many failed sign-ins")):
+        if until is not None and until > now:
+            wait = int((until - now).total_seconds()) + 1
+            raise TooManyAttempts(f"{why}; try again in {wait} seconds", retry_after_seconds=wait)
+
+
+def _note_failure(row: LoginThrottle, now: datetime, settings: Settings) -> None:
+    row.failures += 1
+    row.last_failure_at = now
+    if row.failures >= settings.login_lockout_after:
+        row.locked_until = now + timedelta(minutes=settings.login_lockout_minutes)
+        row.next_allowed_at = None
+    elif row.failures >= settings.login_backoff_after:
+        row.next_allowed_at = now + timedelta(seconds=2 ** (row.failures - settings.login_backoff_after))
+
+
+def _verify_totp(cred: Credential, code: str | None, now: datetime) -> bool:
+    if not cred.totp_enabled:
+        return True
+    if not code or not cred.totp_secret:
+        return False
+    totp = pyotp.TOTP(cred.totp_secret)
+    step = int(now.timestamp()) // totp.interval
+    for candidate in (step - 1, step, step + 1):
+        if secrets.compare_digest(totp.generate_otp(candidate), code.strip()):
+            # A code is good once: replaying one seen over a shoulder fails.
+            if cred.totp_last_step is not None and candidate <= cred.totp_last_step:
+                return False
+            cred.totp_last_step = candidate
+            return True
+    return False
+
+
+def sign_in(
+    *,
+    session: Session,
+    clock: Clock,
+    settings: Settings,
+    username: str,
+    password: str,
+    totp_code: str | None = None,
+    kind: str = "web",
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> SignedIn:
+    """Check credentials and open a session. Failures are audited and counted, and raise."""
+    now = clock.now()
+    key = username.strip().lower()
+    row = _throttle(session, key)
+    _check_throttle(row, now)
+    person = session.execute(select(Person).where(Person.username == key)).scalar_one_or_none()
+    cred = session.get(Credential, person.id) if person is not None else None
+    stored = cred.password_hash if cred is not None and cred.password_hash else _DUMMY_HASH
+    try:
+        good = _hasher.verify(stored, password) and cred is not None
+    except (VerificationError, InvalidHashError):
+        good = False
+    reason = "password"
+    if good and person is not None and not person.active:
+        good, reason = False, "inactive"
+    if good and cred is not None and not _verify_totp(cred, totp_code, now):
+        good, reason = False, "totp"
+    who = Actor(person_id=person.id if person else None, username=key, ip=ip)
+    if not good or person is None or cred is None:
+        _note_failure(row, now, settings)
+        audit.record(session=session, clock=clock, actor=who, action="auth.sign_in", object_type="person",
+                     object_id=person.id if person else None, outcome="failure", detail={"reason": reason})
+        raise Unauthenticated(SIGN_IN_FAILED, keep_changes=True)
+    row.failures = 0
+    row.next_allowed_at = None
+    row.locked_until = None
+    if _hasher.check_needs_rehash(stored):
+        cred.password_hash = hash_password(password)
+    token = secrets.token_urlsafe(32)
+    auth_session = AuthSession(
+        person_id=person.id,
+        token_hash=_token_hash(token),
+        kind=kind,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + timedelta(hours=settings.session_max_hours),
+        ip=ip,
+        user_agent=(user_agent or "")[:300] or None,
+    )
+    session.add(auth_session)
+    session.flush()
+    audit.record(session=session, clock=clock, actor=who, action="auth.sign_in", object_type="person",
+                 object_id=person.id, detail={"session_id": auth_session.id, "kind": kind})
+    return SignedIn(token=token, session=auth_session, person=person)
+
+
+def authenticate(*, session: Session, clock: Clock, settings: Settings, token: str) -> tuple[AuthSession, Person]:
+    """Resolve a presented token to a live session, sliding its idle timeout forward."""
+    now = clock.now()
+    found = session.execute(
+        select(AuthSession).where(AuthSession.token_hash == _token_hash(token))
+    ).scalar_one_or_none()
+    if found is None or found.revoked_at is not None or found.expires_at <= now:
+        raise Unauthenticated("not signed in, or the session has ended")
+    if found.last_seen_at + timedelta(minutes=settings.session_idle_minutes) <= now:
+        found.revoked_at = now
+        found.revoke_reason = "idle timeout"
+        raise Unauthenticated("the session ended after being idle; sign in again", keep_changes=True)
+    person = session.get(Person, found.person_id)
+    if person is None or not person.active:
+        raise Unauthenticated("this account is not active")
+    # Write the slide at most once a minute so reads do not all become writes.
+    if now - found.last_seen_at > timedelta(minutes=1):
+        found.last_seen_at = now
+    return found, person
+
+
+def sign_out(*, session: Session, clock: Clock, actor: Actor) -> None:
+    if actor.session_id is None:
+        return
+    row = session.get(AuthSession, actor.session_id)
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = clock.now()
+        row.revoke_reason = "signed out"
+    audit.record(session=session, clock=clock, actor=actor, action="auth.sign_out", object_type="session",
+                 object_id=actor.session_id)
+
+
+def list_sessions(*, session: Session, clock: Clock, person_id: int) -> list[AuthSession]:
+    now = clock.now()
+    rows = session.execute(
+        select(AuthSession)
+        .where(AuthSession.person_id == person_id, AuthSession.revoked_at.is_(None), AuthSession.expires_at > now)
+        .order_by(AuthSession.created_at.desc())
+    ).scalars()
+    return list(rows)
+
+
+def revoke_session(*, session: Session, clock: Clock, actor: Actor, session_id: int) -> None:
+    row = session.get(AuthSession, session_id)
+    may = actor.has_any("system_admin") or (row is not None and row.person_id == actor.person_id)
+    if row is None or not may:
+        raise NotFound(f"no session {session_id}")
+    if row.revoked_at is None:
+        row.revoked_at = clock.now()
+        row.revoke_reason = f"revoked by {actor.username}"
+    audit.record(session=session, clock=clock, actor=actor, action="auth.revoke_session", object_type="session",
+                 object_id=session_id)
+
+
+def revoke_all_sessions(*, session: Session, clock: Clock, person_id: int, reason: str) -> int:
+    result = session.execute(
+        update(AuthSession)
+        .where(AuthSession.person_id == person_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=clock.now(), revoke_reason=reason)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def change_password(
+    *, session: Session, clock: Clock, settings: Settings, actor: Actor, current: str, new: str
+) -> int:
+    """The person changes their own password; every session, this one included, ends."""
+    if actor.person_id is None:
+        raise Forbidden("only a person can change a password")
+    throttle = _throttle(session, actor.username)
+    _check_throttle(throttle, clock.now())
+    cred = session.get(Credential, actor.person_id)
+    try:
+        ok = cred is not None and cred.password_hash is not None and _hasher.verify(cred.password_hash, current)
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok:
+        _note_failure(throttle, clock.now(), settings)
+        audit.record(session=session, clock=clock, actor=actor, action="auth.change_password", object_type="person",
+                     object_id=actor.person_id, outcome="failure")
+        raise Invalid("the current password is wrong", field="current_password", keep_changes=True)
+    check_password_policy(new, settings)
+    set_password(session=session, person_id=actor.person_id, password=new, clock=clock)
+    ended = revoke_all_sessions(session=session, clock=clock, person_id=actor.person_id, reason="password changed")
+    audit.record(session=session, clock=clock, actor=actor, action="auth.change_password", object_type="person",
+                 object_id=actor.person_id, detail={"sessions_ended": ended})
+    return ended
+
+
+def reset_password(
+    *, session: Session, clock: Clock, settings: Settings, actor: Actor, person_id: int, new: str
+) -> int:
+    """An administrator sets a new password; the person's sessions all end and throttling clears."""
+    person = session.get(Person, person_id)
+    if person is None:
+        raise NotFound(f"no person {person_id}")
+    check_password_policy(new, settings)
+    set_password(session=session, person_id=person_id, password=new, clock=clock)
+    ended = revoke_all_sessions(session=session, clock=clock, person_id=person_id, reason="password reset")
+    throttle = session.get(LoginThrottle, person.username)
+    if throttle is not None:
+        throttle.failures = 0
+        throttle.locked_until = None
+        throttle.next_allowed_at = None
+    audit.record(session=session, clock=clock, actor=actor, action="auth.reset_password", object_type="person",
+                 object_id=person_id, detail={"sessions_ended": ended})
+    return ended
+
+
+def begin_totp_enrollment(*, session: Session, clock: Clock, actor: Actor, issuer: str) -> str:
+    """Return a provisioning URI; the factor is only enforced once a code is confirmed."""
+    if actor.person_id is None:
+        raise Forbidden("only a person can enrol a second factor")
+    cred = session.get(Credential, actor.person_id)
+    if cred is None:
+        raise Invalid("set a password first")
+    cred.totp_secret = pyotp.random_base32()
+    cred.totp_enabled = False
+    cred.totp_last_step = None
+    audit.record(session=session, clock=clock, actor=actor, action="auth.totp_begin", object_type="person",
+                 object_id=actor.person_id)
+    return str(pyotp.TOTP(cred.totp_secret).provisioning_uri(name=actor.username, issuer_name=issuer))
+
+
+def confirm_totp(*, session: Session, clock: Clock, actor: Actor, code: str) -> None:
+    cred = session.get(Credential, actor.person_id) if actor.person_id is not None else None
+    if cred is None or not cred.totp_secret:
+        raise Invalid("start enrolment first")
+    cred.totp_enabled = True
+    if not _verify_totp(cred, code, clock.now()):
+        cred.totp_enabled = False
+        raise Invalid("the code does not match; check the device's clock", field="code")
+    audit.record(session=session, clock=clock, actor=actor, action="auth.totp_confirm", object_type="person",
+                 object_id=actor.person_id)

@@ -1,0 +1,117 @@
+"""The ``carerelay`` command: serve, migrate, load the demo, verify the audit chain.
+
+A thin adapter like the HTTP routes: each command opens one unit of work and calls services.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from carerelay.config import ConfigError, Settings, get_settings
+from carerelay.core.actor import cli_actor
+from carerelay.core.clock import SystemClock
+from carerelay.core.db import Database, make_engine
+from carerelay.core.migrate import current_revision, head_revision, is_current, upgrade
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="carerelay: clinical communication platform")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+demo_app = typer.Typer(no_args_is_help=True, help="The demo hospital.")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+app.add_typer(audit_app, name="audit")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _database(settings: Settings) -> Database:
+    path = settings.sqlite_path()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return Database(make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous))
+
+
+def _require_current(db: Database) -> None:
+    if not is_current(db.engine):
+        err.print(f"carerelay: database schema is at {current_revision(db.engine)}, "
+                  f"expected {head_revision()}: run 'carerelay db upgrade'")
+        raise typer.Exit(2)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the schema to the newest migration (the only way the schema changes)."""
+    db = _database(get_settings())
+    upgrade(db.engine)
+    out.print(f"database at {current_revision(db.engine)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision and whether it is the newest."""
+    db = _database(get_settings())
+    cur, head = current_revision(db.engine), head_revision()
+    out.print(f"current {cur}, head {head}" + ("" if cur == head else " (run 'carerelay db upgrade')"))
+
+
+@demo_app.command("load")
+def demo_load() -> None:
+    """Load the synthetic demo hospital; running it again changes nothing."""
+    from carerelay.demo import DEMO_PASSWORD, load_demo
+
+    db = _database(get_settings())
+    _require_current(db)
+    with db.unit_of_work() as session:
+        report = load_demo(session=session, clock=SystemClock(), actor=cli_actor("demo-loader"))
+    created = ", ".join(f"{n} {k}" for k, n in sorted(report.created.items())) or "nothing new (already loaded)"
+    out.print(f"demo hospital: {created}. Demo password for every account: {DEMO_PASSWORD}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain; exits 1 naming the first altered, inserted or removed entry."""
+    from carerelay.audit.service import verify_chain
+
+    db = _database(get_settings())
+    with db.unit_of_work() as session:
+        report = verify_chain(session=session)
+    if report.ok:
+        out.print(f"audit chain intact: {report.entries} entries verified")
+        return
+    err.print(f"audit chain BROKEN after {report.entries} good entries: {report.problem}")
+    raise typer.Exit(1)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default CARERELAY_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default CARERELAY_PORT)")] = None,
+) -> None:
+    """Run the platform: HTTP now, and every protocol listener as they arrive."""
+    import uvicorn
+
+    from carerelay.app import create_app
+    from carerelay.core.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    db = _database(settings)
+    _require_current(db)
+    application = create_app(settings, db=db)
+    config = uvicorn.Config(application, host=host or settings.host, port=port or settings.port,
+                            log_config=None, timeout_graceful_shutdown=int(settings.shutdown_grace_seconds))
+    uvicorn.Server(config).run()
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        err.print(f"carerelay: {exc}", soft_wrap=True)
+        sys.exit(2)

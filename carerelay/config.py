@@ -1,0 +1,91 @@
+"""All configuration in one place.
+
+Every setting is read from a ``CARERELAY_*`` environment variable or from the file named by
+``CARERELAY_ENV_FILE`` (default ``./carerelay.env``). ``carerelay.env.example`` documents each one.
+A wrong value stops start-up with a single line naming the variable, because an operator reading
+a service log at 3 a.m. needs the culprit, not a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CARERELAY_",
+        env_file=os.environ.get("CARERELAY_ENV_FILE", "carerelay.env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    database_url: str = Field(
+        default="sqlite:///var/carerelay.db",
+        description="SQLAlchemy URL. SQLite (embedded, default) or postgresql://user@host/db.",
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL",
+        description="FULL survives power loss after every commit; NORMAL only a process crash.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str = "http://127.0.0.1:8000"
+    organization_name: str = "Demo Health System"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    session_idle_minutes: int = Field(default=12 * 60, ge=1, description="Sign-in session idle timeout.")
+    session_max_hours: int = Field(default=7 * 24, ge=1)
+    cookie_secure: bool = Field(default=False, description="Set true behind HTTPS.")
+    login_backoff_after: int = Field(default=3, ge=1, description="Failed sign-ins before back-off.")
+    login_lockout_after: int = Field(default=10, ge=2, description="Failed sign-ins before lock-out.")
+    login_lockout_minutes: int = Field(default=15, ge=1)
+    password_min_length: int = Field(default=10, ge=8)
+
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0]
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[-1]
+        return None if path in ("", ":memory:") else Path(path)
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message is one line naming it."""
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else "?"
+    return f"invalid setting CARERELAY_{field.upper()}: {err['msg']}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,42 @@
+"""Health, readiness and metrics endpoints for load balancers and monitoring."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+
+from carerelay.auth.deps import get_db, public
+from carerelay.core.actor import Actor
+from carerelay.core.migrate import head_revision, revision_of
+from carerelay.ops.metrics import REGISTRY
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz(actor: Actor = public()) -> dict[str, str]:
+    """The process is up and serving; says nothing about the database (that is /readyz)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "database unreachable or schema not current"}})
+def readyz(request: Request, actor: Actor = public()) -> JSONResponse:
+    try:
+        with get_db(request).unit_of_work() as session:
+            current = revision_of(session.connection())
+    except SQLAlchemyError as exc:
+        return JSONResponse({"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"},
+                            status_code=503)
+    head = head_revision()
+    if current != head:
+        return JSONResponse({"status": "unavailable", "database": "reachable",
+                             "migrations": f"at {current}, head is {head}: run 'carerelay db upgrade'"},
+                            status_code=503)
+    return JSONResponse({"status": "ready", "database": "reachable", "migrations": current})
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(actor: Actor = public()) -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

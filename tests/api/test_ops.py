@@ -1,0 +1,47 @@
+"""Health, readiness and metrics."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from carerelay.core.db import Database
+
+
+def test_health_and_ready(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+def test_not_ready_when_the_schema_is_behind(client: TestClient, db: Database) -> None:
+    with db.unit_of_work() as session:
+        session.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "carerelay db upgrade" in response.json()["migrations"]
+
+
+def test_metrics_count_requests(client: TestClient) -> None:
+    client.get("/healthz")
+    body = client.get("/metrics").text
+    assert 'carerelay_http_requests_total{method="GET",route="/healthz",status="200"}' in body
+
+
+def test_docs_are_served_without_a_cdn(client: TestClient) -> None:
+    page = client.get("/docs").text
+    assert "/static/swagger/swagger-ui-bundle.js" in page
+    assert "cdn" not in page.lower()
+    assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/openapi.json").json()["info"]["title"] == "carerelay"
+
+
+def test_web_sign_in_page_flow(client: TestClient) -> None:
+    assert "Sign in" in client.get("/sign-in").text
+    bad = client.post("/sign-in", data={"username": "cnurse", "password": "wrong-one"})
+    assert bad.status_code == 401 and "sign-in failed" in bad.text
+    good = client.post("/sign-in", data={"username": "cnurse", "password": "carerelay-demo"},
+                       follow_redirects=False)
+    assert good.status_code == 303 and good.headers["location"] == "/home"
+    home = client.get("/home")
+    assert "Signed in as RN Carol Nurse" in home.text

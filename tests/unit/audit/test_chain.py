@@ -1,0 +1,87 @@
+"""The audit chain: intact on the demo, and each kind of tampering named by verify_chain."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
+
+from carerelay.audit import service as audit
+from carerelay.audit.models import AuditEntry
+from carerelay.core.actor import cli_actor
+from carerelay.core.clock import FakeClock
+from carerelay.core.db import Database
+
+
+def _drop_guards(conn: Connection) -> None:
+    """What an attacker with database access would do first; rolled back with the test."""
+    if conn.dialect.name == "sqlite":
+        conn.execute(text("DROP TRIGGER audit_entries_refuse_update"))
+        conn.execute(text("DROP TRIGGER audit_entries_refuse_delete"))
+    else:
+        conn.execute(text("ALTER TABLE audit_entries DISABLE TRIGGER USER"))
+
+
+def _append(db: Database, clock: FakeClock, n: int) -> None:
+    with db.unit_of_work() as session:
+        for i in range(n):
+            audit.record(session=session, clock=clock, actor=cli_actor(), action="test.event",
+                         object_type="thing", object_id=i, detail={"i": i, "text": "naïve ✓"})
+
+
+def test_demo_chain_is_intact(db: Database, clock: FakeClock) -> None:
+    _append(db, clock, 3)
+    with db.unit_of_work() as session:
+        report = audit.verify_chain(session=session)
+    assert report.ok, report.problem
+    assert report.entries >= 3
+
+
+def test_triggers_refuse_update_and_delete(db: Database) -> None:
+    with db.unit_of_work() as session:
+        conn = session.connection()
+        for statement in ("UPDATE audit_entries SET outcome = 'x' WHERE seq = 1",
+                          "DELETE FROM audit_entries WHERE seq = 1"):
+            with pytest.raises(DBAPIError, match="append-only"), conn.begin_nested():
+                conn.execute(text(statement))
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        ("UPDATE audit_entries SET outcome = 'failure' WHERE seq = 2", "entry 2 was altered"),
+        ("DELETE FROM audit_entries WHERE seq = 3", "entries 3..3 were removed"),
+        ("DELETE FROM audit_entries WHERE seq = (SELECT MAX(seq) FROM audit_entries)", "removed from the end"),
+        ("UPDATE audit_entries SET prev_hash = hash WHERE seq = 4", "entry 4 was altered"),
+    ],
+)
+def test_tampering_is_found(db: Database, clock: FakeClock, tamper: str, expected: str) -> None:
+    _append(db, clock, 2)
+    with db.unit_of_work() as session:
+        conn = session.connection()
+        _drop_guards(conn)
+        conn.execute(text(tamper))
+        report = audit.verify_chain(session=session)
+    assert not report.ok
+    assert expected in (report.problem or "")
+
+
+def test_forged_insertion_is_found(db: Database, clock: FakeClock) -> None:
+    """An entry slipped in with a valid hash of its own still breaks the link of the one after it."""
+    _append(db, clock, 2)
+    with db.unit_of_work() as session:
+        conn = session.connection()
+        _drop_guards(conn)
+        conn.execute(text("UPDATE audit_entries SET seq = seq + 1000000 WHERE seq >= 3"))
+        conn.execute(text("UPDATE audit_entries SET seq = seq - 999999 WHERE seq >= 1000000"))
+        prev = conn.execute(text("SELECT hash FROM audit_entries WHERE seq = 2")).scalar_one()
+        at = clock.now()
+        fields = {"seq": 3, "at": at, "actor_id": None, "actor_name": "mallory", "action": "forged",
+                  "object_type": "thing", "object_id": None, "outcome": "success", "ip": None, "detail": {},
+                  "prev_hash": prev}
+        session.add(AuditEntry(**fields, hash=audit._entry_hash(**fields)))
+        session.flush()
+        report = audit.verify_chain(session=session)
+    assert not report.ok
+    assert report.seq == 4
+    assert "inserted" in (report.problem or "")

@@ -1,0 +1,36 @@
+"""The demo hospital loads once, and matches the shared HL7 and WCTP samples."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from carerelay.audit.models import AuditEntry
+from carerelay.core.actor import cli_actor
+from carerelay.core.clock import FakeClock
+from carerelay.core.db import Database
+from carerelay.demo import load_demo
+from carerelay.directory.models import Person
+from carerelay.patients.models import Bed, Unit
+
+
+def test_loading_twice_changes_nothing(db: Database, clock: FakeClock) -> None:
+    with db.unit_of_work() as session:
+        audit_before = session.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
+        report = load_demo(session=session, clock=clock, actor=cli_actor())
+        assert report.created == {}
+        assert session.execute(select(func.count()).select_from(AuditEntry)).scalar_one() == audit_before
+
+
+def test_demo_has_the_samples_people_and_beds(db: Database) -> None:
+    with db.unit_of_work() as session:
+        people = session.execute(select(Person)).scalars().all()
+        assert 55 <= len(people) <= 65
+        assert {"physician", "nurse", "tech", "operator", "scheduler", "admin", "compliance"} <= {
+            p.profession for p in people}
+        house = session.execute(select(Person).where(Person.npi == "1234567890")).scalar_one()
+        assert house.family_name == "House"
+        assert session.execute(select(Person).where(Person.unique_id == "N777")).scalar_one().given_name == "Carol"
+        for unit, room, bed in (("4W", "412", "B"), ("ICU", "2", "A")):
+            found = session.execute(select(Bed).join(Unit).where(Unit.code == unit, Bed.room == room,
+                                                                 Bed.bed == bed)).first()
+            assert found is not None, f"{unit}-{room}-{bed} missing"

@@ -96,8 +96,20 @@ def _check_department(session: Session, department_id: int | None) -> None:
         raise Invalid(f"no department {department_id}", field="department_id")
 
 
+HONORIFICS = frozenset({"Dr.", "Dr", "Prof.", "Mr.", "Ms.", "Mrs.", "Mx."})
+
+
+def display_name(given: str, family: str, title: str | None) -> str:
+    """Honorifics go before the name (Dr. Gregory House), credentials after (Carol Nurse, RN)."""
+    if not title:
+        return f"{given} {family}"
+    if title in HONORIFICS:
+        return f"{title} {given} {family}"
+    return f"{given} {family}, {title}"
+
+
 def _apply_names(person: Person) -> None:
-    person.display_name = f"{person.title + ' ' if person.title else ''}{person.given_name} {person.family_name}"
+    person.display_name = display_name(person.given_name, person.family_name, person.title)
     person.family_key = person.family_name.lower()
     person.given_key = person.given_name.lower()
 

@@ -44,4 +44,4 @@ def test_web_sign_in_page_flow(client: TestClient) -> None:
                        follow_redirects=False)
     assert good.status_code == 303 and good.headers["location"] == "/home"
     home = client.get("/home")
-    assert "Signed in as RN Carol Nurse" in home.text
+    assert "Signed in as Carol Nurse, RN" in home.text

@@ -60,6 +60,21 @@ def db_current() -> None:
     out.print(f"current {cur}, head {head}" + ("" if cur == head else " (run 'carerelay db upgrade')"))
 
 
+@db_app.command("revision")
+def db_revision(
+    message: Annotated[str, typer.Option("--message", "-m", help="What the migration does")],
+    rev_id: Annotated[str, typer.Option(help="Revision id, e.g. 0003_scheduling")],
+) -> None:
+    """For developers: write a migration from the models, against a scratch SQLite database."""
+    import tempfile
+
+    from carerelay.core.migrate import autogenerate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        autogenerate(message, rev_id, f"sqlite:///{tmp}/scratch.db")
+    out.print("review the new file under carerelay/migrations/versions/ before committing it")
+
+
 @demo_app.command("load")
 def demo_load() -> None:
     """Load the synthetic demo hospital; running it again changes nothing."""

@@ -24,6 +24,16 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
 
 
+def autogenerate(message: str, rev_id: str, scratch_url: str) -> None:
+    """Write a new revision from the models' difference to a scratch database brought to head."""
+    from carerelay.core.db import make_engine
+
+    engine = make_engine(scratch_url)
+    upgrade(engine)
+    command.revision(alembic_config(engine), message=message, autogenerate=True, rev_id=rev_id)
+    engine.dispose()
+
+
 def head_revision() -> str | None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +25,7 @@ from carerelay.auth.deps import public
 from carerelay.config import Settings
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock, SystemClock
+from carerelay.core.crypto import KeyRing, load_key_ring
 from carerelay.core.db import Database, make_engine
 from carerelay.core.errors import (
     CarerelayError,
@@ -35,8 +37,13 @@ from carerelay.core.errors import (
     Unauthenticated,
 )
 from carerelay.directory.api import router as directory_router
+from carerelay.messaging.api import router as messaging_router
 from carerelay.ops.api import router as ops_router
 from carerelay.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from carerelay.patients.api import router as patients_router
+from carerelay.realtime import pglisten
+from carerelay.realtime.api import router as realtime_router
+from carerelay.realtime.hub import Hub
 from carerelay.web.pages import router as web_router
 
 log = logging.getLogger("carerelay.app")
@@ -83,13 +90,36 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
                         status_code=422)
 
 
+def _lazy_key_ring(settings: Settings) -> Callable[[], KeyRing]:
+    """Load (or, on a first single-node start, create) the attachment key ring when first needed."""
+    ring: list[KeyRing] = []
+
+    def get() -> KeyRing:
+        if not ring:
+            ring.append(load_key_ring(settings.attachment_keys, Path(settings.attachment_key_file)))
+        return ring[0]
+
+    return get
+
+
 def create_app(settings: Settings, *, db: Database | None = None, clock: Clock | None = None) -> FastAPI:
     database = db or Database(make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous))
 
+    hub = Hub()
+    database.after_commit.append(hub.after_commit)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub.bind(asyncio.get_running_loop())
+        listener = None
+        if database.dialect == "postgresql":
+            url = database.engine.url.render_as_string(hide_password=False)
+            listener = asyncio.create_task(pglisten.listen_forever(url, hub))
         log.info("carerelay started", extra={"version": __version__, "database": database.dialect})
         yield
+        if listener is not None:
+            await pglisten.stop(listener)
+        hub.bind(None)
         log.info("carerelay shutdown complete")
 
     app = FastAPI(
@@ -103,6 +133,8 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
     app.state.settings = settings
     app.state.db = database
     app.state.clock = clock or SystemClock()
+    app.state.hub = hub
+    app.state.keys = _lazy_key_ring(settings)
 
     app.add_exception_handler(CarerelayError, _carerelay_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -129,6 +161,7 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             swagger_favicon_url="/static/swagger/favicon-32x32.png",
         )
 
-    for router in (ops_router, auth_router, directory_router, audit_router, web_router):
+    for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
+                   audit_router, web_router):
         app.include_router(router)
     return app

@@ -25,6 +25,10 @@ audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(audit_app, name="audit")
+keys_app = typer.Typer(no_args_is_help=True, help="Attachment encryption keys.")
+messages_app = typer.Typer(no_args_is_help=True, help="Messages: retention.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(messages_app, name="messages")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -101,6 +105,46 @@ def audit_verify() -> None:
         return
     err.print(f"audit chain BROKEN after {report.entries} good entries: {report.problem}")
     raise typer.Exit(1)
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new key as id:base64 for CARERELAY_ATTACHMENT_KEYS (put it first to make it active)."""
+    import base64
+    import secrets
+
+    out.print(f"k{secrets.token_hex(3)}:{base64.b64encode(secrets.token_bytes(32)).decode()}")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new active key to the key file; old attachments stay readable with their own key."""
+    from pathlib import Path
+
+    from carerelay.core.crypto import load_key_ring
+
+    settings = get_settings()
+    if settings.attachment_keys:
+        err.print("carerelay: keys come from CARERELAY_ATTACHMENT_KEYS; rotate by putting a new key "
+                  "('carerelay keys generate') first in that list on every node")
+        raise typer.Exit(2)
+    path = Path(settings.attachment_key_file)
+    ring = load_key_ring(None, path).rotated()
+    ring.to_file(path)
+    out.print(f"active key is now {ring.active}; the ring holds {', '.join(ring.key_ids)}")
+
+
+@messages_app.command("purge")
+def messages_purge() -> None:
+    """Delete messages past the organization's retention period, except those on legal hold."""
+    from carerelay.messaging.compliance import purge_expired
+
+    db = _database(get_settings())
+    _require_current(db)
+    with db.unit_of_work() as session:
+        report = purge_expired(session=session, clock=SystemClock(), actor=cli_actor("retention"))
+    out.print(f"purged {report.messages} messages older than {report.cutoff:%Y-%m-%d}; "
+              f"{report.kept_on_hold} kept on legal hold")
 
 
 @app.command("serve")

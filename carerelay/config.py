@@ -50,6 +50,26 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
+    attachment_keys: str | None = Field(
+        default=None,
+        description="Attachment key ring 'id:base64key,…' (first is active). Required with several nodes.",
+    )
+    attachment_key_file: str = Field(
+        default="var/attachment-keys.json", description="Key ring created on first use when no keys are set."
+    )
+
+    @field_validator("attachment_keys")
+    @classmethod
+    def _key_ring(cls, value: str | None) -> str | None:
+        if value:
+            from carerelay.core.crypto import KeyRing
+
+            try:
+                KeyRing.parse(value)
+            except ValueError as exc:
+                raise ValueError(f"not a key ring ({exc})") from None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from carerelay.auth.service import hash_password, set_password_hash
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.directory import service as directory
@@ -206,6 +207,7 @@ def _load_people(
     session: Session, clock: Clock, actor: Actor, depts: dict[str, int], report: LoadReport
 ) -> dict[str, int]:
     ids: dict[str, int] = {}
+    shared_hash = hash_password(DEMO_PASSWORD)
     for n, p in enumerate(DEMO_PEOPLE):
         existing = session.execute(select(Person).where(Person.username == p.username)).scalar_one_or_none()
         if existing is not None:
@@ -221,8 +223,8 @@ def _load_people(
         }
         if p.profession == "physician":
             data["epic_ser_id"] = f"SER{700 + n}"
-        person = directory.create_person(session=session, clock=clock, actor=actor, data=data,
-                                         password=DEMO_PASSWORD)
+        person = directory.create_person(session=session, clock=clock, actor=actor, data=data)
+        set_password_hash(session=session, person_id=person.id, password_hash=shared_hash, clock=clock)
         ids[p.username] = person.id
         report.add("people")
         _add_contacts(session, clock, actor, person, n, report)

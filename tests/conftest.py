@@ -9,6 +9,7 @@ Time is a FakeClock: tests advance it instead of sleeping.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from collections.abc import Iterator
@@ -17,16 +18,18 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import OperationalError
 
 from carerelay.app import create_app
+from carerelay.auth.service import open_session
 from carerelay.config import Settings, load_settings
 from carerelay.core.actor import cli_actor
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database, make_engine, normalize_url
 from carerelay.core.migrate import upgrade
-from carerelay.demo import DEMO_PASSWORD, load_demo
+from carerelay.demo import load_demo
+from carerelay.directory.models import Person
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -120,9 +123,12 @@ def db(engine: Engine) -> Iterator[Database]:
         connection.close()
 
 
+TEST_KEYS = "t1:" + base64.b64encode(bytes(range(32))).decode()
+
+
 @pytest.fixture
 def settings(backend: Backend) -> Settings:
-    return load_settings(database_url=backend.url, log_format="text")
+    return load_settings(database_url=backend.url, log_format="text", attachment_keys=TEST_KEYS)
 
 
 @pytest.fixture
@@ -131,8 +137,19 @@ def client(settings: Settings, db: Database, clock: FakeClock) -> Iterator[TestC
         yield test_client
 
 
-def sign_in(client: TestClient, username: str, password: str = DEMO_PASSWORD) -> dict[str, str]:
-    """Bearer headers for a demo user, so one client can act as several people."""
-    response = client.post("/api/auth/sign-in", json={"username": username, "password": password, "kind": "api"})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['token']}"}
+def sign_in(client: TestClient, username: str, password: str | None = None) -> dict[str, str]:
+    """Bearer headers for a demo user, so one client can act as several people.
+
+    With a password this signs in over HTTP; without one it opens the session directly, skipping
+    the deliberately slow argon2 check in tests that are not about passwords.
+    """
+    if password is not None:
+        response = client.post("/api/auth/sign-in", json={"username": username, "password": password, "kind": "api"})
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['token']}"}
+    state = client.app.state  # type: ignore[attr-defined]
+    with state.db.unit_of_work() as session:
+        person = session.execute(select(Person).where(Person.username == username)).scalar_one()
+        opened = open_session(session=session, clock=state.clock, settings=state.settings, person=person,
+                              kind="api", ip="testclient", user_agent=None, method="test")
+    return {"Authorization": f"Bearer {opened.token}"}

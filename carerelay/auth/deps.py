@@ -11,31 +11,32 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocket, WebSocketException, status
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 
 from carerelay.auth import service
 from carerelay.config import Settings
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.db import Database
-from carerelay.core.errors import Forbidden, Unauthenticated
+from carerelay.core.errors import CarerelayError, Forbidden, Unauthenticated
 from carerelay.directory.models import Role
 
 SESSION_COOKIE = "carerelay_session"
 
 
-def get_db(request: Request) -> Database:
+def get_db(request: HTTPConnection) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_clock(request: Request) -> Clock:
+def get_clock(request: HTTPConnection) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 
 
-def get_settings_dep(request: Request) -> Settings:
+def get_settings_dep(request: HTTPConnection) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -68,7 +69,7 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def presented_token(request: Request) -> str | None:
+def presented_token(request: HTTPConnection) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
@@ -107,6 +108,32 @@ def _policy_dependency(policy: Policy) -> Callable[..., Any]:
         dep = guarded_dep
     dep.__carerelay_policy__ = policy  # type: ignore[attr-defined]
     return dep
+
+
+def _ws_dependency() -> Callable[..., Any]:
+    """WebSockets cannot hold a request's unit of work open: authenticate in a short one of their own."""
+
+    def ws_guard(websocket: WebSocket) -> Actor:
+        token = presented_token(websocket)
+        if not token:
+            raise WebSocketException(status.WS_1008_POLICY_VIOLATION, "sign in first")
+        try:
+            with get_db(websocket).unit_of_work() as session:
+                auth_session, person = service.authenticate(
+                    session=session, clock=get_clock(websocket), settings=get_settings_dep(websocket), token=token)
+                roles = person.role_names
+        except CarerelayError as exc:
+            raise WebSocketException(status.WS_1008_POLICY_VIOLATION, exc.message) from None
+        client = websocket.client.host if websocket.client else None
+        return Actor(person_id=person.id, username=person.username, roles=roles, session_id=auth_session.id,
+                     ip=client)
+
+    ws_guard.__carerelay_policy__ = Policy(signed_in=True, roles=frozenset())  # type: ignore[attr-defined]
+    return ws_guard
+
+
+def ws_signed_in() -> Any:
+    return Depends(_ws_dependency())
 
 
 def public() -> Any:

@@ -29,6 +29,7 @@ from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.errors import Forbidden, Invalid, NotFound, TooManyAttempts, Unauthenticated
 from carerelay.directory.models import Person
+from carerelay.realtime import service as realtime
 
 _hasher = PasswordHasher()
 # Verifying against this when the user does not exist keeps the response time the same.
@@ -58,11 +59,16 @@ def check_password_policy(password: str, settings: Settings) -> None:
 
 
 def set_password(*, session: Session, person_id: int, password: str, clock: Clock) -> None:
+    set_password_hash(session=session, person_id=person_id, password_hash=hash_password(password), clock=clock)
+
+
+def set_password_hash(*, session: Session, person_id: int, password_hash: str, clock: Clock) -> None:
+    """For loaders that give many accounts one known password (the demo): hash once, not per person."""
     cred = session.get(Credential, person_id)
     if cred is None:
         cred = Credential(person_id=person_id)
         session.add(cred)
-    cred.password_hash = hash_password(password)
+    cred.password_hash = password_hash
     cred.password_changed_at = clock.now()
 
 
@@ -149,6 +155,18 @@ def sign_in(
     row.locked_until = None
     if _hasher.check_needs_rehash(stored):
         cred.password_hash = hash_password(password)
+    return open_session(session=session, clock=clock, settings=settings, person=person, kind=kind, ip=ip,
+                        user_agent=user_agent, method="password")
+
+
+def open_session(
+    *, session: Session, clock: Clock, settings: Settings, person: Person, kind: str, ip: str | None,
+    user_agent: str | None, method: str,
+) -> SignedIn:
+    """Start a session for a person whose identity is already proven (password, SSO, shared device)."""
+    if not person.active:
+        raise Unauthenticated("this account is not active")
+    now = clock.now()
     token = secrets.token_urlsafe(32)
     auth_session = AuthSession(
         person_id=person.id,
@@ -162,8 +180,9 @@ def sign_in(
     )
     session.add(auth_session)
     session.flush()
+    who = Actor(person_id=person.id, username=person.username, ip=ip)
     audit.record(session=session, clock=clock, actor=who, action="auth.sign_in", object_type="person",
-                 object_id=person.id, detail={"session_id": auth_session.id, "kind": kind})
+                 object_id=person.id, detail={"session_id": auth_session.id, "kind": kind, "method": method})
     return SignedIn(token=token, session=auth_session, person=person)
 
 
@@ -195,6 +214,7 @@ def sign_out(*, session: Session, clock: Clock, actor: Actor) -> None:
     if row is not None and row.revoked_at is None:
         row.revoked_at = clock.now()
         row.revoke_reason = "signed out"
+        _announce_end(session, clock, row.person_id, [row.id], "signed out")
     audit.record(session=session, clock=clock, actor=actor, action="auth.sign_out", object_type="session",
                  object_id=actor.session_id)
 
@@ -217,17 +237,27 @@ def revoke_session(*, session: Session, clock: Clock, actor: Actor, session_id: 
     if row.revoked_at is None:
         row.revoked_at = clock.now()
         row.revoke_reason = f"revoked by {actor.username}"
+        _announce_end(session, clock, row.person_id, [row.id], row.revoke_reason)
     audit.record(session=session, clock=clock, actor=actor, action="auth.revoke_session", object_type="session",
                  object_id=session_id)
 
 
+def _announce_end(session: Session, clock: Clock, person_id: int, session_ids: list[int], reason: str) -> None:
+    """Live connections of an ended session close at once: alerts must reach live sessions only."""
+    if session_ids:
+        realtime.emit(session=session, clock=clock, person_ids=[person_id], kind="session.ended",
+                      payload={"session_ids": session_ids, "reason": reason})
+
+
 def revoke_all_sessions(*, session: Session, clock: Clock, person_id: int, reason: str) -> int:
-    result = session.execute(
-        update(AuthSession)
-        .where(AuthSession.person_id == person_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=clock.now(), revoke_reason=reason)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    ids = list(session.execute(
+        select(AuthSession.id).where(AuthSession.person_id == person_id, AuthSession.revoked_at.is_(None))
+    ).scalars())
+    if ids:
+        session.execute(update(AuthSession).where(AuthSession.id.in_(ids))
+                        .values(revoked_at=clock.now(), revoke_reason=reason))
+    _announce_end(session, clock, person_id, ids, reason)
+    return len(ids)
 
 
 def change_password(

@@ -11,7 +11,8 @@ of failing half-way with SQLITE_BUSY when a reader upgrades.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -88,20 +89,37 @@ def _tune_sqlite(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers need no write lock in WAL mode; everything else queues for it up front.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+AfterCommit = Callable[[Session], None]
+READ_ONLY = "carerelay_read_only"
 
 
 class Database:
-    """Owns the engine and hands out units of work."""
+    """Owns the engine and hands out units of work.
+
+    ``after_commit`` hooks run once a unit of work has committed, with the finished session, so
+    adapters can publish what the transaction recorded (style habit 3: publish only after commit).
+
+    Bound to a single connection (tests: everything inside one rolled-back transaction), units of
+    work become savepoints on that connection, and are taken one at a time: a connection cannot be
+    used from two threads at once, and a WebSocket loop and a request do run side by side.
+    """
 
     def __init__(self, engine: Engine, *, bind: Connection | None = None) -> None:
         self.engine = engine
+        self.after_commit: list[AfterCommit] = []
+        self._serial: threading.RLock | None = None if bind is None else threading.RLock()
         if bind is None:
             self._factory = sessionmaker(engine, expire_on_commit=False)
+            self._read_factory = sessionmaker(engine.execution_options(**{READ_ONLY: True}))
         else:
             self._factory = sessionmaker(
                 bind=bind, expire_on_commit=False, join_transaction_mode="create_savepoint"
             )
+            self._read_factory = self._factory
 
     @property
     def dialect(self) -> str:
@@ -110,16 +128,30 @@ class Database:
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
         """Commit if the block finishes, roll back if it raises; a lost race becomes Conflict."""
+        with self._serialized():
+            yield from self._unit_of_work()
+
+    @contextmanager
+    def _serialized(self) -> Iterator[None]:
+        if self._serial is None:
+            yield
+            return
+        with self._serial:
+            yield
+
+    def _unit_of_work(self) -> Iterator[Session]:
         session = self._factory()
         try:
             yield session
             session.commit()
+            self._run_after_commit(session)
         except IntegrityError as exc:
             session.rollback()
             raise Conflict(f"conflicts with existing data: {_constraint_text(exc)}") from exc
         except CarerelayError as exc:
             if exc.keep_changes:
                 session.commit()
+                self._run_after_commit(session)
             else:
                 session.rollback()
             raise
@@ -128,6 +160,23 @@ class Database:
             raise
         finally:
             session.close()
+
+
+    @contextmanager
+    def read_only(self) -> Iterator[Session]:
+        """A snapshot for reading that writes nothing and never takes SQLite's write lock."""
+        with self._serialized():
+            session = self._read_factory()
+            try:
+                yield session
+            finally:
+                session.rollback()
+                session.close()
+
+    def _run_after_commit(self, session: Session) -> None:
+        for hook in self.after_commit:
+            hook(session)
+        session.info.clear()
 
 
 def _constraint_text(exc: IntegrityError) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from carerelay.migrations.guards import include_object
 from carerelay.schema import metadata
 
 engine = context.config.attributes["engine"]
@@ -14,6 +15,7 @@ with engine.connect() as connection:
         target_metadata=metadata,
         render_as_batch=True,
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

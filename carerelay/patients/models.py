@@ -1,15 +1,28 @@
-"""Where patients lie: sites' units, rooms and beds.
+"""Patients and where they lie: sites' units, rooms and beds.
 
-Patients, encounters and care teams arrive with the HL7 interfaces; locations exist from the
-start because devices, departments and the demo hospital refer to them.
+Encounters and care teams arrive with the HL7 interfaces; until then a patient is created through
+the API so a conversation can carry its context.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from carerelay.core.db import Base
+from carerelay.core.db import Base, UTCDateTime
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mrn: Mapped[str] = mapped_column(String(60), unique=True)
+    family_name: Mapped[str] = mapped_column(String(120))
+    given_name: Mapped[str] = mapped_column(String(120))
+    birth_date: Mapped[str | None] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Unit(Base):

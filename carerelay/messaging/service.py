@@ -1,0 +1,626 @@
+"""Conversations and messages: send, read, receipts, forwarding, windows and search.
+
+Privacy rules, each enforced by the query under its number:
+  (1) Only members of a conversation see it or its messages; anyone else gets "not found".
+  (2) A clinician sees messages from the last ``visible_hours`` (default 24) and searches text of the
+      last ``search_hours`` (default 72); compliance officers use the discovery functions instead.
+  (3) Receipts of a message are visible to its sender and to the recipient they belong to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select, text
+from sqlalchemy.orm import Session
+
+from carerelay.audit import service as audit
+from carerelay.core.actor import Actor
+from carerelay.core.clock import Clock
+from carerelay.core.errors import Conflict, Forbidden, Invalid, NotFound
+from carerelay.directory.models import Group, GroupMember, Person
+from carerelay.messaging import policy
+from carerelay.messaging.models import (
+    Attachment,
+    AttachmentBlob,
+    Conversation,
+    ConversationKind,
+    ConversationMember,
+    IdempotencyKey,
+    Message,
+    MessageKind,
+    OrgPolicy,
+    Priority,
+    Receipt,
+)
+from carerelay.patients.models import Patient
+from carerelay.realtime import service as realtime
+
+MAX_TEXT = 10_000
+NEW_CONVERSATION_FOR_PATIENT = (
+    "this conversation is about another patient; start a new conversation for this patient"
+)
+
+
+# -- organization policy -----------------------------------------------------------------------
+
+def get_policy(*, session: Session) -> OrgPolicy:
+    row = session.get(OrgPolicy, 1)
+    if row is None:
+        row = OrgPolicy(id=1, visible_hours=24, search_hours=72, retention_years=18, orders_in_text="warn",
+                        critical_results_in_text="warn", courtesy_replies_silent=True,
+                        attachment_max_bytes=10 * 1024 * 1024, extra={})
+        session.add(row)
+        session.flush()
+    return row
+
+
+def update_policy(*, session: Session, clock: Clock, actor: Actor, changes: dict[str, Any]) -> OrgPolicy:
+    row = get_policy(session=session)
+    before = {k: getattr(row, k) for k in changes}
+    for key, value in changes.items():
+        setattr(row, key, value)
+    audit.record(session=session, clock=clock, actor=actor, action="messaging.update_policy", object_type="policy",
+                 object_id=1, detail={"before": before, "after": changes})
+    return row
+
+
+# -- shapes returned to adapters ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AttachmentView:
+    id: int
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class MessageView:
+    id: int
+    conversation_id: int
+    seq: int
+    sender_id: int
+    sender_name: str
+    kind: str
+    text: str
+    priority: str
+    needs_ack: bool
+    silent: bool
+    patient_id: int | None
+    created_at: datetime
+    original_author_id: int | None
+    original_author_name: str | None
+    original_sent_at: datetime | None
+    forwarded_from_id: int | None
+    warnings_confirmed: list[str]
+    attachments: list[AttachmentView]
+
+    def as_json(self) -> dict[str, Any]:
+        data = self.__dict__.copy()
+        data["created_at"] = self.created_at.isoformat()
+        data["original_sent_at"] = self.original_sent_at.isoformat() if self.original_sent_at else None
+        data["attachments"] = [a.__dict__ for a in self.attachments]
+        return data
+
+
+def _names(session: Session, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = session.execute(select(Person.id, Person.display_name).where(Person.id.in_(ids)))
+    return {pid: name for pid, name in rows}
+
+
+def views(session: Session, messages: Sequence[Message]) -> list[MessageView]:
+    if not messages:
+        return []
+    ids = [m.id for m in messages]
+    names = _names(session, {m.sender_id for m in messages} | {m.original_author_id for m in messages
+                                                                 if m.original_author_id})
+    attached: dict[int, list[AttachmentView]] = {i: [] for i in ids}
+    rows = session.execute(
+        select(Attachment.id, Attachment.message_id, AttachmentBlob.content_type, AttachmentBlob.size)
+        .join(AttachmentBlob, AttachmentBlob.id == Attachment.blob_id)
+        .where(Attachment.message_id.in_(ids)).order_by(Attachment.id)
+    )
+    for att_id, message_id, content_type, size in rows:
+        if message_id is not None:
+            attached[message_id].append(AttachmentView(att_id, content_type, size))
+    return [
+        MessageView(
+            id=m.id, conversation_id=m.conversation_id, seq=m.seq, sender_id=m.sender_id,
+            sender_name=names.get(m.sender_id, "?"), kind=m.kind, text=m.body, priority=m.priority,
+            needs_ack=m.needs_ack, silent=m.silent, patient_id=m.patient_id, created_at=m.created_at,
+            original_author_id=m.original_author_id,
+            original_author_name=names.get(m.original_author_id) if m.original_author_id else None,
+            original_sent_at=m.original_sent_at, forwarded_from_id=m.forwarded_from_id,
+            warnings_confirmed=list(m.warnings_confirmed or []), attachments=attached[m.id],
+        )
+        for m in messages
+    ]
+
+
+def content_hash(view: MessageView) -> str:
+    """What the send's audit entry records, so an export can prove the message is unaltered."""
+    core = {k: v for k, v in view.as_json().items() if k not in ("sender_name", "original_author_name")}
+    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# -- conversations -----------------------------------------------------------------------------
+
+def _require_person(actor: Actor) -> int:
+    if actor.person_id is None:
+        raise Forbidden("only a signed-in person can do this")
+    return actor.person_id
+
+
+def _active_people(session: Session, ids: set[int]) -> list[int]:
+    rows = session.execute(select(Person.id, Person.active, Person.display_name).where(Person.id.in_(ids))).all()
+    found = {r.id for r in rows}
+    missing = sorted(ids - found)
+    if missing:
+        raise Invalid(f"no person with id {', '.join(map(str, missing))}", field="member_ids")
+    inactive = [r.display_name for r in rows if not r.active]
+    if inactive:
+        raise Invalid(f"{', '.join(sorted(inactive))} is deactivated and cannot receive messages", field="member_ids")
+    return sorted(found)
+
+
+def _resolve_address(session: Session, address: str) -> list[int]:
+    """person:<id>, group:<id>, team:<id>; roles and care teams arrive with routing."""
+    scheme, _, ref = address.partition(":")
+    if scheme == "person" and ref.isdigit():
+        return [int(ref)]
+    if scheme in ("group", "team") and ref.isdigit():
+        group = session.get(Group, int(ref))
+        if group is None or group.kind != scheme:
+            raise Invalid(f"no {scheme} {ref}", field="address")
+        members = session.execute(
+            select(Person.id).join(GroupMember, GroupMember.person_id == Person.id)
+            .where(GroupMember.group_id == group.id, Person.active.is_(True))
+        ).scalars().all()
+        if not members:
+            raise Invalid(f"{group.name} has no active members to reach", field="address")
+        return list(members)
+    raise Invalid("address must be person:<id>, group:<id> or team:<id>", field="address")
+
+
+def _check_patient(session: Session, patient_id: int | None) -> None:
+    if patient_id is not None and session.get(Patient, patient_id) is None:
+        raise Invalid(f"no patient {patient_id}", field="patient_id")
+
+
+def create_conversation(
+    *, session: Session, clock: Clock, actor: Actor, kind: ConversationKind, member_ids: Sequence[int] = (),
+    address: str | None = None, title: str | None = None, patient_id: int | None = None,
+) -> Conversation:
+    me = _require_person(actor)
+    if kind == ConversationKind.ADDRESS:
+        if not address:
+            raise Invalid("an addressed conversation needs an address", field="address")
+        others = set(_resolve_address(session, address)) - {me}
+    else:
+        others = set(member_ids) - {me}
+    if not others:
+        raise Invalid("a conversation needs at least one other person", field="member_ids")
+    if kind == ConversationKind.DIRECT and len(others) != 1:
+        raise Invalid("a direct conversation is between two people; use a group", field="member_ids")
+    members = _active_people(session, others | {me})
+    _check_patient(session, patient_id)
+    if kind == ConversationKind.DIRECT:
+        existing = _find_direct(session, me, next(iter(others)), patient_id)
+        if existing is not None:
+            return existing
+    now = clock.now()
+    conversation = Conversation(kind=kind, title=title, address=address, patient_id=patient_id, created_by=me,
+                                created_at=now, last_message_at=None, last_seq=0)
+    session.add(conversation)
+    session.flush()
+    session.add_all(ConversationMember(conversation_id=conversation.id, person_id=pid, joined_at=now, added_by=me)
+                    for pid in members)
+    session.flush()
+    audit.record(session=session, clock=clock, actor=actor, action="conversation.create", object_type="conversation",
+                 object_id=conversation.id, detail={"kind": kind, "members": members, "address": address,
+                                                    "patient_id": patient_id})
+    realtime.emit(session=session, clock=clock, person_ids=members, kind="conversation.new",
+                  payload=conversation_json(session, conversation))
+    return conversation
+
+
+def _find_direct(session: Session, a: int, b: int, patient_id: int | None) -> Conversation | None:
+    ma, mb = ConversationMember.__table__.alias("ma"), ConversationMember.__table__.alias("mb")
+    query = (
+        select(Conversation)
+        .join(ma, and_(ma.c.conversation_id == Conversation.id, ma.c.person_id == a))
+        .join(mb, and_(mb.c.conversation_id == Conversation.id, mb.c.person_id == b))
+        .where(Conversation.kind == ConversationKind.DIRECT)
+    )
+    query = query.where(Conversation.patient_id.is_(None) if patient_id is None
+                        else Conversation.patient_id == patient_id)
+    return session.execute(query.limit(1)).scalar_one_or_none()
+
+
+def member_ids(session: Session, conversation_id: int) -> list[int]:
+    rows = session.execute(select(ConversationMember.person_id)
+                           .where(ConversationMember.conversation_id == conversation_id)
+                           .order_by(ConversationMember.person_id))
+    return list(rows.scalars())
+
+
+def conversation_json(session: Session, conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.id, "kind": conversation.kind, "title": conversation.title,
+        "address": conversation.address, "patient_id": conversation.patient_id,
+        "member_ids": member_ids(session, conversation.id),
+        "created_at": conversation.created_at.isoformat(),
+        "last_message_at": conversation.last_message_at.isoformat() if conversation.last_message_at else None,
+    }
+
+
+def access_conversation(*, session: Session, actor: Actor, conversation_id: int, lock: bool = False) -> Conversation:
+    """(1) Members only; a non-member cannot tell the conversation exists."""
+    me = _require_person(actor)
+    query = (select(Conversation)
+             .join(ConversationMember, ConversationMember.conversation_id == Conversation.id)
+             .where(Conversation.id == conversation_id, ConversationMember.person_id == me))
+    if lock:
+        query = query.with_for_update(of=Conversation)
+    conversation = session.execute(query).scalar_one_or_none()
+    if conversation is None:
+        raise NotFound(f"no conversation {conversation_id}")
+    return conversation
+
+
+def add_member(
+    *, session: Session, clock: Clock, actor: Actor, conversation_id: int, person_id: int
+) -> Conversation:
+    conversation = access_conversation(session=session, actor=actor, conversation_id=conversation_id)
+    if conversation.kind == ConversationKind.DIRECT:
+        raise Invalid("people cannot be added to a direct conversation; forward it or start a group",
+                      field="person_id")
+    _active_people(session, {person_id})
+    if session.get(ConversationMember, (conversation_id, person_id)) is None:
+        session.add(ConversationMember(conversation_id=conversation_id, person_id=person_id, joined_at=clock.now(),
+                                       added_by=actor.person_id))
+        session.flush()
+    audit.record(session=session, clock=clock, actor=actor, action="conversation.add_member",
+                 object_type="conversation", object_id=conversation_id, detail={"person_id": person_id})
+    realtime.emit(session=session, clock=clock, person_ids=member_ids(session, conversation_id),
+                  kind="conversation.changed", payload=conversation_json(session, conversation))
+    return conversation
+
+
+# -- sending -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SendRequest:
+    conversation_id: int
+    text: str
+    priority: Priority = Priority.ROUTINE
+    needs_ack: bool = False
+    patient_id: int | None = None
+    attachment_ids: tuple[int, ...] = ()
+    confirm: tuple[str, ...] = ()
+
+    def fingerprint(self) -> str:
+        data = json.dumps([self.conversation_id, self.text, self.priority, self.needs_ack, self.patient_id,
+                           sorted(self.attachment_ids)], default=str)
+        return hashlib.sha256(data.encode()).hexdigest()
+
+
+class ConfirmationRequired(Invalid):
+    """The text trips a policy the sender may override; the client shows the warning and resends."""
+
+    def __init__(self, warnings: list[str]) -> None:
+        super().__init__(" ".join(policy.WARNING_TEXT[policy.Warning_(w)] for w in warnings), field="confirm")
+        self.warnings = warnings
+
+
+def check_text(*, session: Session, text: str, confirm: Sequence[str]) -> tuple[list[str], bool]:
+    """Returns (warnings confirmed, silent); raises when blocked or not yet confirmed."""
+    if not text.strip():
+        raise Invalid("the message is empty", field="text")
+    if len(text) > MAX_TEXT:
+        raise Invalid(f"the message is longer than {MAX_TEXT} characters", field="text")
+    org = get_policy(session=session)
+    modes = {policy.Warning_.ORDERS: org.orders_in_text, policy.Warning_.CRITICAL_RESULT: org.critical_results_in_text}
+    raised = [w for w in policy.text_warnings(text) if modes[w] != "off"]
+    blocked = [w for w in raised if modes[w] == "block"]
+    if blocked:
+        raise Invalid("Not sent. " + " ".join(policy.BLOCKED_TEXT[w] for w in blocked), field="text")
+    unconfirmed = [w.value for w in raised if w.value not in confirm]
+    if unconfirmed:
+        raise ConfirmationRequired(unconfirmed)
+    silent = org.courtesy_replies_silent and policy.is_courtesy(text)
+    return [w.value for w in raised], silent
+
+
+def _idempotency(session: Session, person_id: int, key: str, fingerprint: str) -> int | None:
+    """Returns the message a finished earlier request made, or claims the key for this one."""
+    if session.get_bind().dialect.name == "postgresql":
+        digest = int.from_bytes(hashlib.sha256(f"{person_id}:{key}".encode()).digest()[:8], "big", signed=True)
+        got = session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": digest}).scalar_one()
+        if not got:
+            raise Conflict("a request with this Idempotency-Key is still being processed; retry shortly",
+                           field="Idempotency-Key")
+    row = session.get(IdempotencyKey, (person_id, key))
+    if row is not None:
+        if row.request_hash != fingerprint:
+            raise Invalid("this Idempotency-Key was used for a different message", field="Idempotency-Key")
+        return row.message_id
+    return None
+
+
+def send_message(
+    *, session: Session, clock: Clock, actor: Actor, request: SendRequest, idempotency_key: str | None = None
+) -> tuple[MessageView, bool]:
+    """Store one immutable message with a receipt per recipient; returns (message, replayed)."""
+    me = _require_person(actor)
+    if idempotency_key is not None:
+        earlier = _idempotency(session, me, idempotency_key, request.fingerprint())
+        if earlier is not None:
+            return views(session, [session.get_one(Message, earlier)])[0], True
+    confirmed, silent = check_text(session=session, text=request.text, confirm=request.confirm)
+    conversation = access_conversation(session=session, actor=actor, conversation_id=request.conversation_id,
+                                       lock=True)
+    patient_id = _settle_patient(session, conversation, request.patient_id)
+    attachments = _claim_attachments(session, me, request.attachment_ids)
+    message = _append(session, clock, conversation, sender_id=me, kind=MessageKind.TEXT, body=request.text,
+                      priority=request.priority, needs_ack=request.needs_ack, silent=silent, patient_id=patient_id,
+                      warnings=confirmed)
+    for attachment in attachments:
+        attachment.message_id = message.id
+    session.flush()
+    if idempotency_key is not None:
+        session.add(IdempotencyKey(person_id=me, key=idempotency_key, request_hash=request.fingerprint(),
+                                   message_id=message.id, created_at=clock.now()))
+    view = _publish(session, clock, actor, conversation, message, action="message.send")
+    return view, False
+
+
+def _settle_patient(session: Session, conversation: Conversation, patient_id: int | None) -> int | None:
+    """A conversation is about at most one patient; the first message naming one sets it."""
+    if patient_id is None:
+        return conversation.patient_id
+    _check_patient(session, patient_id)
+    if conversation.patient_id is None:
+        conversation.patient_id = patient_id
+    elif conversation.patient_id != patient_id:
+        raise Conflict(NEW_CONVERSATION_FOR_PATIENT, field="patient_id")
+    return patient_id
+
+
+def _claim_attachments(session: Session, me: int, ids: Sequence[int]) -> list[Attachment]:
+    if not ids:
+        return []
+    rows = session.execute(select(Attachment).where(Attachment.id.in_(ids)).with_for_update()).scalars().all()
+    found = {a.id: a for a in rows}
+    for attachment_id in ids:
+        attachment = found.get(attachment_id)
+        if attachment is None or attachment.owner_id != me:
+            raise Invalid(f"no attachment {attachment_id} of yours to send", field="attachment_ids")
+        if attachment.message_id is not None:
+            raise Invalid(f"attachment {attachment_id} was already sent", field="attachment_ids")
+    return [found[i] for i in ids]
+
+
+def _append(
+    session: Session, clock: Clock, conversation: Conversation, *, sender_id: int, kind: str, body: str,
+    priority: str, needs_ack: bool, silent: bool, patient_id: int | None, warnings: list[str],
+    original_author_id: int | None = None, original_sent_at: datetime | None = None,
+    forwarded_from_id: int | None = None,
+) -> Message:
+    """The one place a message row is written: the conversation row is locked, so seq is gap-free."""
+    now = clock.now()
+    conversation.last_seq += 1
+    conversation.last_message_at = now
+    message = Message(conversation_id=conversation.id, seq=conversation.last_seq, sender_id=sender_id, kind=kind,
+                      body=body, priority=priority, needs_ack=needs_ack, silent=silent, patient_id=patient_id,
+                      created_at=now, original_author_id=original_author_id, original_sent_at=original_sent_at,
+                      forwarded_from_id=forwarded_from_id, warnings_confirmed=warnings)
+    session.add(message)
+    session.flush()
+    recipients = [pid for pid in member_ids(session, conversation.id) if pid != sender_id]
+    session.add_all(Receipt(message_id=message.id, person_id=pid, sent_at=now) for pid in recipients)
+    session.flush()
+    return message
+
+
+def _publish(
+    session: Session, clock: Clock, actor: Actor, conversation: Conversation, message: Message, *, action: str
+) -> MessageView:
+    view = views(session, [message])[0]
+    audit.record(session=session, clock=clock, actor=actor, action=action, object_type="conversation",
+                 object_id=conversation.id,
+                 detail={"message_id": message.id, "seq": message.seq, "content_sha256": content_hash(view),
+                         "priority": message.priority, "patient_id": message.patient_id})
+    realtime.emit(session=session, clock=clock, person_ids=member_ids(session, conversation.id),
+                  kind="message.new", payload=view.as_json())
+    return view
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+def visible_since(session: Session, clock: Clock) -> datetime:
+    return clock.now() - timedelta(hours=get_policy(session=session).visible_hours)
+
+
+def list_conversations(*, session: Session, clock: Clock, actor: Actor) -> list[Conversation]:
+    """(1)(2) The member's conversations with activity inside the visible window, newest first."""
+    me = _require_person(actor)
+    since = visible_since(session, clock)
+    rows = session.execute(
+        select(Conversation)
+        .join(ConversationMember, ConversationMember.conversation_id == Conversation.id)
+        .where(ConversationMember.person_id == me,
+               func.coalesce(Conversation.last_message_at, Conversation.created_at) >= since)
+        .order_by(func.coalesce(Conversation.last_message_at, Conversation.created_at).desc())
+        .limit(200)
+    )
+    return list(rows.scalars())
+
+
+def read_messages(
+    *, session: Session, clock: Clock, actor: Actor, conversation_id: int, after_seq: int = 0, limit: int = 100
+) -> list[MessageView]:
+    """(1)(2) Messages of the visible window; every read is audited."""
+    conversation = access_conversation(session=session, actor=actor, conversation_id=conversation_id)
+    since = visible_since(session, clock)
+    rows = session.execute(
+        select(Message).where(Message.conversation_id == conversation.id, Message.seq > after_seq,
+                              Message.created_at >= since)
+        .order_by(Message.seq).limit(limit)
+    ).scalars().all()
+    audit.record(session=session, clock=clock, actor=actor, action="conversation.read", object_type="conversation",
+                 object_id=conversation_id, detail={"after_seq": after_seq, "returned": len(rows),
+                                                    "patient_id": conversation.patient_id})
+    return views(session, rows)
+
+
+_STATES = ("delivered", "read", "acknowledged")
+
+
+def mark_receipts(
+    *, session: Session, clock: Clock, actor: Actor, message_ids: Sequence[int], state: str
+) -> int:
+    """Record delivered/read/acknowledged for the caller's own receipts; later states imply earlier ones."""
+    me = _require_person(actor)
+    if state not in _STATES:
+        raise Invalid(f"state must be one of {', '.join(_STATES)}", field="state")
+    now = clock.now()
+    rows = session.execute(
+        select(Receipt, Message).join(Message, Message.id == Receipt.message_id)
+        .where(Receipt.message_id.in_(message_ids), Receipt.person_id == me)
+    ).all()
+    if len(rows) != len(set(message_ids)):
+        raise NotFound("some of these messages were not sent to you")
+    changed: dict[int, list[dict[str, Any]]] = {}
+    for receipt, message in rows:
+        if state == "acknowledged" and not message.needs_ack:
+            raise Invalid(f"message {message.id} does not ask for acknowledgement", field="state")
+        before = (receipt.delivered_at, receipt.read_at, receipt.acknowledged_at)
+        receipt.delivered_at = receipt.delivered_at or now
+        if state in ("read", "acknowledged"):
+            receipt.read_at = receipt.read_at or now
+        if state == "acknowledged":
+            receipt.acknowledged_at = receipt.acknowledged_at or now
+        if before != (receipt.delivered_at, receipt.read_at, receipt.acknowledged_at):
+            changed.setdefault(message.sender_id, []).append(_receipt_json(receipt, message))
+    session.flush()
+    for sender_id, updates in changed.items():
+        realtime.emit(session=session, clock=clock, person_ids=[sender_id, me], kind="receipt.changed",
+                      payload={"receipts": updates})
+    by_conversation: dict[int, list[int]] = {}
+    for updates in changed.values():
+        for update in updates:
+            by_conversation.setdefault(update["conversation_id"], []).append(update["message_id"])
+    for conv_id, ids in sorted(by_conversation.items()):
+        audit.record(session=session, clock=clock, actor=actor, action=f"message.{state}", object_type="conversation",
+                     object_id=conv_id, detail={"message_ids": sorted(ids)})
+    return sum(len(u) for u in changed.values())
+
+
+def _receipt_json(receipt: Receipt, message: Message) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {"message_id": message.id, "conversation_id": message.conversation_id, "person_id": receipt.person_id,
+            "sent_at": iso(receipt.sent_at), "delivered_at": iso(receipt.delivered_at),
+            "read_at": iso(receipt.read_at), "acknowledged_at": iso(receipt.acknowledged_at)}
+
+
+def receipts_of(*, session: Session, actor: Actor, message_id: int) -> list[dict[str, Any]]:
+    """(3) The sender sees every recipient's receipt; a recipient sees only their own."""
+    me = _require_person(actor)
+    message = session.get(Message, message_id)
+    if message is None:
+        raise NotFound(f"no message {message_id}")
+    access_conversation(session=session, actor=actor, conversation_id=message.conversation_id)
+    query = select(Receipt).where(Receipt.message_id == message_id).order_by(Receipt.person_id)
+    if message.sender_id != me:
+        query = query.where(Receipt.person_id == me)
+    return [_receipt_json(r, message) for r in session.execute(query).scalars()]
+
+
+# -- forwarding --------------------------------------------------------------------------------
+
+def forward(
+    *, session: Session, clock: Clock, actor: Actor, to_conversation_id: int, message_ids: Sequence[int] = (),
+    conversation_id: int | None = None,
+) -> list[MessageView]:
+    """Copy messages into another conversation, keeping each one's original author and time."""
+    me = _require_person(actor)
+    if conversation_id is not None:
+        source = access_conversation(session=session, actor=actor, conversation_id=conversation_id)
+        since = visible_since(session, clock)
+        originals = list(session.execute(
+            select(Message).where(Message.conversation_id == source.id, Message.created_at >= since)
+            .order_by(Message.seq)).scalars())
+    else:
+        originals = list(session.execute(select(Message).where(Message.id.in_(message_ids))
+                                         .order_by(Message.conversation_id, Message.seq)).scalars())
+        if len(originals) != len(set(message_ids)):
+            raise NotFound("some of these messages do not exist")
+        for conv_id in {m.conversation_id for m in originals}:
+            access_conversation(session=session, actor=actor, conversation_id=conv_id)
+    if not originals:
+        raise Invalid("nothing to forward", field="message_ids")
+    target = access_conversation(session=session, actor=actor, conversation_id=to_conversation_id, lock=True)
+    out = []
+    for original in originals:
+        patient_id = _settle_patient(session, target, original.patient_id)
+        message = _append(
+            session, clock, target, sender_id=me, kind=MessageKind.FORWARD, body=original.body,
+            priority=original.priority, needs_ack=False, silent=original.silent, patient_id=patient_id,
+            warnings=list(original.warnings_confirmed or []),
+            original_author_id=original.original_author_id or original.sender_id,
+            original_sent_at=original.original_sent_at or original.created_at,
+            forwarded_from_id=original.id,
+        )
+        for source_attachment in session.execute(
+                select(Attachment).where(Attachment.message_id == original.id).order_by(Attachment.id)).scalars():
+            session.add(Attachment(blob_id=source_attachment.blob_id, message_id=message.id, owner_id=me,
+                                   created_at=clock.now()))
+        session.flush()
+        out.append(_publish(session, clock, actor, target, message, action="message.forward"))
+    return out
+
+
+# -- search ------------------------------------------------------------------------------------
+
+def _fts_ids(session: Session, query: str, limit: int) -> list[int]:
+    words = [w for w in "".join(ch if ch.isalnum() else " " for ch in query).split() if w]
+    if not words:
+        raise Invalid("search for at least one word", field="q")
+    if session.get_bind().dialect.name == "postgresql":
+        # Words are letters and digits only here, so the tsquery syntax cannot be injected.
+        sql = text("SELECT id FROM messages WHERE search_vector @@ to_tsquery('simple', :q) "
+                   "ORDER BY id DESC LIMIT :n")
+        return list(session.execute(sql, {"q": " & ".join(f"{w}:*" for w in words), "n": limit}).scalars())
+    fts = " ".join(f'"{w}"*' for w in words)
+    sql = text("SELECT rowid FROM messages_fts WHERE messages_fts MATCH :q ORDER BY rowid DESC LIMIT :n")
+    return list(session.execute(sql, {"q": fts, "n": limit}).scalars())
+
+
+def search_messages(*, session: Session, clock: Clock, actor: Actor, query: str, limit: int = 50) -> list[MessageView]:
+    """(1)(2) Full-text search of the caller's conversations over the last ``search_hours``."""
+    me = _require_person(actor)
+    since = clock.now() - timedelta(hours=get_policy(session=session).search_hours)
+    candidates = _fts_ids(session, query, 2000)
+    if not candidates:
+        rows: list[Message] = []
+    else:
+        rows = list(session.execute(
+            select(Message)
+            .join(ConversationMember, and_(ConversationMember.conversation_id == Message.conversation_id,
+                                           ConversationMember.person_id == me))
+            .where(Message.id.in_(candidates), Message.created_at >= since)
+            .order_by(Message.created_at.desc()).limit(limit)
+        ).scalars())
+    audit.record(session=session, clock=clock, actor=actor, action="message.search", object_type="person",
+                 object_id=me, detail={"query": query, "results": len(rows)})
+    return views(session, rows)

@@ -1,0 +1,125 @@
+"""The 24-hour view, the 72-hour search, discovery for compliance, legal holds, retention, case export."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from carerelay.core.clock import FakeClock
+from carerelay.core.db import Database
+from carerelay.messaging.models import Message
+from tests.api.messaging.helpers import direct, png, send, user
+
+
+def test_clinician_window_and_search_window(client: TestClient, clock: FakeClock) -> None:
+    nurse, doc, compliance = user(client, "cnurse"), user(client, "jwilson"), user(client, "ccompliance")
+    conv = direct(client, nurse, doc)
+    send(client, nurse, conv, "Hyperkalemia follow-up for 412-B")
+    clock.advance(hours=23)
+    doc = user(client, "jwilson")
+    assert [c["id"] for c in client.get("/api/conversations", headers=doc.headers).json()] == [conv]
+    clock.advance(hours=2)
+    doc = user(client, "jwilson")
+    assert client.get("/api/conversations", headers=doc.headers).json() == []
+    assert client.get(f"/api/conversations/{conv}/messages", headers=doc.headers).json() == []
+    found = client.get("/api/messages/search", headers=doc.headers, params={"q": "hyperkal"}).json()
+    assert [m["text"] for m in found] == ["Hyperkalemia follow-up for 412-B"]
+    clock.advance(hours=48)
+    doc = user(client, "jwilson")
+    assert client.get("/api/messages/search", headers=doc.headers, params={"q": "hyperkalemia"}).json() == []
+    clock.advance(days=400)
+    doc, compliance = user(client, "jwilson"), user(client, "ccompliance")
+    discovered = client.get("/api/compliance/messages", headers=compliance.headers, params={"text": "hyperkalemia"})
+    assert [m["text"] for m in discovered.json()] == ["Hyperkalemia follow-up for 412-B"]
+    assert client.get("/api/compliance/messages", headers=doc.headers).status_code == 403
+
+
+def test_search_only_covers_the_callers_conversations(client: TestClient) -> None:
+    nurse, doc, other = user(client, "cnurse"), user(client, "jwilson"), user(client, "hpark")
+    send(client, nurse, direct(client, nurse, doc), "zebra-striped gown left in 412")
+    assert client.get("/api/messages/search", headers=other.headers, params={"q": "zebra"}).json() == []
+    assert len(client.get("/api/messages/search", headers=doc.headers, params={"q": "zebra"}).json()) == 1
+    assert client.get("/api/messages/search", headers=doc.headers, params={"q": "!!!"}).status_code == 422
+
+
+def test_windows_are_organization_settings(client: TestClient, clock: FakeClock) -> None:
+    nurse, doc, admin = user(client, "cnurse"), user(client, "jwilson"), user(client, "admin")
+    conv = direct(client, nurse, doc)
+    send(client, nurse, conv, "short window")
+    client.patch("/api/messaging/policy", headers=admin.headers, json={"visible_hours": 2})
+    clock.advance(hours=3)
+    assert client.get("/api/conversations", headers=doc.headers).json() == []
+    admin = user(client, "admin")
+    bad = client.patch("/api/messaging/policy", headers=admin.headers, json={"visible_hours": 0})
+    assert bad.status_code == 422
+
+
+def _count(db: Database) -> int:
+    with db.unit_of_work() as session:
+        return int(session.execute(select(func.count()).select_from(Message)).scalar_one())
+
+
+def test_retention_purge_spares_legal_holds(client: TestClient, db: Database, clock: FakeClock) -> None:
+    nurse, doc, compliance = user(client, "cnurse"), user(client, "jwilson"), user(client, "ccompliance")
+    kept_conv = direct(client, nurse, doc)
+    send(client, nurse, kept_conv, "under litigation")
+    other_conv = client.post("/api/conversations", headers=nurse.headers,
+                             json={"kind": "group", "member_ids": [doc.id], "title": "routine"}).json()["id"]
+    send(client, nurse, other_conv, "routine chatter")
+    hold = client.post("/api/compliance/holds", headers=compliance.headers,
+                       json={"conversation_id": kept_conv, "reason": "case 2026-17"})
+    assert hold.status_code == 201
+    before = _count(db)
+    early = client.post("/api/compliance/purge", headers=compliance.headers).json()
+    assert early["messages"] == 0 and _count(db) == before
+    clock.advance(days=366 * 18 + 2)
+    compliance = user(client, "ccompliance")
+    purged = client.post("/api/compliance/purge", headers=compliance.headers).json()
+    assert purged["kept_on_hold"] >= 1 and purged["messages"] >= 1
+    texts = {m["text"] for m in client.get("/api/compliance/messages", headers=compliance.headers,
+                                           params={"limit": 5000}).json()}
+    assert "under litigation" in texts and "routine chatter" not in texts
+    client.post(f"/api/compliance/holds/{hold.json()['id']}/release", headers=compliance.headers)
+    assert client.post("/api/compliance/purge", headers=compliance.headers).json()["messages"] >= 1
+
+
+def test_case_export_proves_messages_unaltered(client: TestClient) -> None:
+    nurse, doc, compliance = user(client, "cnurse"), user(client, "jwilson"), user(client, "ccompliance")
+    conv = direct(client, nurse, doc)
+    upload = client.post("/api/attachments", headers=nurse.headers, files={"file": ("w.png", png(), "image/png")})
+    send(client, nurse, conv, "wound photo", attachment_ids=[upload.json()["id"]])
+    send(client, doc, conv, "thanks")
+    client.get(f"/api/conversations/{conv}/messages", headers=doc.headers)
+    response = client.post("/api/compliance/exports", headers=compliance.headers,
+                           json={"conversation_ids": [conv], "reason": "subpoena 42"})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["audit_chain"]["ok"] and manifest["messages"] == 2
+    messages = [json.loads(line) for line in archive.read("messages.jsonl").decode().splitlines()]
+    entries = [json.loads(line) for line in archive.read("audit.jsonl").decode().splitlines()]
+    sent_hashes = {e["detail"]["message_id"]: e["detail"]["content_sha256"] for e in entries
+                   if e["action"] == "message.send"}
+    assert {m["id"]: m["content_sha256"] for m in messages} == sent_hashes
+    assert any(e["action"] == "conversation.read" for e in entries)
+    assert archive.read(f"attachments/{upload.json()['id']}.png") == png()
+    assert client.post("/api/compliance/exports", headers=doc.headers,
+                       json={"conversation_ids": [conv], "reason": "curious"}).status_code == 403
+
+
+def test_nothing_purged_younger_than_retention_even_by_sql(client: TestClient, db: Database) -> None:
+    nurse, doc = user(client, "cnurse"), user(client, "jwilson")
+    send(client, nurse, direct(client, nurse, doc), "young")
+    with db.unit_of_work() as session:
+        conn = session.connection()
+        conn.execute(text("DELETE FROM retention_state"))
+        conn.execute(text("INSERT INTO retention_state (id, purge_before) VALUES (1, :t)"),
+                     {"t": "1990-01-01 00:00:00.000000" if conn.dialect.name == "sqlite" else "1990-01-01T00:00:00Z"})
+        with pytest.raises(DBAPIError, match="retention"), conn.begin_nested():
+            conn.execute(text("DELETE FROM messages WHERE body = 'young'"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import and_, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from carerelay.audit import service as audit
@@ -115,7 +115,8 @@ def _names(session: Session, ids: set[int]) -> dict[int, str]:
     return {pid: name for pid, name in rows}
 
 
-def views(session: Session, messages: Sequence[Message]) -> list[MessageView]:
+def views(session: Session, messages: Sequence[Message], *, with_attachments: bool = True) -> list[MessageView]:
+    """``with_attachments=False`` when the caller knows there are none (a send without any)."""
     if not messages:
         return []
     ids = [m.id for m in messages]
@@ -126,7 +127,7 @@ def views(session: Session, messages: Sequence[Message]) -> list[MessageView]:
         select(Attachment.id, Attachment.message_id, AttachmentBlob.content_type, AttachmentBlob.size)
         .join(AttachmentBlob, AttachmentBlob.id == Attachment.blob_id)
         .where(Attachment.message_id.in_(ids)).order_by(Attachment.id)
-    )
+    ) if with_attachments else ()
     for att_id, message_id, content_type, size in rows:
         if message_id is not None:
             attached[message_id].append(AttachmentView(att_id, content_type, size))
@@ -369,16 +370,16 @@ def send_message(
                                        lock=True)
     patient_id = _settle_patient(session, conversation, request.patient_id)
     attachments = _claim_attachments(session, me, request.attachment_ids)
-    message = _append(session, clock, conversation, sender_id=me, kind=MessageKind.TEXT, body=request.text,
-                      priority=request.priority, needs_ack=request.needs_ack, silent=silent, patient_id=patient_id,
-                      warnings=confirmed)
+    message, members = _append(session, clock, conversation, sender_id=me, kind=MessageKind.TEXT,
+                               body=request.text, priority=request.priority, needs_ack=request.needs_ack,
+                               silent=silent, patient_id=patient_id, warnings=confirmed)
     for attachment in attachments:
         attachment.message_id = message.id
-    session.flush()
     if idempotency_key is not None:
         session.add(IdempotencyKey(person_id=me, key=idempotency_key, request_hash=request.fingerprint(),
                                    message_id=message.id, created_at=clock.now()))
-    view = _publish(session, clock, actor, conversation, message, action="message.send")
+    view = _publish(session, clock, actor, conversation, message, members, action="message.send",
+                    with_attachments=bool(attachments))
     return view, False
 
 
@@ -413,8 +414,11 @@ def _append(
     priority: str, needs_ack: bool, silent: bool, patient_id: int | None, warnings: list[str],
     original_author_id: int | None = None, original_sent_at: datetime | None = None,
     forwarded_from_id: int | None = None,
-) -> Message:
-    """The one place a message row is written: the conversation row is locked, so seq is gap-free."""
+) -> tuple[Message, list[int]]:
+    """The one place a message row is written: the conversation row is locked, so seq is gap-free.
+
+    Returns the message and the conversation's members, which every caller needs next.
+    """
     now = clock.now()
     conversation.last_seq += 1
     conversation.last_message_at = now
@@ -424,22 +428,24 @@ def _append(
                       forwarded_from_id=forwarded_from_id, warnings_confirmed=warnings)
     session.add(message)
     session.flush()
-    recipients = [pid for pid in member_ids(session, conversation.id) if pid != sender_id]
-    session.add_all(Receipt(message_id=message.id, person_id=pid, sent_at=now) for pid in recipients)
-    session.flush()
-    return message
+    members = member_ids(session, conversation.id)
+    receipts = [{"message_id": message.id, "person_id": pid, "sent_at": now} for pid in members if pid != sender_id]
+    if receipts:
+        session.execute(insert(Receipt), receipts)
+    return message, members
 
 
 def _publish(
-    session: Session, clock: Clock, actor: Actor, conversation: Conversation, message: Message, *, action: str
+    session: Session, clock: Clock, actor: Actor, conversation: Conversation, message: Message,
+    members: list[int], *, action: str, with_attachments: bool = True,
 ) -> MessageView:
-    view = views(session, [message])[0]
+    session.flush()
+    view = views(session, [message], with_attachments=with_attachments)[0]
     audit.record(session=session, clock=clock, actor=actor, action=action, object_type="conversation",
                  object_id=conversation.id,
                  detail={"message_id": message.id, "seq": message.seq, "content_sha256": content_hash(view),
                          "priority": message.priority, "patient_id": message.patient_id})
-    realtime.emit(session=session, clock=clock, person_ids=member_ids(session, conversation.id),
-                  kind="message.new", payload=view.as_json())
+    realtime.emit(session=session, clock=clock, person_ids=members, kind="message.new", payload=view.as_json())
     return view
 
 
@@ -573,7 +579,7 @@ def forward(
     out = []
     for original in originals:
         patient_id = _settle_patient(session, target, original.patient_id)
-        message = _append(
+        message, members = _append(
             session, clock, target, sender_id=me, kind=MessageKind.FORWARD, body=original.body,
             priority=original.priority, needs_ack=False, silent=original.silent, patient_id=patient_id,
             warnings=list(original.warnings_confirmed or []),
@@ -585,8 +591,7 @@ def forward(
                 select(Attachment).where(Attachment.message_id == original.id).order_by(Attachment.id)).scalars():
             session.add(Attachment(blob_id=source_attachment.blob_id, message_id=message.id, owner_id=me,
                                    created_at=clock.now()))
-        session.flush()
-        out.append(_publish(session, clock, actor, target, message, action="message.forward"))
+        out.append(_publish(session, clock, actor, target, message, members, action="message.forward"))
     return out
 
 

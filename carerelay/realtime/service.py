@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from carerelay.core.clock import Clock
@@ -22,14 +22,16 @@ NOTIFY_CHANNEL = "carerelay_events"
 
 
 def _next_seq(session: Session, person_id: int) -> int:
-    cursor = session.execute(
-        select(EventCursor).where(EventCursor.person_id == person_id).with_for_update()
+    """One statement takes the next number and holds the row lock until commit."""
+    seq = session.execute(
+        update(EventCursor).where(EventCursor.person_id == person_id)
+        .values(last_seq=EventCursor.last_seq + 1).returning(EventCursor.last_seq)
     ).scalar_one_or_none()
-    if cursor is None:
-        cursor = EventCursor(person_id=person_id, last_seq=0)
-        session.add(cursor)
-    cursor.last_seq += 1
-    return cursor.last_seq
+    if seq is None:
+        session.add(EventCursor(person_id=person_id, last_seq=1))
+        session.flush()
+        return 1
+    return int(seq)
 
 
 def emit(
@@ -40,12 +42,11 @@ def emit(
     seqs: dict[int, int] = {}
     # Lock cursors in id order so two transactions fanning out to overlapping people cannot deadlock.
     for person_id in sorted(set(person_ids)):
-        seq = _next_seq(session, person_id)
-        session.add(Event(person_id=person_id, seq=seq, kind=kind, payload=payload, created_at=now))
-        seqs[person_id] = seq
+        seqs[person_id] = _next_seq(session, person_id)
     if not seqs:
         return seqs
-    session.flush()
+    session.execute(insert(Event), [{"person_id": p, "seq": q, "kind": kind, "payload": payload, "created_at": now}
+                                    for p, q in seqs.items()])
     wake: set[int] = session.info.setdefault(WAKE_KEY, set())
     wake.update(seqs)
     if session.get_bind().dialect.name == "postgresql":

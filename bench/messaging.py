@@ -108,8 +108,12 @@ async def run_carerelay(base: str, clients: list[tuple[str, int, int]], rate: in
             token, _, conv = clients[(i * 2) % len(clients)]
             marker = f"bench-{i}"
             sent[marker] = time.perf_counter()
-            response = await http.post(f"/api/conversations/{conv}/messages", json={"text": marker},
-                                       headers={"Authorization": f"Bearer {token}"})
+            try:
+                response = await http.post(f"/api/conversations/{conv}/messages", json={"text": marker},
+                                           headers={"Authorization": f"Bearer {token}"})
+            except httpx.TransportError:
+                errors += 1
+                return
             if response.status_code != 201:
                 errors += 1
 

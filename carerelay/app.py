@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from carerelay import __version__
 from carerelay.audit.api import router as audit_router
@@ -90,6 +91,29 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
                         status_code=422)
 
 
+class SQLiteWriterGate:
+    """SQLite's one writer path: HTTP requests take turns here, in the event loop.
+
+    A request's unit of work hops between worker threads (the policy dependency, the route, the
+    commit) while holding SQLite's write lock. If every worker thread were blocked waiting for that
+    lock, its holder could never get a thread to commit: a deadlock until the busy timeout. Waiting
+    here costs no thread. PostgreSQL locks rows, not the database, and needs no gate.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.lock: asyncio.Lock | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.lock is None:
+            self.lock = asyncio.Lock()
+        async with self.lock:
+            await self.app(scope, receive, send)
+
+
 def _lazy_key_ring(settings: Settings) -> Callable[[], KeyRing]:
     """Load (or, on a first single-node start, create) the attachment key ring when first needed."""
     ring: list[KeyRing] = []
@@ -138,6 +162,9 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
 
     app.add_exception_handler(CarerelayError, _carerelay_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+
+    if database.dialect == "sqlite":
+        app.add_middleware(SQLiteWriterGate)
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from carerelay import __version__
+from carerelay.alerts.api import router as alerts_router
 from carerelay.audit.api import router as audit_router
 from carerelay.auth.api import router as auth_router
 from carerelay.auth.deps import public
@@ -38,6 +39,8 @@ from carerelay.core.errors import (
     Unauthenticated,
 )
 from carerelay.directory.api import router as directory_router
+from carerelay.escalation.api import router as escalation_router
+from carerelay.jobs import worker as jobs_worker
 from carerelay.messaging.api import router as messaging_router
 from carerelay.ops.api import router as ops_router
 from carerelay.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -139,8 +142,13 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         if database.dialect == "postgresql":
             url = database.engine.url.render_as_string(hide_password=False)
             listener = asyncio.create_task(pglisten.listen_forever(url, hub))
+        timers = None
+        if settings.run_timers:
+            timers = asyncio.create_task(jobs_worker.run_forever(database, app.state.clock))
         log.info("carerelay started", extra={"version": __version__, "database": database.dialect})
         yield
+        if timers is not None:
+            await jobs_worker.stop(timers)
         if listener is not None:
             await pglisten.stop(listener)
         hub.bind(None)
@@ -189,6 +197,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         )
 
     for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
-                   audit_router, web_router):
+                   alerts_router, escalation_router, audit_router, web_router):
         app.include_router(router)
     return app

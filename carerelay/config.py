@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     password_min_length: int = Field(default=10, ge=8)
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    run_timers: bool = Field(default=True, description="Fire escalation timers in this process.")
 
     attachment_keys: str | None = Field(
         default=None,

@@ -1,14 +1,17 @@
 """Imports every domain's tables so ``Base.metadata`` is complete for Alembic and the tests."""
 
+from carerelay.alerts import models as alerts_models
 from carerelay.audit import models as audit_models
 from carerelay.auth import models as auth_models
 from carerelay.core.db import Base
 from carerelay.directory import models as directory_models
+from carerelay.escalation import models as escalation_models
+from carerelay.jobs import models as jobs_models
 from carerelay.messaging import models as messaging_models
 from carerelay.patients import models as patients_models
 from carerelay.realtime import models as realtime_models
 
 metadata = Base.metadata
 
-__all__ = ["audit_models", "auth_models", "directory_models", "messaging_models", "metadata", "patients_models",
-           "realtime_models"]
+__all__ = ["alerts_models", "audit_models", "auth_models", "directory_models", "escalation_models", "jobs_models",
+           "messaging_models", "metadata", "patients_models", "realtime_models"]

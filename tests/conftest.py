@@ -128,7 +128,7 @@ TEST_KEYS = "t1:" + base64.b64encode(bytes(range(32))).decode()
 
 @pytest.fixture
 def settings(backend: Backend) -> Settings:
-    return load_settings(database_url=backend.url, log_format="text", attachment_keys=TEST_KEYS)
+    return load_settings(database_url=backend.url, log_format="text", attachment_keys=TEST_KEYS, run_timers=False)
 
 
 @pytest.fixture

@@ -15,3 +15,14 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
     registry=REGISTRY,
 )
+
+TIMERS_FIRED = Counter("carerelay_timers_fired_total", "Durable timers fired, by kind", ["kind"], registry=REGISTRY)
+TIMER_LAG = Histogram(
+    "carerelay_timer_lag_seconds", "Fire time minus due time of durable timers",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
+
+NOBODY_TO_REACH = Counter(
+    "carerelay_alert_nobody_to_reach_total", "Escalation steps whose address resolved to no one", registry=REGISTRY
+)

@@ -1,0 +1,149 @@
+"""Raising alerts and closing the loop: acknowledge, accept / reject / call back, read-back.
+
+Privacy rule (1): an alert's details and trail are visible to the people it reached and to the
+roles that run the system (operators, integration admins, compliance officers); others get
+"not found".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from carerelay.alerts.models import Alert, AlertEvent, AlertRecipient, AlertStatus
+from carerelay.audit import service as audit
+from carerelay.core.actor import Actor
+from carerelay.core.clock import Clock
+from carerelay.core.errors import Forbidden, Invalid, NotFound
+from carerelay.escalation import engine
+from carerelay.realtime import service as realtime
+from carerelay.routing.resolver import check_address
+
+OVERSEERS = frozenset({"operator", "integration_admin", "compliance_officer", "system_admin"})
+ACCEPT, REJECT, CALL_BACK = "accept", "reject", "call back"
+
+
+def raise_alert(
+    *, session: Session, clock: Clock, actor: Actor, kind: str, priority: str, title: str, body: str, address: str,
+    source: str, source_ref: str | None = None, patient_id: int | None = None, department_id: int | None = None,
+    location: str | None = None, choices: Sequence[str] = (), data: dict[str, Any] | None = None,
+) -> Alert:
+    """Store the alert and start its escalation in the same transaction: an alert never sits unrouted."""
+    check_address(address)
+    alert = Alert(kind=kind, priority=priority, title=title, body=body, address=address, patient_id=patient_id,
+                  department_id=department_id, location=location, source=source, source_ref=source_ref,
+                  choices=list(choices), data=data or {}, status=AlertStatus.OPEN, created_at=clock.now())
+    session.add(alert)
+    session.flush()
+    engine.event(session, clock, alert, "raised", actor.person_id, source=source, address=address)
+    audit.record(session=session, clock=clock, actor=actor, action="alert.raise", object_type="alert",
+                 object_id=alert.id, detail={"kind": kind, "priority": priority, "address": address,
+                                             "patient_id": patient_id})
+    engine.start(session=session, clock=clock, alert=alert)
+    return alert
+
+
+def access_alert(*, session: Session, actor: Actor, alert_id: int) -> Alert:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound(f"no alert {alert_id}")
+    if actor.roles & OVERSEERS:
+        return alert
+    if actor.person_id is None or session.get(AlertRecipient, (alert_id, actor.person_id)) is None:
+        raise NotFound(f"no alert {alert_id}")
+    return alert
+
+
+def _changed(session: Session, clock: Clock, alert: Alert) -> None:
+    recipients = list(session.execute(select(AlertRecipient.person_id)
+                                      .where(AlertRecipient.alert_id == alert.id)).scalars())
+    realtime.emit(session=session, clock=clock, person_ids=recipients, kind="alert.changed",
+                  payload=engine.alert_json(alert) | {"acknowledged_by": alert.acknowledged_by})
+
+
+def acknowledge(*, session: Session, clock: Clock, actor: Actor, alert_id: int, response: str = ACCEPT) -> Alert:
+    alert = access_alert(session=session, actor=actor, alert_id=alert_id)
+    if actor.person_id is None:
+        raise Forbidden("only a person can acknowledge")
+    if alert.status != AlertStatus.OPEN:
+        return alert
+    alert.status = AlertStatus.ACKNOWLEDGED
+    alert.acknowledged_by = actor.person_id
+    alert.acknowledged_at = clock.now()
+    _record_response(session, clock, alert, actor.person_id, response)
+    engine.stop(session=session, clock=clock, alert=alert, state="acknowledged")
+    engine.event(session, clock, alert, "acknowledged", actor.person_id, response=response)
+    audit.record(session=session, clock=clock, actor=actor, action="alert.acknowledge", object_type="alert",
+                 object_id=alert.id, detail={"response": response,
+                                             "seconds_to_ack": (clock.now() - alert.created_at).total_seconds()})
+    _changed(session, clock, alert)
+    return alert
+
+
+def _record_response(session: Session, clock: Clock, alert: Alert, person_id: int, response: str) -> None:
+    row = session.get(AlertRecipient, (alert.id, person_id))
+    if row is not None:
+        row.response = response
+        row.responded_at = clock.now()
+
+
+def respond(*, session: Session, clock: Clock, actor: Actor, alert_id: int, choice: str) -> Alert:
+    """Accept or call back acknowledges; reject escalates at once to the next step."""
+    normalized = choice.strip().lower()
+    if normalized in (ACCEPT, CALL_BACK, "callback"):
+        return acknowledge(session=session, clock=clock, actor=actor, alert_id=alert_id,
+                           response=CALL_BACK if normalized != ACCEPT else ACCEPT)
+    if normalized != REJECT:
+        raise Invalid("choice must be accept, reject or call back", field="choice")
+    alert = access_alert(session=session, actor=actor, alert_id=alert_id)
+    if actor.person_id is None:
+        raise Forbidden("only a person can reject")
+    if alert.status != AlertStatus.OPEN:
+        raise Invalid(f"the alert is already {alert.status}", field="choice")
+    _record_response(session, clock, alert, actor.person_id, REJECT)
+    engine.event(session, clock, alert, "rejected", actor.person_id)
+    audit.record(session=session, clock=clock, actor=actor, action="alert.reject", object_type="alert",
+                 object_id=alert.id)
+    engine.escalate_now(session=session, clock=clock, alert=alert, why=f"rejected by {actor.username}", actor=actor)
+    return alert
+
+
+def record_readback(*, session: Session, clock: Clock, actor: Actor, alert_id: int, text: str) -> Alert:
+    """The closed loop for critical results: the acknowledger records what was read back."""
+    alert = access_alert(session=session, actor=actor, alert_id=alert_id)
+    if alert.status == AlertStatus.OPEN:
+        raise Invalid("acknowledge the alert before recording the read-back", field="text")
+    if alert.acknowledged_by != actor.person_id:
+        raise Forbidden("the read-back is recorded by the person who acknowledged")
+    if not text.strip():
+        raise Invalid("the read-back is empty", field="text")
+    alert.readback = text
+    alert.readback_at = clock.now()
+    alert.status = AlertStatus.CLOSED
+    engine.event(session, clock, alert, "readback", actor.person_id, text=text)
+    audit.record(session=session, clock=clock, actor=actor, action="alert.readback", object_type="alert",
+                 object_id=alert.id)
+    _changed(session, clock, alert)
+    return alert
+
+
+def my_alerts(*, session: Session, actor: Actor, open_only: bool = True, limit: int = 100) -> list[Alert]:
+    if actor.person_id is None:
+        return []
+    query = (select(Alert).join(AlertRecipient, AlertRecipient.alert_id == Alert.id)
+             .where(AlertRecipient.person_id == actor.person_id).order_by(Alert.created_at.desc()).limit(limit))
+    if open_only:
+        query = query.where(Alert.status == AlertStatus.OPEN)
+    return list(session.execute(query).scalars())
+
+
+def trail(*, session: Session, clock: Clock, actor: Actor, alert_id: int) -> tuple[Alert, list[AlertEvent]]:
+    alert = access_alert(session=session, actor=actor, alert_id=alert_id)
+    events = list(session.execute(select(AlertEvent).where(AlertEvent.alert_id == alert_id)
+                                  .order_by(AlertEvent.id)).scalars())
+    audit.record(session=session, clock=clock, actor=actor, action="alert.read", object_type="alert",
+                 object_id=alert_id, detail={"patient_id": alert.patient_id})
+    return alert, events

@@ -1,0 +1,202 @@
+"""The escalation engine: run a snapshot of a policy, one locked step at a time (style habit 4).
+
+Starting copies the policy into the run. Each step resolves its address again *at that moment*, so a
+shift change between steps reaches the new person. Each step schedules a durable timer carrying the
+run's token; a timer whose token no longer matches (the alert was acknowledged, or rejected and
+escalated early) does nothing. Acknowledging cancels every pending timer of the alert, personal
+follow-ups included (the key prefix ``alert:<id>:``) — Grafana OnCall's #4654 is what this avoids.
+
+Never nobody: a step that resolves to no one goes to the fallback address at once and raises a
+"no one to reach" alert for the operators; the chain then goes on to its next step.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from carerelay.alerts import service as alerts
+from carerelay.alerts.models import Alert, AlertEvent, AlertRecipient
+from carerelay.audit import service as audit
+from carerelay.core.actor import SYSTEM, Actor
+from carerelay.core.clock import Clock
+from carerelay.escalation.models import EscalationPolicy, EscalationRun
+from carerelay.jobs import service as jobs
+from carerelay.jobs.models import Timer
+from carerelay.ops.metrics import NOBODY_TO_REACH
+from carerelay.realtime import service as realtime
+from carerelay.routing.resolver import Resolution, resolve
+
+log = logging.getLogger("carerelay.escalation")
+
+STEP_TIMER = "escalation.step"
+TARGET = "target:"
+DEFAULT_FALLBACK = "group:OPERATORS"
+DEFAULT_STEPS = [{"address": TARGET, "wait_minutes": 5}]
+NO_ONE_KIND = "no_one_to_reach"
+
+
+def timer_key(alert_id: int) -> str:
+    return f"alert:{alert_id}:"
+
+
+def find_policy(session: Session, alert: Alert) -> EscalationPolicy | None:
+    """The most specific active policy matching the alert's kind, department and priority."""
+    best: tuple[int, EscalationPolicy] | None = None
+    for policy in session.execute(select(EscalationPolicy).where(EscalationPolicy.active.is_(True))
+                                  .order_by(EscalationPolicy.id)).scalars():
+        fields = ((policy.alert_kind, alert.kind), (policy.department_id, alert.department_id),
+                  (policy.priority, alert.priority))
+        if any(want is not None and want != have for want, have in fields):
+            continue
+        score = sum(want is not None for want, _ in fields)
+        if best is None or score > best[0]:
+            best = (score, policy)
+    return best[1] if best else None
+
+
+def snapshot(policy: EscalationPolicy | None) -> dict[str, Any]:
+    if policy is None:
+        return {"policy": "default", "steps": DEFAULT_STEPS, "repeat": 1, "fallback": DEFAULT_FALLBACK}
+    return {"policy": policy.name, "steps": list(policy.steps), "repeat": policy.repeat,
+            "fallback": policy.fallback_address or DEFAULT_FALLBACK}
+
+
+def event(session: Session, clock: Clock, alert: Alert, kind: str, person_id: int | None = None,
+          **detail: Any) -> None:
+    session.add(AlertEvent(alert_id=alert.id, at=clock.now(), kind=kind, person_id=person_id, detail=detail))
+
+
+def alert_json(alert: Alert) -> dict[str, Any]:
+    return {"id": alert.id, "kind": alert.kind, "priority": alert.priority, "title": alert.title, "body": alert.body,
+            "patient_id": alert.patient_id, "location": alert.location, "choices": alert.choices,
+            "status": alert.status, "created_at": alert.created_at.isoformat(), "data": alert.data}
+
+
+def start(*, session: Session, clock: Clock, alert: Alert) -> EscalationRun:
+    policy = find_policy(session, alert)
+    run = EscalationRun(alert_id=alert.id, policy_id=policy.id if policy else None, snapshot=snapshot(policy),
+                        step_index=0, round=0, state="active", token=0, started_at=clock.now())
+    session.add(run)
+    session.flush()
+    event(session, clock, alert, "escalation_started", policy=run.snapshot["policy"],
+          steps=len(run.snapshot["steps"]), repeat=run.snapshot["repeat"])
+    _execute_step(session, clock, run, alert, why="alert raised")
+    return run
+
+
+def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution, step: int, why: str) -> None:
+    now = clock.now()
+    for recipient in resolution.recipients:
+        row = session.get(AlertRecipient, (alert.id, recipient.person_id))
+        reason = f"{why}: {recipient.reason}"[:500]
+        if row is None:
+            session.add(AlertRecipient(alert_id=alert.id, person_id=recipient.person_id, step=step, reason=reason,
+                                       notified_at=now))
+        else:
+            row.step, row.reason, row.notified_at = step, reason, now
+        event(session, clock, alert, "notified", recipient.person_id, step=step, reason=reason,
+              address=resolution.address)
+    session.flush()
+    realtime.emit(session=session, clock=clock, person_ids=resolution.person_ids, kind="alert.new",
+                  payload={**alert_json(alert), "reasons": {r.person_id: r.reason for r in resolution.recipients}})
+    audit.record(session=session, clock=clock, actor=SYSTEM, action="alert.notify", object_type="alert",
+                 object_id=alert.id, detail={"step": step, "why": why, "resolution": resolution.as_json()})
+
+
+def _fallback(session: Session, clock: Clock, run: EscalationRun, alert: Alert, why: str) -> Resolution:
+    resolution = resolve(session, run.snapshot["fallback"], clock.now())
+    if resolution.empty:
+        NOBODY_TO_REACH.inc()
+        event(session, clock, alert, "fallback_empty", address=run.snapshot["fallback"],
+              explanation=resolution.explain())
+        log.critical("fallback reaches no one", extra={"alert_id": alert.id, "fallback": run.snapshot["fallback"]})
+    else:
+        _notify(session, clock, alert, resolution, run.step_index, f"fallback ({why})")
+    return resolution
+
+
+def _no_one_to_reach(session: Session, clock: Clock, alert: Alert, address: str, explanation: str) -> None:
+    """Tell the operators; this alert escalates like any other, but never raises another of its kind."""
+    if alert.kind == NO_ONE_KIND:
+        return
+    alerts.raise_alert(session=session, clock=clock, actor=SYSTEM, kind=NO_ONE_KIND, priority="stat",
+                       title=f"No one to reach for alert {alert.id}: {alert.title}"[:300],
+                       body=f"{address} resolved to no one ({explanation}). The alert went to the fallback.",
+                       address=DEFAULT_FALLBACK, source="carerelay", source_ref=f"alert:{alert.id}",
+                       data={"alert_id": alert.id, "address": address})
+
+
+def _execute_step(session: Session, clock: Clock, run: EscalationRun, alert: Alert, why: str) -> None:
+    steps = run.snapshot["steps"]
+    if run.step_index >= len(steps):
+        if run.round + 1 < max(1, run.snapshot["repeat"]):
+            run.round += 1
+            run.step_index = 0
+            event(session, clock, alert, "repeat", round=run.round)
+        else:
+            _fallback(session, clock, run, alert, "every step tried without acknowledgement")
+            run.state = "exhausted"
+            run.finished_at = clock.now()
+            run.next_due_at = None
+            event(session, clock, alert, "exhausted")
+            return
+    step = steps[run.step_index]
+    address = alert.address if step["address"] == TARGET else step["address"]
+    resolution = resolve(session, address, clock.now())
+    if resolution.empty:
+        NOBODY_TO_REACH.inc()
+        event(session, clock, alert, "no_one", step=run.step_index, address=address,
+              explanation=resolution.explain())
+        _fallback(session, clock, run, alert, f"{address} reached no one")
+        _no_one_to_reach(session, clock, alert, address, resolution.explain())
+    else:
+        _notify(session, clock, alert, resolution, run.step_index, why)
+    wait = timedelta(minutes=float(step.get("wait_minutes", 5)))
+    run.token += 1
+    run.next_due_at = clock.now() + wait
+    jobs.schedule(session=session, clock=clock, kind=STEP_TIMER, due_at=run.next_due_at,
+                  params={"run_id": run.id, "token": run.token}, key=timer_key(alert.id) + "step")
+
+
+def _locked_run(session: Session, alert_id: int) -> EscalationRun | None:
+    return session.execute(select(EscalationRun).where(EscalationRun.alert_id == alert_id)
+                           .with_for_update()).scalar_one_or_none()
+
+
+@jobs.HANDLERS.register(STEP_TIMER)
+def on_step_due(session: Session, clock: Clock, timer: Timer) -> None:
+    run = session.execute(select(EscalationRun).where(EscalationRun.id == timer.params["run_id"])
+                          .with_for_update()).scalar_one_or_none()
+    if run is None or run.state != "active" or run.token != timer.params["token"]:
+        return
+    alert = session.get_one(Alert, run.alert_id)
+    wait = float(run.snapshot["steps"][run.step_index].get("wait_minutes", 5))
+    run.step_index += 1
+    _execute_step(session, clock, run, alert, why=f"not acknowledged within {wait:g} minutes")
+
+
+def stop(*, session: Session, clock: Clock, alert: Alert, state: str) -> None:
+    """Acknowledged (or closed): end the run and cancel everything pending for this alert."""
+    run = _locked_run(session, alert.id)
+    if run is not None and run.state == "active":
+        run.state = state
+        run.token += 1
+        run.finished_at = clock.now()
+        run.next_due_at = None
+    cancelled = jobs.cancel_prefix(session=session, clock=clock, prefix=timer_key(alert.id))
+    event(session, clock, alert, "escalation_stopped", state=state, timers_cancelled=cancelled)
+
+
+def escalate_now(*, session: Session, clock: Clock, alert: Alert, why: str, actor: Actor) -> None:
+    """A reject does not wait out the step: the next step runs at once."""
+    run = _locked_run(session, alert.id)
+    if run is None or run.state != "active":
+        return
+    jobs.cancel(session=session, clock=clock, key=timer_key(alert.id) + "step")
+    run.step_index += 1
+    _execute_step(session, clock, run, alert, why=why)

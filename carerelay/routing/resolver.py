@@ -1,0 +1,159 @@
+"""Turning an address into the people to reach now, the contact points to use, and why.
+
+``resolve(address, at)`` never returns silence: it returns recipients *and* the chain of reasons
+("group Cardiology Physicians → Dr. Amara Okafor"; "skipped Dana Whitaker: inactive"), so an empty
+result can be explained, routed to a fallback and audited (style habit 9). Schemes are registered:
+person, group, team and pager here; role (schedules), careteam and location (census) register
+themselves from their own domains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from carerelay.core.errors import Invalid
+from carerelay.directory.models import ContactPoint, Group, GroupMember, Person, VirtualPager
+
+MAX_DEPTH = 4
+CONTACT_ORDER = {"app": 0, "sms": 1, "pager": 2, "phone": 3, "email": 4}
+
+
+@dataclass(frozen=True)
+class Contact:
+    kind: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Recipient:
+    person_id: int
+    name: str
+    reason: str
+    contacts: tuple[Contact, ...] = ()
+
+
+@dataclass
+class Resolution:
+    address: str
+    at: datetime
+    recipients: list[Recipient] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.recipients
+
+    @property
+    def person_ids(self) -> list[int]:
+        return [r.person_id for r in self.recipients]
+
+    def explain(self) -> str:
+        parts = [f"{r.name}: {r.reason}" for r in self.recipients] + self.notes
+        return "; ".join(parts) if parts else f"{self.address} resolved to no one"
+
+    def as_json(self) -> dict[str, object]:
+        return {"address": self.address, "at": self.at.isoformat(),
+                "recipients": [{"person_id": r.person_id, "name": r.name, "reason": r.reason,
+                                "contacts": [c.__dict__ for c in r.contacts]} for r in self.recipients],
+                "notes": self.notes}
+
+
+Scheme = Callable[[Session, str, datetime, int], Resolution]
+SCHEMES: dict[str, Scheme] = {}
+
+
+def scheme(name: str) -> Callable[[Scheme], Scheme]:
+    def register(fn: Scheme) -> Scheme:
+        SCHEMES[name] = fn
+        return fn
+
+    return register
+
+
+def check_address(address: str) -> tuple[str, str]:
+    name, _, ref = address.partition(":")
+    if not ref or name not in SCHEMES:
+        known = ", ".join(f"{s}:…" for s in sorted(SCHEMES))
+        raise Invalid(f"unknown address {address!r}; use one of {known}", field="address")
+    return name, ref
+
+
+def resolve(session: Session, address: str, at: datetime, depth: int = 0) -> Resolution:
+    if depth > MAX_DEPTH:
+        return Resolution(address, at, notes=[f"{address}: pager numbers point at each other too deeply"])
+    name, ref = check_address(address)
+    return SCHEMES[name](session, ref, at, depth)
+
+
+def contacts_of(session: Session, person_ids: list[int]) -> dict[int, tuple[Contact, ...]]:
+    rows = session.execute(
+        select(ContactPoint.person_id, ContactPoint.kind, ContactPoint.value, ContactPoint.rank)
+        .where(ContactPoint.person_id.in_(person_ids), ContactPoint.active.is_(True))
+    ).all()
+    found: dict[int, list[tuple[int, int, Contact]]] = {pid: [] for pid in person_ids}
+    for pid, kind, value, rank in rows:
+        found[pid].append((CONTACT_ORDER.get(kind, 9), rank, Contact(kind, value)))
+    return {pid: tuple(c for _, _, c in sorted(items, key=lambda t: (t[0], t[1]))) for pid, items in found.items()}
+
+
+def people_recipients(
+    session: Session, address: str, at: datetime, reasons: list[tuple[int, str]]
+) -> Resolution:
+    """Active people with their contact points, in the given order; inactive ones become notes."""
+    result = Resolution(address, at)
+    ids = [pid for pid, _ in reasons]
+    people = {p.id: p for p in session.execute(select(Person).where(Person.id.in_(ids))).scalars()}
+    contacts = contacts_of(session, ids)
+    seen: set[int] = set()
+    for pid, reason in reasons:
+        person = people.get(pid)
+        if person is None or pid in seen:
+            continue
+        seen.add(pid)
+        if not person.active:
+            result.notes.append(f"skipped {person.display_name}: inactive")
+            continue
+        result.recipients.append(Recipient(pid, person.display_name, reason, contacts[pid]))
+    return result
+
+
+@scheme("person")
+def _person(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
+    if not ref.isdigit():
+        raise Invalid(f"person:{ref} is not a person id", field="address")
+    return people_recipients(session, f"person:{ref}", at, [(int(ref), "addressed directly")])
+
+
+def _group(kind: str) -> Scheme:
+    def resolve_group(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
+        group = session.get(Group, int(ref)) if ref.isdigit() else session.execute(
+            select(Group).where(Group.code == ref)).scalar_one_or_none()
+        if group is None or group.kind != kind:
+            raise Invalid(f"no {kind} {ref}", field="address")
+        members = session.execute(select(GroupMember.person_id).where(GroupMember.group_id == group.id)
+                                  .order_by(GroupMember.person_id)).scalars().all()
+        return people_recipients(session, f"{kind}:{ref}", at,
+                                 [(pid, f"member of {kind} {group.name}") for pid in members])
+
+    return resolve_group
+
+
+SCHEMES["group"] = _group("group")
+SCHEMES["team"] = _group("team")
+
+
+@scheme("pager")
+def _pager(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
+    pager = session.execute(select(VirtualPager).where(VirtualPager.number == ref)).scalar_one_or_none()
+    if pager is None or not pager.active:
+        raise Invalid(f"no active pager number {ref}", field="address")
+    inner = resolve(session, pager.target, at, depth + 1)
+    label = pager.label or pager.target
+    return Resolution(f"pager:{ref}", at, [
+        Recipient(r.person_id, r.name, f"pager {ref} ({label}) → {r.reason}", r.contacts) for r in inner.recipients
+    ], [f"pager {ref} → {n}" for n in inner.notes])

@@ -7,7 +7,7 @@ roles that run the system (operators, integration admins, compliance officers); 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -24,6 +24,18 @@ from carerelay.routing.resolver import check_address
 
 OVERSEERS = frozenset({"operator", "integration_admin", "compliance_officer", "system_admin"})
 ACCEPT, REJECT, CALL_BACK = "accept", "reject", "call back"
+
+AckHook = Callable[[Session, Clock, Alert, int], None]
+ACK_HOOKS: dict[str, AckHook] = {}
+"""Per alert kind: what else an acknowledgement means (a message's receipt, a WCTP reply…)."""
+
+
+def on_acknowledge(kind: str) -> Callable[[AckHook], AckHook]:
+    def register(fn: AckHook) -> AckHook:
+        ACK_HOOKS[kind] = fn
+        return fn
+
+    return register
 
 
 def raise_alert(
@@ -66,6 +78,11 @@ def _changed(session: Session, clock: Clock, alert: Alert) -> None:
 
 def acknowledge(*, session: Session, clock: Clock, actor: Actor, alert_id: int, response: str = ACCEPT) -> Alert:
     alert = access_alert(session=session, actor=actor, alert_id=alert_id)
+    return acknowledge_alert(session=session, clock=clock, actor=actor, alert=alert, response=response)
+
+
+def acknowledge_alert(*, session: Session, clock: Clock, actor: Actor, alert: Alert, response: str = ACCEPT) -> Alert:
+    """For callers that already checked the right to (a message's recipient acknowledging it)."""
     if actor.person_id is None:
         raise Forbidden("only a person can acknowledge")
     if alert.status != AlertStatus.OPEN:
@@ -79,8 +96,16 @@ def acknowledge(*, session: Session, clock: Clock, actor: Actor, alert_id: int, 
     audit.record(session=session, clock=clock, actor=actor, action="alert.acknowledge", object_type="alert",
                  object_id=alert.id, detail={"response": response,
                                              "seconds_to_ack": (clock.now() - alert.created_at).total_seconds()})
+    hook = ACK_HOOKS.get(alert.kind)
+    if hook is not None:
+        hook(session, clock, alert, actor.person_id)
     _changed(session, clock, alert)
     return alert
+
+
+def find_by_source(*, session: Session, source: str, source_ref: str) -> Alert | None:
+    return session.execute(select(Alert).where(Alert.source == source, Alert.source_ref == source_ref)
+                           .order_by(Alert.id.desc()).limit(1)).scalar_one_or_none()
 
 
 def _record_response(session: Session, clock: Clock, alert: Alert, person_id: int, response: str) -> None:

@@ -13,6 +13,7 @@ Never nobody: a step that resolves to no one goes to the fallback address at onc
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -89,8 +90,24 @@ def start(*, session: Session, clock: Clock, alert: Alert) -> EscalationRun:
     return run
 
 
+NotifyHook = Callable[[Session, Clock, Alert, list[int]], None]
+NOTIFY_HOOKS: dict[str, NotifyHook] = {}
+"""Per alert kind: what else reaching people means (an escalated message adds them to its conversation)."""
+
+
+def on_notify(kind: str) -> Callable[[NotifyHook], NotifyHook]:
+    def register(fn: NotifyHook) -> NotifyHook:
+        NOTIFY_HOOKS[kind] = fn
+        return fn
+
+    return register
+
+
 def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution, step: int, why: str) -> None:
     now = clock.now()
+    hook = NOTIFY_HOOKS.get(alert.kind)
+    if hook is not None:
+        hook(session, clock, alert, resolution.person_ids)
     for recipient in resolution.recipients:
         row = session.get(AlertRecipient, (alert.id, recipient.person_id))
         reason = f"{why}: {recipient.reason}"[:500]
@@ -148,6 +165,9 @@ def _execute_step(session: Session, clock: Clock, run: EscalationRun, alert: Ale
     step = steps[run.step_index]
     address = alert.address if step["address"] == TARGET else step["address"]
     resolution = resolve(session, address, clock.now())
+    raiser = alert.data.get("raised_by")
+    if raiser is not None:
+        resolution.recipients = [r for r in resolution.recipients if r.person_id != raiser]
     if resolution.empty:
         NOBODY_TO_REACH.inc()
         event(session, clock, alert, "no_one", step=run.step_index, address=address,

@@ -19,11 +19,14 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select, text
 from sqlalchemy.orm import Session
 
+from carerelay.alerts import service as alerts
+from carerelay.alerts.models import Alert
 from carerelay.audit import service as audit
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.errors import Conflict, Forbidden, Invalid, NotFound
 from carerelay.directory.models import Group, GroupMember, Person
+from carerelay.escalation.engine import on_notify
 from carerelay.messaging import policy
 from carerelay.messaging.models import (
     Attachment,
@@ -40,8 +43,10 @@ from carerelay.messaging.models import (
 )
 from carerelay.patients.models import Patient
 from carerelay.realtime import service as realtime
+from carerelay.routing.resolver import Resolution, people_recipients, scheme
 
 MAX_TEXT = 10_000
+MESSAGE_ALERT = "message"
 NEW_CONVERSATION_FOR_PATIENT = (
     "this conversation is about another patient; start a new conversation for this patient"
 )
@@ -380,7 +385,63 @@ def send_message(
                                    message_id=message.id, created_at=clock.now()))
     view = _publish(session, clock, actor, conversation, message, members, action="message.send",
                     with_attachments=bool(attachments))
+    if message.needs_ack:
+        _escalate(session, clock, actor, conversation, message, view)
     return view, False
+
+
+def _escalate(
+    session: Session, clock: Clock, actor: Actor, conversation: Conversation, message: Message, view: MessageView
+) -> None:
+    """A message that needs acknowledgement escalates like an alert until a recipient acknowledges it."""
+    address = conversation.address or f"conversation:{conversation.id}"
+    alerts.raise_alert(
+        session=session, clock=clock, actor=actor, kind=MESSAGE_ALERT, priority=message.priority,
+        title=f"{view.sender_name}: {message.body[:120]}", body=message.body, address=address, source="message",
+        source_ref=f"message:{message.id}", patient_id=message.patient_id,
+        data={"message_id": message.id, "conversation_id": conversation.id, "raised_by": message.sender_id},
+    )
+
+
+@scheme("conversation")
+def _conversation_members(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
+    if not ref.isdigit() or session.get(Conversation, int(ref)) is None:
+        raise Invalid(f"no conversation {ref}", field="address")
+    return people_recipients(session, f"conversation:{ref}", at,
+                             [(pid, "member of the conversation") for pid in member_ids(session, int(ref))])
+
+
+@on_notify(MESSAGE_ALERT)
+def _bring_into_conversation(session: Session, clock: Clock, alert: Alert, person_ids: list[int]) -> None:
+    """Whoever an escalating message reaches joins its conversation, so they can read and acknowledge it."""
+    conversation = session.get_one(Conversation, alert.data["conversation_id"])
+    message_id = alert.data["message_id"]
+    now = clock.now()
+    joined = [pid for pid in person_ids if session.get(ConversationMember, (conversation.id, pid)) is None]
+    if not joined:
+        return
+    session.add_all(ConversationMember(conversation_id=conversation.id, person_id=pid, joined_at=now, added_by=None)
+                    for pid in joined)
+    session.add_all(Receipt(message_id=message_id, person_id=pid, sent_at=now) for pid in joined)
+    session.flush()
+    message = views(session, [session.get_one(Message, message_id)])[0]
+    realtime.emit(session=session, clock=clock, person_ids=joined, kind="conversation.new",
+                  payload=conversation_json(session, conversation))
+    realtime.emit(session=session, clock=clock, person_ids=joined, kind="message.new", payload=message.as_json())
+
+
+@alerts.on_acknowledge(MESSAGE_ALERT)
+def _acknowledge_message(session: Session, clock: Clock, alert: Alert, person_id: int) -> None:
+    receipt = session.get(Receipt, (alert.data["message_id"], person_id))
+    if receipt is None or receipt.acknowledged_at is not None:
+        return
+    now = clock.now()
+    receipt.delivered_at = receipt.delivered_at or now
+    receipt.read_at = receipt.read_at or now
+    receipt.acknowledged_at = now
+    message = session.get_one(Message, alert.data["message_id"])
+    realtime.emit(session=session, clock=clock, person_ids=[message.sender_id, person_id], kind="receipt.changed",
+                  payload={"receipts": [_receipt_json(receipt, message)]})
 
 
 def _settle_patient(session: Session, conversation: Conversation, patient_id: int | None) -> int | None:
@@ -520,6 +581,11 @@ def mark_receipts(
     for sender_id, updates in changed.items():
         realtime.emit(session=session, clock=clock, person_ids=[sender_id, me], kind="receipt.changed",
                       payload={"receipts": updates})
+    if state == "acknowledged":
+        for _, message in rows:
+            linked = alerts.find_by_source(session=session, source="message", source_ref=f"message:{message.id}")
+            if linked is not None:
+                alerts.acknowledge_alert(session=session, clock=clock, actor=actor, alert=linked)
     by_conversation: dict[int, list[int]] = {}
     for updates in changed.values():
         for update in updates:

@@ -172,3 +172,34 @@ def test_a_timer_fires_once_and_a_failing_one_is_retried(db: Database, clock: Fa
         failed = session.execute(select(Timer).where(Timer.id == bad_id)).scalar_one()
         assert failed.fired_at is None and failed.attempts == 1 and "gateway down" in (failed.last_error or "")
         assert failed.due_at > clock.now()
+
+
+def test_needs_ack_message_escalates_until_a_recipient_acknowledges(
+    client: TestClient, db: Database, clock: FakeClock
+) -> None:
+    admin, nurse, house, wilson = user(client, "iadmin"), user(client, "cnurse"), user(client, "ghouse"), \
+        user(client, "jwilson")
+    _policy(client, admin, name="stat messages", alert_kind="message", priority="stat",
+            steps=[{"address": "target:", "wait_minutes": 2}, {"address": f"person:{wilson.id}", "wait_minutes": 5}])
+    conv = client.post("/api/conversations", headers=nurse.headers,
+                       json={"kind": "address", "address": f"person:{house.id}"}).json()["id"]
+    sent = client.post(f"/api/conversations/{conv}/messages", headers=nurse.headers,
+                       json={"text": "BP 78/40 in 412-B, please come", "priority": "stat", "needs_ack": True}).json()
+    assert [a["kind"] for a in client.get("/api/alerts", headers=house.headers).json()] == ["message"]
+    assert client.get("/api/alerts", headers=nurse.headers).json() == []
+    clock.advance(minutes=2)
+    jobs.fire_due(db=db, clock=clock)
+    wilson = user(client, "jwilson")
+    assert wilson.id in client.get(f"/api/conversations/{conv}", headers=wilson.headers).json()["member_ids"]
+    assert [m["id"] for m in client.get(f"/api/conversations/{conv}/messages", headers=wilson.headers).json()] == [
+        sent["id"]]
+    acked = client.post(f"/api/messages/{sent['id']}/acknowledge", headers=wilson.headers)
+    assert acked.status_code == 200
+    nurse = user(client, "cnurse")
+    receipts = {r["person_id"]: r for r in client.get(f"/api/messages/{sent['id']}/receipts",
+                                                      headers=nurse.headers).json()}
+    assert receipts[wilson.id]["acknowledged_at"] is not None and receipts[house.id]["acknowledged_at"] is None
+    clock.advance(hours=1)
+    assert jobs.fire_due(db=db, clock=clock) == 0
+    house = user(client, "ghouse")
+    assert client.get("/api/alerts", headers=house.headers).json() == []

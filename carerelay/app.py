@@ -42,12 +42,14 @@ from carerelay.directory.api import router as directory_router
 from carerelay.escalation.api import router as escalation_router
 from carerelay.jobs import worker as jobs_worker
 from carerelay.messaging.api import router as messaging_router
+from carerelay.notifications.service import build_channels
 from carerelay.ops.api import router as ops_router
 from carerelay.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from carerelay.patients.api import router as patients_router
 from carerelay.realtime import pglisten
 from carerelay.realtime.api import router as realtime_router
 from carerelay.realtime.hub import Hub
+from carerelay.routing.api import router as routing_router
 from carerelay.web.pages import router as web_router
 
 log = logging.getLogger("carerelay.app")
@@ -144,7 +146,8 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             listener = asyncio.create_task(pglisten.listen_forever(url, hub))
         timers = None
         if settings.run_timers:
-            timers = asyncio.create_task(jobs_worker.run_forever(database, app.state.clock))
+            timers = asyncio.create_task(jobs_worker.run_forever(database, app.state.clock,
+                                                                 build_channels(settings)))
         log.info("carerelay started", extra={"version": __version__, "database": database.dialect})
         yield
         if timers is not None:
@@ -197,6 +200,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         )
 
     for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
-                   alerts_router, escalation_router, audit_router, web_router):
+                   alerts_router, escalation_router, routing_router, audit_router, web_router):
         app.include_router(router)
     return app

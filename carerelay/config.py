@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     run_timers: bool = Field(default=True, description="Fire escalation timers in this process.")
 
+    sms_gateway_url: str | None = Field(default=None, description="HTTP endpoint that sends SMS.")
+    sms_gateway_token: str | None = None
+    smtp_host: str | None = Field(default=None, description="Mail server for e-mail notifications.")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "carerelay@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+
     attachment_keys: str | None = Field(
         default=None,
         description="Attachment key ring 'id:base64key,…' (first is active). Required with several nodes.",

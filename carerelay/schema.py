@@ -8,10 +8,13 @@ from carerelay.directory import models as directory_models
 from carerelay.escalation import models as escalation_models
 from carerelay.jobs import models as jobs_models
 from carerelay.messaging import models as messaging_models
+from carerelay.notifications import models as notifications_models
 from carerelay.patients import models as patients_models
 from carerelay.realtime import models as realtime_models
+from carerelay.routing import models as routing_models
 
 metadata = Base.metadata
 
 __all__ = ["alerts_models", "audit_models", "auth_models", "directory_models", "escalation_models", "jobs_models",
-           "messaging_models", "metadata", "patients_models", "realtime_models"]
+           "messaging_models", "metadata", "notifications_models", "patients_models", "realtime_models",
+           "routing_models"]

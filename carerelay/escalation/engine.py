@@ -28,13 +28,17 @@ from carerelay.core.clock import Clock
 from carerelay.escalation.models import EscalationPolicy, EscalationRun
 from carerelay.jobs import service as jobs
 from carerelay.jobs.models import Timer
+from carerelay.notifications import service as notifications
 from carerelay.ops.metrics import NOBODY_TO_REACH
 from carerelay.realtime import service as realtime
+from carerelay.routing import rules
 from carerelay.routing.resolver import Resolution, resolve
 
 log = logging.getLogger("carerelay.escalation")
 
 STEP_TIMER = "escalation.step"
+RELEASE_TIMER = "routing.release"
+FOLLOWUP_TIMER = "routing.followup"
 TARGET = "target:"
 DEFAULT_FALLBACK = "group:OPERATORS"
 DEFAULT_STEPS = [{"address": TARGET, "wait_minutes": 5}]
@@ -104,25 +108,92 @@ def on_notify(kind: str) -> Callable[[NotifyHook], NotifyHook]:
 
 
 def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution, step: int, why: str) -> None:
+    """Reach each recipient as their routing rules say: now, later (hold), someone else, or also by SMS…"""
     now = clock.now()
+    sender_type = str(alert.data.get("sender_type", "system"))
+    reached: list[tuple[int, str]] = []
+    for recipient in resolution.recipients:
+        decision = rules.decide(session, person_id=recipient.person_id, priority=alert.priority,
+                                sender_type=sender_type, at=now)
+        if decision.note:
+            event(session, clock, alert, "floor", recipient.person_id, note=decision.note)
+        if decision.action == "hold" and decision.hold_until is not None:
+            event(session, clock, alert, "held", recipient.person_id, until=decision.hold_until.isoformat(),
+                  rule_id=decision.rule_id)
+            jobs.schedule(session=session, clock=clock, kind=RELEASE_TIMER, due_at=decision.hold_until,
+                          params={"alert_id": alert.id, "person_id": recipient.person_id, "step": step,
+                                  "reason": f"held by their rule until {decision.hold_until:%H:%M} UTC"},
+                          key=f"{timer_key(alert.id)}hold:{recipient.person_id}")
+            continue
+        if decision.action == "forward" and decision.forward_to:
+            covering = resolve(session, decision.forward_to, now)
+            event(session, clock, alert, "forwarded", recipient.person_id, to=decision.forward_to,
+                  rule_id=decision.rule_id, explanation=covering.explain())
+            if covering.empty:
+                reached.append((recipient.person_id, f"{why}: {recipient.reason} (their forward reached no one)"))
+            reached.extend((r.person_id, f"{why}: covering for {recipient.name} by their rule: {r.reason}")
+                           for r in covering.recipients)
+            continue
+        reached.append((recipient.person_id, f"{why}: {recipient.reason}"))
+        if decision.action == "add_contact" and decision.contact_kind and decision.after is not None:
+            jobs.schedule(session=session, clock=clock, kind=FOLLOWUP_TIMER, due_at=now + decision.after,
+                          params={"alert_id": alert.id, "person_id": recipient.person_id,
+                                  "kind": decision.contact_kind, "rule_id": decision.rule_id},
+                          key=f"{timer_key(alert.id)}followup:{recipient.person_id}")
+    _reach(session, clock, alert, reached, step, resolution.address)
+    audit.record(session=session, clock=clock, actor=SYSTEM, action="alert.notify", object_type="alert",
+                 object_id=alert.id, detail={"step": step, "why": why, "resolution": resolution.as_json(),
+                                             "reached": reached})
+
+
+def _reach(session: Session, clock: Clock, alert: Alert, reached: list[tuple[int, str]], step: int,
+           address: str) -> None:
+    if not reached:
+        return
+    now = clock.now()
+    person_ids = list(dict.fromkeys(pid for pid, _ in reached))
     hook = NOTIFY_HOOKS.get(alert.kind)
     if hook is not None:
-        hook(session, clock, alert, resolution.person_ids)
-    for recipient in resolution.recipients:
-        row = session.get(AlertRecipient, (alert.id, recipient.person_id))
-        reason = f"{why}: {recipient.reason}"[:500]
+        hook(session, clock, alert, person_ids)
+    for person_id, reason in reached:
+        row = session.get(AlertRecipient, (alert.id, person_id))
         if row is None:
-            session.add(AlertRecipient(alert_id=alert.id, person_id=recipient.person_id, step=step, reason=reason,
+            session.add(AlertRecipient(alert_id=alert.id, person_id=person_id, step=step, reason=reason[:500],
                                        notified_at=now))
         else:
-            row.step, row.reason, row.notified_at = step, reason, now
-        event(session, clock, alert, "notified", recipient.person_id, step=step, reason=reason,
-              address=resolution.address)
+            row.step, row.reason, row.notified_at = step, reason[:500], now
+        event(session, clock, alert, "notified", person_id, step=step, reason=reason[:500], address=address)
     session.flush()
-    realtime.emit(session=session, clock=clock, person_ids=resolution.person_ids, kind="alert.new",
-                  payload={**alert_json(alert), "reasons": {r.person_id: r.reason for r in resolution.recipients}})
-    audit.record(session=session, clock=clock, actor=SYSTEM, action="alert.notify", object_type="alert",
-                 object_id=alert.id, detail={"step": step, "why": why, "resolution": resolution.as_json()})
+    realtime.emit(session=session, clock=clock, person_ids=person_ids, kind="alert.new",
+                  payload={**alert_json(alert), "reasons": dict(reached)})
+
+
+@jobs.HANDLERS.register(RELEASE_TIMER)
+def on_hold_released(session: Session, clock: Clock, timer: Timer) -> None:
+    alert = session.get_one(Alert, timer.params["alert_id"])
+    if alert.status == "open":
+        _reach(session, clock, alert, [(timer.params["person_id"], timer.params["reason"])], timer.params["step"],
+               alert.address)
+
+
+@jobs.HANDLERS.register(FOLLOWUP_TIMER)
+def on_followup_due(session: Session, clock: Clock, timer: Timer) -> None:
+    """Still unanswered after N minutes: also try the contact point the person's rule names."""
+    alert = session.get_one(Alert, timer.params["alert_id"])
+    person_id, kind = timer.params["person_id"], timer.params["kind"]
+    row = session.get(AlertRecipient, (alert.id, person_id))
+    if alert.status != "open" or (row is not None and row.response is not None):
+        return
+    address = notifications.contact_for(session, person_id, kind)
+    if address is None:
+        event(session, clock, alert, "followup_impossible", person_id, channel=kind,
+              note=f"no active {kind} contact point")
+        return
+    delivery = notifications.enqueue(session=session, clock=clock, person_id=person_id, channel=kind,
+                                     address=address, subject=f"[{alert.priority.upper()}] {alert.title}",
+                                     body=alert.body or alert.title, alert_id=alert.id)
+    event(session, clock, alert, "followup", person_id, channel=kind, delivery_id=delivery.id,
+          rule_id=timer.params.get("rule_id"))
 
 
 def _fallback(session: Session, clock: Clock, run: EscalationRun, alert: Alert, why: str) -> Resolution:
@@ -209,7 +280,9 @@ def stop(*, session: Session, clock: Clock, alert: Alert, state: str) -> None:
         run.finished_at = clock.now()
         run.next_due_at = None
     cancelled = jobs.cancel_prefix(session=session, clock=clock, prefix=timer_key(alert.id))
-    event(session, clock, alert, "escalation_stopped", state=state, timers_cancelled=cancelled)
+    unsent = notifications.cancel_for_alert(session=session, alert_id=alert.id)
+    event(session, clock, alert, "escalation_stopped", state=state, timers_cancelled=cancelled,
+          deliveries_cancelled=unsent)
 
 
 def escalate_now(*, session: Session, clock: Clock, alert: Alert, why: str, actor: Actor) -> None:

@@ -1,4 +1,4 @@
-"""The timer worker inside every app node: fires due timers within a fraction of a second."""
+"""The worker inside every app node: fires due timers and sends queued deliveries, several times a second."""
 
 from __future__ import annotations
 
@@ -11,18 +11,22 @@ from anyio import to_thread
 from carerelay.core.clock import Clock
 from carerelay.core.db import Database
 from carerelay.jobs.service import fire_due
+from carerelay.notifications.channels import Channel
+from carerelay.notifications.service import deliver_due
 
 log = logging.getLogger("carerelay.jobs")
 
 TICK_SECONDS = 0.2
 
 
-async def run_forever(db: Database, clock: Clock) -> None:
+async def run_forever(db: Database, clock: Clock, channels: dict[str, Channel]) -> None:
+    """Each pass fires due timers, then sends due deliveries (which the timers may just have queued)."""
     while True:
         try:
             await to_thread.run_sync(lambda: fire_due(db=db, clock=clock, limit=500))
-        except Exception:
-            log.exception("timer worker pass failed; retrying")
+            await to_thread.run_sync(lambda: deliver_due(db=db, clock=clock, channels=channels))
+        except Exception:  # the worker must outlive a database hiccup; each timer retries
+            log.exception("worker pass failed; retrying")
         await asyncio.sleep(TICK_SECONDS)
 
 

@@ -1,0 +1,94 @@
+"""Applying personal routing rules when an alert reaches someone.
+
+Platform floors no rule can break: a critical alert is never held or silenced, a STAT one is never
+held. A rule that would break a floor is skipped and the trail says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from carerelay.directory.models import Department, Person, Site
+from carerelay.routing.models import RoutingRule
+
+NEVER_HELD = frozenset({"stat", "critical"})
+ACTIONS = ("deliver", "hold", "forward", "add_contact")
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    rule_id: int | None = None
+    hold_until: datetime | None = None
+    forward_to: str | None = None
+    contact_kind: str | None = None
+    after: timedelta | None = None
+    note: str | None = None
+
+
+def _parse(hhmm: str) -> time:
+    hours, minutes = hhmm.split(":")
+    return time(int(hours), int(minutes))
+
+
+def _zone(session: Session, person: Person) -> ZoneInfo:
+    if person.department_id is not None:
+        tz = session.execute(select(Site.timezone).join(Department, Department.site_id == Site.id)
+                             .where(Department.id == person.department_id)).scalar_one_or_none()
+        if tz:
+            return ZoneInfo(tz)
+    return ZoneInfo("UTC")
+
+
+def _in_window(local: datetime, start: str | None, end: str | None) -> bool:
+    if not start or not end:
+        return True
+    begin, finish, now = _parse(start), _parse(end), local.time()
+    return begin <= now < finish if begin <= finish else (now >= begin or now < finish)
+
+
+def _next_local(local: datetime, hhmm: str, zone: ZoneInfo) -> datetime:
+    """The next wall-clock HH:MM after ``local``, in UTC; a time skipped by DST moves to after the gap."""
+    target = _parse(hhmm)
+    candidate = datetime.combine(local.date(), target, tzinfo=zone)
+    if candidate <= local:
+        candidate = datetime.combine(local.date() + timedelta(days=1), target, tzinfo=zone)
+    return candidate.astimezone(ZoneInfo("UTC"))
+
+
+def decide(session: Session, *, person_id: int, priority: str, sender_type: str, at: datetime) -> Decision:
+    person = session.get(Person, person_id)
+    if person is None:
+        return Decision("deliver")
+    zone = _zone(session, person)
+    local = at.astimezone(zone)
+    rules = session.execute(
+        select(RoutingRule).where(RoutingRule.active.is_(True),
+                                  or_(RoutingRule.person_id == person_id,
+                                      (RoutingRule.person_id.is_(None))
+                                      & (RoutingRule.department_id == person.department_id)))
+        .order_by(RoutingRule.person_id.is_(None), RoutingRule.rank, RoutingRule.id)
+    ).scalars()
+    for rule in rules:
+        if rule.priorities and priority not in rule.priorities:
+            continue
+        if rule.sender_types and sender_type not in rule.sender_types:
+            continue
+        if not _in_window(local, rule.window_start, rule.window_end):
+            continue
+        if rule.action == "hold":
+            if priority in NEVER_HELD:
+                return Decision("deliver", rule.id, note=f"rule {rule.id} would hold it, but {priority} is never held")
+            return Decision("hold", rule.id, hold_until=_next_local(local, rule.hold_until or "07:00", zone))
+        if rule.action == "forward" and rule.forward_to:
+            return Decision("forward", rule.id, forward_to=rule.forward_to)
+        if rule.action == "add_contact" and rule.contact_kind:
+            return Decision("add_contact", rule.id, contact_kind=rule.contact_kind,
+                            after=timedelta(minutes=rule.after_minutes or 0))
+        return Decision("deliver", rule.id)
+    return Decision("deliver")

@@ -37,6 +37,7 @@ from carerelay.core.errors import (
 from carerelay.directory.api import router as directory_router
 from carerelay.ops.api import router as ops_router
 from carerelay.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from carerelay.scheduling.api import router as scheduling_router
 from carerelay.web.pages import router as web_router
 
 log = logging.getLogger("carerelay.app")
@@ -129,6 +130,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             swagger_favicon_url="/static/swagger/favicon-32x32.png",
         )
 
-    for router in (ops_router, auth_router, directory_router, audit_router, web_router):
+    for router in (ops_router, auth_router, directory_router, scheduling_router, audit_router, web_router):
         app.include_router(router)
     return app

@@ -5,7 +5,8 @@ from carerelay.auth import models as auth_models
 from carerelay.core.db import Base
 from carerelay.directory import models as directory_models
 from carerelay.patients import models as patients_models
+from carerelay.scheduling import models as scheduling_models
 
 metadata = Base.metadata
 
-__all__ = ["audit_models", "auth_models", "directory_models", "metadata", "patients_models"]
+__all__ = ["audit_models", "auth_models", "directory_models", "metadata", "patients_models", "scheduling_models"]

@@ -1,4 +1,4 @@
-"""The ``carerelay`` command: serve, migrate, load the demo, verify the audit chain.
+"""The ``carerelay`` command: serve, migrate, load the demo, verify the audit chain, edit schedules.
 
 A thin adapter like the HTTP routes: each command opens one unit of work and calls services.
 """
@@ -16,6 +16,7 @@ from carerelay.core.actor import cli_actor
 from carerelay.core.clock import SystemClock
 from carerelay.core.db import Database, make_engine
 from carerelay.core.migrate import current_revision, head_revision, is_current, upgrade
+from carerelay.scheduling.cli import schedule_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="carerelay: clinical communication platform")
@@ -25,6 +26,7 @@ audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(audit_app, name="audit")
+app.add_typer(schedule_app, name="schedule")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -96,7 +96,11 @@ class DepartmentCoverage:
 
 
 def on_call_now(*, session: Session, at: datetime) -> list[DepartmentCoverage]:
-    """Every department's clinical coverage at ``at`` and, per assignment, who comes on next (48 h)."""
+    """Every department's clinical coverage at ``at`` and who takes over next (within 48 h).
+
+    "Next" is, per department and call order, the slots with the earliest upcoming start: the
+    hand-over an operator needs to know about, not every future shift.
+    """
     current = session.execute(
         _base().where(Slot.starts_at <= at, Slot.starts_at > at - timedelta(hours=MAX_SLOT_HOURS),
                       Slot.ends_at > at, Assignment.kind.in_(CLINICAL))
@@ -112,10 +116,10 @@ def on_call_now(*, session: Session, at: datetime) -> list[DepartmentCoverage]:
         now_by_dept.setdefault(item.department_id, []).append(item)
         codes[item.department_id] = item.department_code
     next_by_dept: dict[int, list[OnCall]] = {}
-    first_start: dict[int, datetime] = {}
+    first_start: dict[tuple[int, int], datetime] = {}
     for row in upcoming:
         item = _on_call(row)
-        start = first_start.setdefault(item.assignment_id, item.starts_at)
+        start = first_start.setdefault((item.department_id, item.call_order), item.starts_at)
         if item.starts_at == start:
             next_by_dept.setdefault(item.department_id, []).append(item)
             codes[item.department_id] = item.department_code

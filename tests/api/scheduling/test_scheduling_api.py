@@ -49,7 +49,7 @@ def test_scheduler_builds_publishes_and_changes_a_month(client: TestClient, cloc
         assert slot.status_code == 201, slot.text
     assert slot.json()["starts_at"] == "2027-01-05T14:00:00Z"
     nurse = sign_in(client, "cnurse")
-    at = {"department_id": ids["CARD"], "at": "2027-01-05T15:00:00Z"}
+    at: dict[str, str | int] = {"department_id": ids["CARD"], "at": "2027-01-05T15:00:00Z"}
     assert client.get(f"/api/scheduling/schedules/{sid}", headers=nurse).status_code == 404
     assert client.get("/api/scheduling/on-call", headers=nurse, params=at).json() == []
     published = client.post(f"/api/scheduling/schedules/{sid}/publish", headers=sam)

@@ -198,6 +198,8 @@ def create_schedule(
         raise Invalid(f"ends_on {ends_on} is before starts_on {starts_on}", field="ends_on")
     if (ends_on - starts_on).days >= MAX_SCHEDULE_DAYS:
         raise Invalid(f"a schedule covers at most {MAX_SCHEDULE_DAYS} days", field="ends_on")
+    # Lock the department so two concurrent creations cannot both pass the overlap check.
+    session.execute(select(Department.id).where(Department.id == department_id).with_for_update())
     overlapping = session.execute(
         select(Schedule).where(Schedule.department_id == department_id, Schedule.starts_on <= ends_on,
                                Schedule.ends_on >= starts_on)
@@ -362,7 +364,12 @@ def _check_free(
     session: Session, *, person: Person, assignment: Assignment, on_date: date, starts_at: datetime,
     ends_at: datetime, exclude: tuple[int, ...] = (),
 ) -> None:
-    """Time off and double booking. Overlap is allowed when either slot's assignment allows it."""
+    """Time off and double booking. Overlap is allowed when either slot's assignment allows it.
+
+    The person's row is locked first (PostgreSQL; SQLite already serializes writers with BEGIN
+    IMMEDIATE) so two concurrent bookings of one person cannot both pass the overlap check.
+    """
+    session.execute(select(Person.id).where(Person.id == person.id).with_for_update())
     off = session.execute(
         select(TimeOffRequest).where(TimeOffRequest.person_id == person.id,
                                      TimeOffRequest.status == RequestStatus.APPROVED.value,
@@ -495,7 +502,7 @@ def request_swap(
 ) -> SwapRequest:
     """The person on the slot (or a scheduler) asks; a scheduler of the department approves."""
     slot = get_slot(session=session, slot_id=slot_id)
-    if slot.person_id != actor.person_id:
+    if actor.person_id is None or slot.person_id != actor.person_id:
         check_may_edit(session=session, actor=actor, department_id=slot.department_id)
     if session.get(Person, to_person_id) is None:
         raise Invalid(f"no person {to_person_id}", field="to_person_id")
@@ -568,10 +575,12 @@ def request_time_off(
     person = session.get(Person, person_id)
     if person is None:
         raise Invalid(f"no person {person_id}", field="person_id")
-    if person_id != actor.person_id:
+    if actor.person_id is None or person_id != actor.person_id:
         if person.department_id is None:
-            raise Forbidden("only a system administrator may request time off for this person")
-        check_may_edit(session=session, actor=actor, department_id=person.department_id)
+            if not actor.has_any(Role.SYSTEM_ADMIN.value, "system"):
+                raise Forbidden("only a system administrator may request time off for this person")
+        else:
+            check_may_edit(session=session, actor=actor, department_id=person.department_id)
     if ends_on < starts_on:
         raise Invalid(f"ends_on {ends_on} is before starts_on {starts_on}", field="ends_on")
     request = TimeOffRequest(person_id=person_id, starts_on=starts_on, ends_on=ends_on, reason=reason,

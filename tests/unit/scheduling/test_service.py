@@ -284,3 +284,36 @@ def test_on_call_now_from_the_demo_month(db: Database, clock: FakeClock) -> None
                                               "America/New_York")
         assert [o.starts_at for o in neuro.next] == [datetime(2026, 11, 25, 12, 0, tzinfo=UTC)]
         assert coverage["HOSP"].now[0].assignment_name == "Hospitalist"
+
+
+def test_time_off_for_a_person_without_department_needs_a_system_admin(db: Database, clock: FakeClock) -> None:
+    with db.unit_of_work() as session:
+        operator = person(session, "ooperator")
+        sam = person(session, "sscheduler")
+        scheduler = Actor(person_id=sam.id, username=sam.username, roles=frozenset({"scheduler"}))
+        with pytest.raises(Forbidden):
+            service.request_time_off(session=session, clock=clock, actor=scheduler, person_id=operator.id,
+                                     starts_on=date(2027, 2, 1), ends_on=date(2027, 2, 2))
+        admin = Actor(person_id=person(session, "admin").id, username="admin", roles=frozenset({"system_admin"}))
+        granted = service.request_time_off(session=session, clock=clock, actor=admin, person_id=operator.id,
+                                           starts_on=date(2027, 2, 1), ends_on=date(2027, 2, 2))
+        assert granted.status == "pending" and granted.requested_by == "admin"
+        own = Actor(person_id=operator.id, username=operator.username, roles=frozenset({"operator"}))
+        assert service.request_time_off(session=session, clock=clock, actor=own, person_id=operator.id,
+                                        starts_on=date(2027, 3, 1), ends_on=date(2027, 3, 1)).person_id == operator.id
+
+
+def test_only_the_person_on_a_slot_or_an_editor_requests_its_swap(db: Database, clock: FakeClock) -> None:
+    with db.unit_of_work() as session:
+        icu, schedule, people = _icu(session, clock)
+        day = make_assignment(session, clock, department_id=icu, code="ICU-DAY", start=DAY[0], end=DAY[1])
+        slot = make_slot(session, clock, schedule=schedule, assignment=day, on_date=date(2027, 1, 2),
+                         placeholder="Locum", contact="555-0100")
+        stranger = Actor(person_id=people["hlee"], username="hlee", roles=frozenset({"nurse"}))
+        with pytest.raises(Forbidden):
+            service.request_swap(session=session, clock=clock, actor=stranger, slot_id=slot.id,
+                                 to_person_id=people["cdubois"])
+        anonymous = Actor(person_id=None, username="anonymous")
+        with pytest.raises(Forbidden):
+            service.request_swap(session=session, clock=clock, actor=anonymous, slot_id=slot.id,
+                                 to_person_id=people["cdubois"])

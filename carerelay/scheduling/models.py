@@ -43,6 +43,12 @@ class RequestStatus(StrEnum):
 class SlotSource(StrEnum):
     MANUAL = "manual"
     CSV = "csv"
+    AMION = "amion"
+    QGENDA = "qgenda"
+
+
+HAND_ENTERED = (SlotSource.MANUAL.value, SlotSource.CSV.value)
+"""Slots a vendor sync never overwrites or removes."""
 
 
 class Assignment(Base):
@@ -165,6 +171,8 @@ class Slot(Base):
     source: Mapped[str] = mapped_column(String(20), default=SlotSource.MANUAL)
     # Bumped on every change of who works the slot; the iCalendar SEQUENCE.
     revision: Mapped[int] = mapped_column(Integer, default=0)
+    # "<sync source id>:<vendor's key>" for slots a vendor sync wrote; None for hand-entered ones.
+    external_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -217,3 +225,69 @@ class TimeOffRequest(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_sched_time_off_person", "person_id", "starts_on"),)
+
+
+class SyncSource(Base):
+    """A third-party scheduler pulled into one department (see scheduling/sync/).
+
+    The password is never stored: ``secret_env`` names the environment variable that holds it.
+    """
+
+    __tablename__ = "sched_sync_sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vendor: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
+    base_url: Mapped[str] = mapped_column(String(500))
+    account: Mapped[str] = mapped_column(String(200))
+    username: Mapped[str | None] = mapped_column(String(200))
+    secret_env: Mapped[str | None] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    department: Mapped[Department] = relationship(lazy="joined")
+
+
+class SyncPersonMap(Base):
+    """Admin-managed: the vendor's id for a person → our person."""
+
+    __tablename__ = "sched_sync_person_map"
+
+    source_id: Mapped[int] = mapped_column(ForeignKey("sched_sync_sources.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+
+
+class SyncAssignmentMap(Base):
+    """Admin-managed: the vendor's id for a shift or task → our assignment."""
+
+    __tablename__ = "sched_sync_assignment_map"
+
+    source_id: Mapped[int] = mapped_column(ForeignKey("sched_sync_sources.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("sched_assignments.id", ondelete="CASCADE"))
+
+
+class SyncRun(Base):
+    """One pull: what it changed, what it could not map, what it refused, or why it failed."""
+
+    __tablename__ = "sched_sync_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sched_sync_sources.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(12))
+    fetched: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    unmapped: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    problems: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(String(1000))
+
+    __table_args__ = (Index("ix_sched_sync_runs_source", "source_id", "started_at"),)

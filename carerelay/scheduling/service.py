@@ -403,7 +403,7 @@ def _log_change(session: Session, clock: Clock, actor: Actor, schedule: Schedule
 
 def build_slot(
     *, session: Session, clock: Clock, actor: Actor, schedule: Schedule, assignment: Assignment, on_date: date,
-    fields: SlotFields, source: str = SlotSource.MANUAL.value,
+    fields: SlotFields, source: str = SlotSource.MANUAL.value, external_key: str | None = None,
 ) -> Slot:
     """Validate and add one slot without auditing it (callers audit one slot or one whole import)."""
     if not schedule.starts_on <= on_date <= schedule.ends_on:
@@ -422,7 +422,8 @@ def build_slot(
     slot = Slot(schedule_id=schedule.id, assignment_id=assignment.id, department_id=schedule.department_id,
                 on_date=on_date, person_id=fields.person_id, placeholder_name=fields.placeholder_name,
                 placeholder_contact=fields.placeholder_contact, notes=fields.notes, starts_at=span.starts_at,
-                ends_at=span.ends_at, source=source, revision=0, created_at=now, updated_at=now)
+                ends_at=span.ends_at, source=source, revision=0, external_key=external_key, created_at=now,
+                updated_at=now)
     session.add(slot)
     session.flush()
     _log_change(session, clock, actor, schedule, "slot.add", slot.id, None, slot_snapshot(slot))
@@ -452,14 +453,15 @@ def update_slot(
     slot = get_slot(session=session, slot_id=slot_id)
     schedule = get_schedule(session=session, schedule_id=slot.schedule_id)
     check_may_edit(session=session, actor=actor, department_id=schedule.department_id)
-    return _reassign(session=session, clock=clock, actor=actor, slot=slot, schedule=schedule, fields=fields,
+    return reassign_slot(session=session, clock=clock, actor=actor, slot=slot, schedule=schedule, fields=fields,
                      action="slot.update")
 
 
-def _reassign(
+def reassign_slot(
     *, session: Session, clock: Clock, actor: Actor, slot: Slot, schedule: Schedule, fields: SlotFields,
     action: str, exclude: tuple[int, ...] = (),
 ) -> Slot:
+    """Change who works a slot after checking every rule; change-logged and audited."""
     before = slot_snapshot(slot)
     person = _check_worker(session, schedule, fields)
     if person is not None:
@@ -543,11 +545,11 @@ def decide_swap(*, session: Session, clock: Clock, actor: Actor, swap_id: int, a
             check_may_edit(session=session, actor=actor, department_id=other.department_id)
             if giver is None:
                 raise Conflict("a placeholder slot cannot be traded", field="slot_id")
-            _reassign(session=session, clock=clock, actor=actor, slot=other, schedule=other_schedule,
+            reassign_slot(session=session, clock=clock, actor=actor, slot=other, schedule=other_schedule,
                       fields=SlotFields(person_id=giver, notes=other.notes), action="slot.swap",
                       exclude=(slot.id,))
         schedule = get_schedule(session=session, schedule_id=slot.schedule_id)
-        _reassign(session=session, clock=clock, actor=actor, slot=slot, schedule=schedule,
+        reassign_slot(session=session, clock=clock, actor=actor, slot=slot, schedule=schedule,
                   fields=SlotFields(person_id=swap.to_person_id, notes=slot.notes), action="slot.swap",
                   exclude=(other.id,) if other is not None else ())
     swap.status = (RequestStatus.APPROVED if approve else RequestStatus.REJECTED).value

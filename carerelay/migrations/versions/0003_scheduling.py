@@ -2,7 +2,7 @@
 
 Revision ID: 0003_scheduling
 Revises: 0001_foundation
-Create Date: 2026-11-24 12:22:52.518084
+Create Date: 2026-11-24 12:41:44.078924
 """
 
 from collections.abc import Sequence
@@ -64,6 +64,24 @@ def upgrade() -> None:
         batch_op.create_index("ix_sched_schedules_department_dates", ["department_id", "starts_on"], unique=False)
 
     op.create_table(
+        "sched_sync_sources",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("vendor", sa.String(length=20), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("department_id", sa.Integer(), nullable=False),
+        sa.Column("base_url", sa.String(length=500), nullable=False),
+        sa.Column("account", sa.String(length=200), nullable=False),
+        sa.Column("username", sa.String(length=200), nullable=True),
+        sa.Column("secret_env", sa.String(length=100), nullable=True),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("last_run_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["department_id"], ["departments.id"], name=op.f("fk_sched_sync_sources_department_id_departments")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sched_sync_sources")),
+    )
+    op.create_table(
         "sched_changes",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("schedule_id", sa.Integer(), nullable=False),
@@ -119,6 +137,7 @@ def upgrade() -> None:
         sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("source", sa.String(length=20), nullable=False),
         sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("external_key", sa.String(length=200), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -135,6 +154,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sched_slots")),
+        sa.UniqueConstraint("external_key", name=op.f("uq_sched_slots_external_key")),
     )
     with op.batch_alter_table("sched_slots", schema=None) as batch_op:
         batch_op.create_index("ix_sched_slots_assignment_start", ["assignment_id", "starts_at"], unique=False)
@@ -142,6 +162,66 @@ def upgrade() -> None:
         batch_op.create_index("ix_sched_slots_person_start", ["person_id", "starts_at"], unique=False)
         batch_op.create_index("ix_sched_slots_schedule_date", ["schedule_id", "on_date"], unique=False)
         batch_op.create_index("ix_sched_slots_start", ["starts_at"], unique=False)
+
+    op.create_table(
+        "sched_sync_assignment_map",
+        sa.Column("source_id", sa.Integer(), nullable=False),
+        sa.Column("external_id", sa.String(length=120), nullable=False),
+        sa.Column("assignment_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["assignment_id"],
+            ["sched_assignments.id"],
+            name=op.f("fk_sched_sync_assignment_map_assignment_id_sched_assignments"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["source_id"],
+            ["sched_sync_sources.id"],
+            name=op.f("fk_sched_sync_assignment_map_source_id_sched_sync_sources"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("source_id", "external_id", name=op.f("pk_sched_sync_assignment_map")),
+    )
+    op.create_table(
+        "sched_sync_person_map",
+        sa.Column("source_id", sa.Integer(), nullable=False),
+        sa.Column("external_id", sa.String(length=120), nullable=False),
+        sa.Column("person_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["person_id"], ["people.id"], name=op.f("fk_sched_sync_person_map_person_id_people"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["source_id"],
+            ["sched_sync_sources.id"],
+            name=op.f("fk_sched_sync_person_map_source_id_sched_sync_sources"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("source_id", "external_id", name=op.f("pk_sched_sync_person_map")),
+    )
+    op.create_table(
+        "sched_sync_runs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("source_id", sa.Integer(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("window_end", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("fetched", sa.Integer(), nullable=False),
+        sa.Column("created", sa.Integer(), nullable=False),
+        sa.Column("updated", sa.Integer(), nullable=False),
+        sa.Column("removed", sa.Integer(), nullable=False),
+        sa.Column("unmapped", sa.JSON(), nullable=False),
+        sa.Column("problems", sa.JSON(), nullable=False),
+        sa.Column("error", sa.String(length=1000), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["source_id"],
+            ["sched_sync_sources.id"],
+            name=op.f("fk_sched_sync_runs_source_id_sched_sync_sources"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sched_sync_runs")),
+    )
+    with op.batch_alter_table("sched_sync_runs", schema=None) as batch_op:
+        batch_op.create_index("ix_sched_sync_runs_source", ["source_id", "started_at"], unique=False)
 
     op.create_table(
         "sched_time_off",
@@ -224,6 +304,12 @@ def downgrade() -> None:
         batch_op.drop_index("ix_sched_time_off_person")
 
     op.drop_table("sched_time_off")
+    with op.batch_alter_table("sched_sync_runs", schema=None) as batch_op:
+        batch_op.drop_index("ix_sched_sync_runs_source")
+
+    op.drop_table("sched_sync_runs")
+    op.drop_table("sched_sync_person_map")
+    op.drop_table("sched_sync_assignment_map")
     with op.batch_alter_table("sched_slots", schema=None) as batch_op:
         batch_op.drop_index("ix_sched_slots_start")
         batch_op.drop_index("ix_sched_slots_schedule_date")
@@ -240,6 +326,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_sched_changes_schedule_id")
 
     op.drop_table("sched_changes")
+    op.drop_table("sched_sync_sources")
     with op.batch_alter_table("sched_schedules", schema=None) as batch_op:
         batch_op.drop_index("ix_sched_schedules_department_dates")
 

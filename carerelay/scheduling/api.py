@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+import httpx2
 from fastapi import APIRouter, Body, Query, Response, status
 
 from carerelay.auth.deps import ClockDep, DbSession, allow, signed_in
@@ -19,6 +20,7 @@ from carerelay.scheduling import csv_import, ical, lookup, service
 from carerelay.scheduling.models import RequestStatus
 from carerelay.scheduling.schemas import (
     AssignmentIn,
+    AssignmentMapIn,
     AssignmentOut,
     AssignmentPatch,
     ChangeOut,
@@ -29,6 +31,7 @@ from carerelay.scheduling.schemas import (
     ImportErrorOut,
     ImportOut,
     OnCallOut,
+    PersonMapIn,
     ScheduleIn,
     ScheduleOut,
     SlotIn,
@@ -36,14 +39,19 @@ from carerelay.scheduling.schemas import (
     SlotWho,
     SwapIn,
     SwapOut,
+    SyncRunOut,
+    SyncSourceIn,
+    SyncSourceOut,
     TimeOffIn,
     TimeOffOut,
     VersionOut,
 )
+from carerelay.scheduling.sync import engine as sync
 
 router = APIRouter(prefix="/api/scheduling", tags=["scheduling"])
 
 EDITORS = (Role.SCHEDULER, Role.SYSTEM_ADMIN)
+SYNC_ADMINS = (Role.SYSTEM_ADMIN, Role.INTEGRATION_ADMIN)
 CALENDAR = "text/calendar; charset=utf-8"
 
 
@@ -289,3 +297,50 @@ def who_is_on(
 @router.get("/on-call/now", response_model=list[CoverageOut])
 def on_call_now(session: DbSession, clock: ClockDep, actor: Actor = signed_in()) -> list[CoverageOut]:
     return [CoverageOut.model_validate(c) for c in lookup.on_call_now(session=session, at=clock.now())]
+
+
+# -- third-party scheduler sync -----------------------------------------------------------------
+
+@router.get("/sync/sources", response_model=list[SyncSourceOut])
+def list_sync_sources(session: DbSession, actor: Actor = allow(*SYNC_ADMINS)) -> list[SyncSourceOut]:
+    return [SyncSourceOut.model_validate(s) for s in sync.list_sources(session=session)]
+
+
+@router.post("/sync/sources", response_model=SyncSourceOut, status_code=status.HTTP_201_CREATED)
+def create_sync_source(
+    body: SyncSourceIn, session: DbSession, clock: ClockDep, actor: Actor = allow(*SYNC_ADMINS)
+) -> SyncSourceOut:
+    source = sync.create_source(session=session, clock=clock, actor=actor, **body.model_dump())
+    return SyncSourceOut.model_validate(source)
+
+
+@router.put("/sync/sources/{source_id}/people/{external_id}", status_code=status.HTTP_204_NO_CONTENT)
+def map_sync_person(
+    source_id: int, external_id: str, body: PersonMapIn, session: DbSession, clock: ClockDep,
+    actor: Actor = allow(*SYNC_ADMINS),
+) -> Response:
+    sync.map_person(session=session, clock=clock, actor=actor, source_id=source_id, external_id=external_id,
+                    person_id=body.person_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put("/sync/sources/{source_id}/assignments/{external_id}", status_code=status.HTTP_204_NO_CONTENT)
+def map_sync_assignment(
+    source_id: int, external_id: str, body: AssignmentMapIn, session: DbSession, clock: ClockDep,
+    actor: Actor = allow(*SYNC_ADMINS),
+) -> Response:
+    sync.map_assignment(session=session, clock=clock, actor=actor, source_id=source_id, external_id=external_id,
+                        assignment_id=body.assignment_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/sync/sources/{source_id}/run", response_model=SyncRunOut)
+def run_sync(source_id: int, session: DbSession, clock: ClockDep, actor: Actor = allow(*SYNC_ADMINS)) -> SyncRunOut:
+    with httpx2.Client(timeout=20) as http:
+        run = sync.run_sync(session=session, clock=clock, source_id=source_id, http=http)
+    return SyncRunOut.model_validate(run)
+
+
+@router.get("/sync/sources/{source_id}/runs", response_model=list[SyncRunOut])
+def list_sync_runs(source_id: int, session: DbSession, actor: Actor = allow(*SYNC_ADMINS)) -> list[SyncRunOut]:
+    return [SyncRunOut.model_validate(r) for r in sync.list_runs(session=session, source_id=source_id)]

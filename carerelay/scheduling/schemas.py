@@ -222,3 +222,50 @@ class ImportOut(Output):
     errors: list[ImportErrorOut]
 
 
+
+
+class SyncSourceIn(Input):
+    vendor: Annotated[str, StringConstraints(pattern=r"^(amion|qgenda)$")]
+    name: Name
+    department_id: StrictId
+    base_url: Annotated[str, StringConstraints(min_length=8, max_length=500, pattern=r"^https?://")]
+    account: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    username: Annotated[str, StringConstraints(max_length=200)] | None = None
+    secret_env: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,99}$")] | None = Field(
+        default=None, description="Name of the environment variable holding the password (never the password)")
+
+
+class SyncSourceOut(Output):
+    id: int
+    vendor: str
+    name: str
+    department_id: int
+    base_url: str
+    account: str
+    username: str | None
+    secret_env: str | None
+    active: bool
+    last_run_at: datetime | None
+
+
+class PersonMapIn(Input):
+    person_id: StrictId
+
+
+class AssignmentMapIn(Input):
+    assignment_id: StrictId
+
+
+class SyncRunOut(Output):
+    id: int
+    source_id: int
+    started_at: datetime
+    window_end: datetime
+    status: str
+    fetched: int
+    created: int
+    updated: int
+    removed: int
+    unmapped: list[dict[str, Any]]
+    problems: list[dict[str, Any]]
+    error: str | None

@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 
 from carerelay.cli import app
 from carerelay.config import get_settings
+from carerelay.core.actor import cli_actor
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database, make_engine
 from carerelay.core.migrate import upgrade
+from carerelay.directory.models import Department
 from carerelay.scheduling.models import Slot
 from tests.scheduling_factories import make_department, make_person
 
@@ -96,3 +98,18 @@ def test_refusals_name_the_field_and_exit_1(cli_db: Database) -> None:
     code, output = _run("who", "--department", "CLI", "--at", "2027-03-02T10:00:00")
     assert code == 1 and "at:" in output
     assert _slots(cli_db) == 0
+
+
+def test_sync_reports_each_source_and_exits_1_when_one_failed(cli_db: Database) -> None:
+    from carerelay.scheduling.sync import engine
+    from tests.integration.scheduling_sync.vendors import vendor_server
+
+    with vendor_server() as (base_url, _state):
+        with cli_db.unit_of_work() as session:
+            dept = session.execute(select(Department).where(Department.code == "CLI")).scalar_one()
+            engine.create_source(session=session, clock=FakeClock(), actor=cli_actor("test"), vendor="qgenda",
+                                 name="no password", department_id=dept.id, base_url=f"{base_url}/v2",
+                                 account="CK-1")
+        code, output = _run("sync", "--due")
+        assert code == 1 and "source 1: failed" in output and "login refused (401)" in output
+        assert _run("sync", "--due") == (0, "")  # pulled less than 15 minutes ago

@@ -196,6 +196,8 @@ class SwapRequest(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     slot_id: Mapped[int] = mapped_column(ForeignKey("sched_slots.id", ondelete="CASCADE"))
     other_slot_id: Mapped[int | None] = mapped_column(ForeignKey("sched_slots.id", ondelete="CASCADE"))
+    # Who worked the slot when the swap was asked for: approval is refused if that changed since.
+    from_person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     to_person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     requested_by: Mapped[str] = mapped_column(String(200))
     requested_by_id: Mapped[int | None] = mapped_column(Integer)

@@ -156,6 +156,7 @@ class SwapOut(Output):
     id: int
     slot_id: int
     other_slot_id: int | None
+    from_person_id: int | None
     to_person_id: int
     requested_by: str
     reason: str | None

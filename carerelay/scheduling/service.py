@@ -516,7 +516,8 @@ def request_swap(
             raise Invalid(f"no slot {other_slot_id}", field="other_slot_id")
         if other.person_id != to_person_id:
             raise Invalid(f"slot {other_slot_id} is not worked by person {to_person_id}", field="other_slot_id")
-    swap = SwapRequest(slot_id=slot_id, other_slot_id=other_slot_id, to_person_id=to_person_id,
+    swap = SwapRequest(slot_id=slot_id, other_slot_id=other_slot_id, from_person_id=slot.person_id,
+                       to_person_id=to_person_id,
                        requested_by=actor.username, requested_by_id=actor.person_id, reason=reason,
                        status=RequestStatus.PENDING.value, created_at=clock.now())
     session.add(swap)
@@ -537,6 +538,8 @@ def decide_swap(*, session: Session, clock: Clock, actor: Actor, swap_id: int, a
         raise Conflict(f"swap request {swap_id} is already {swap.status}", field="status")
     if approve:
         giver = slot.person_id
+        if giver != swap.from_person_id:
+            raise Conflict(f"slot {slot.id} changed hands since the request", field="slot_id")
         other = session.get(Slot, swap.other_slot_id) if swap.other_slot_id is not None else None
         if other is not None:
             if other.person_id != swap.to_person_id:

@@ -2,7 +2,7 @@
 
 Revision ID: 0003_scheduling
 Revises: 0001_foundation
-Create Date: 2026-11-24 12:41:44.078924
+Create Date: 2026-11-24 12:49:41.475193
 """
 
 from collections.abc import Sequence
@@ -263,6 +263,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("slot_id", sa.Integer(), nullable=False),
         sa.Column("other_slot_id", sa.Integer(), nullable=True),
+        sa.Column("from_person_id", sa.Integer(), nullable=True),
         sa.Column("to_person_id", sa.Integer(), nullable=False),
         sa.Column("requested_by", sa.String(length=200), nullable=False),
         sa.Column("requested_by_id", sa.Integer(), nullable=True),
@@ -271,6 +272,7 @@ def upgrade() -> None:
         sa.Column("decided_by", sa.String(length=200), nullable=True),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["from_person_id"], ["people.id"], name=op.f("fk_sched_swaps_from_person_id_people")),
         sa.ForeignKeyConstraint(
             ["other_slot_id"],
             ["sched_slots.id"],

@@ -211,6 +211,13 @@ def test_swap_into_a_double_booking_is_refused_and_changes_nothing(db: Database,
         service.decide_swap(session=session, clock=clock, actor=ADMIN, swap_id=swap.id, approve=True)
     with db.unit_of_work() as session:
         assert session.get(Slot, mine.id).person_id == people["valmeida"]  # type: ignore[union-attr]
+        service.update_slot(session=session, clock=clock, actor=ADMIN, slot_id=mine.id,
+                            fields=service.SlotFields(person_id=people["hlee"]))
+    with pytest.raises(Conflict) as moved, db.unit_of_work() as session:
+        service.decide_swap(session=session, clock=clock, actor=ADMIN, swap_id=swap.id, approve=True)
+    assert "changed hands" in moved.value.message
+    with db.unit_of_work() as session:
+        assert session.get(Slot, mine.id).person_id == people["hlee"]  # type: ignore[union-attr]
         assert service.list_swaps(session=session, status="pending")[-1].id == swap.id
 
 

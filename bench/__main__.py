@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark under bench/."""
 
-from bench import directory
+from bench import directory, scheduling
 
-for module in (directory,):
+for module in (directory, scheduling):
     module.main()

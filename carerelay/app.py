@@ -50,6 +50,7 @@ from carerelay.realtime import pglisten
 from carerelay.realtime.api import router as realtime_router
 from carerelay.realtime.hub import Hub
 from carerelay.routing.api import router as routing_router
+from carerelay.scheduling.api import router as scheduling_router
 from carerelay.web.pages import router as web_router
 
 log = logging.getLogger("carerelay.app")
@@ -200,6 +201,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         )
 
     for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
-                   alerts_router, escalation_router, routing_router, audit_router, web_router):
+                   alerts_router, escalation_router, routing_router, scheduling_router, audit_router, web_router):
         app.include_router(router)
     return app

@@ -1,4 +1,4 @@
-"""The ``carerelay`` command: serve, migrate, load the demo, verify the audit chain.
+"""The ``carerelay`` command: serve, migrate, load the demo, verify the audit chain, edit schedules.
 
 A thin adapter like the HTTP routes: each command opens one unit of work and calls services.
 """
@@ -16,6 +16,7 @@ from carerelay.core.actor import cli_actor
 from carerelay.core.clock import SystemClock
 from carerelay.core.db import Database, make_engine
 from carerelay.core.migrate import current_revision, head_revision, is_current, upgrade
+from carerelay.scheduling.cli import schedule_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="carerelay: clinical communication platform")
@@ -29,6 +30,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="Attachment encryption keys.")
 messages_app = typer.Typer(no_args_is_help=True, help="Messages: retention.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(messages_app, name="messages")
+app.add_typer(schedule_app, name="schedule")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

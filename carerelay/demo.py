@@ -26,6 +26,7 @@ from carerelay.directory.models import (
     VirtualPager,
 )
 from carerelay.patients.models import Bed, Unit
+from carerelay.scheduling.demo import load_demo_schedules
 
 DEMO_PASSWORD = "carerelay-demo"
 EMAIL_DOMAIN = "demo-health.example"
@@ -186,6 +187,7 @@ def load_demo(*, session: Session, clock: Clock, actor: Actor) -> LoadReport:
     people = _load_people(session, clock, actor, depts, report)
     _load_groups(session, clock, actor, depts, people, report)
     _load_devices(session, clock, actor, depts, people, report)
+    load_demo_schedules(session=session, clock=clock, actor=actor, people=people, count=report.add)
     return report
 
 

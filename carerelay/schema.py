@@ -12,9 +12,10 @@ from carerelay.notifications import models as notifications_models
 from carerelay.patients import models as patients_models
 from carerelay.realtime import models as realtime_models
 from carerelay.routing import models as routing_models
+from carerelay.scheduling import models as scheduling_models
 
 metadata = Base.metadata
 
 __all__ = ["alerts_models", "audit_models", "auth_models", "directory_models", "escalation_models", "jobs_models",
            "messaging_models", "metadata", "notifications_models", "patients_models", "realtime_models",
-           "routing_models"]
+           "routing_models", "scheduling_models"]

@@ -1,0 +1,1 @@
+"""Provider scheduling: assignments, schedules, slots, swaps, time off, on-call lookup and feeds."""

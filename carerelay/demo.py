@@ -152,8 +152,9 @@ GROUPS = [
 ]
 
 PAGERS = [
-    ("5551234", "NEURO-PHYS", "Neurology on call (legacy pager)"),
-    ("5552000", "CARD-PHYS", "Cardiology on call (legacy pager)"),
+    # number, target address (a group or team code is looked up), label
+    ("5551234", "role:Neurology On Call", "Neurology on call (legacy pager)"),
+    ("5552000", "role:Cardiology On Call", "Cardiology on call (legacy pager)"),
     ("5553333", "CODE-BLUE", "Code Blue"),
 ]
 
@@ -268,12 +269,13 @@ def _load_groups(
                                            member_ids=member_ids)
             report.add("groups" if kind == "group" else "teams")
         groups[code] = group
-    for number, group_code, label in PAGERS:
+    for number, target, label in PAGERS:
         if session.execute(select(VirtualPager.id).where(VirtualPager.number == number)).first():
             continue
-        target_group = groups[group_code]
-        directory.create_virtual_pager(session=session, clock=clock, actor=actor, number=number,
-                                       target=f"{target_group.kind}:{target_group.id}", label=label)
+        if ":" not in target:
+            target = f"{groups[target].kind}:{groups[target].id}"
+        directory.create_virtual_pager(session=session, clock=clock, actor=actor, number=number, target=target,
+                                       label=label)
         report.add("virtual_pagers")
 
 

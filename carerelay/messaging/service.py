@@ -25,7 +25,7 @@ from carerelay.audit import service as audit
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.errors import Conflict, Forbidden, Invalid, NotFound
-from carerelay.directory.models import Group, GroupMember, Person
+from carerelay.directory.models import Person
 from carerelay.escalation.engine import on_notify
 from carerelay.messaging import policy
 from carerelay.messaging.models import (
@@ -43,7 +43,7 @@ from carerelay.messaging.models import (
 )
 from carerelay.patients.models import Patient
 from carerelay.realtime import service as realtime
-from carerelay.routing.resolver import Resolution, people_recipients, scheme
+from carerelay.routing.resolver import Resolution, people_recipients, resolve, scheme
 
 MAX_TEXT = 10_000
 MESSAGE_ALERT = "message"
@@ -176,23 +176,12 @@ def _active_people(session: Session, ids: set[int]) -> list[int]:
     return sorted(found)
 
 
-def _resolve_address(session: Session, address: str) -> list[int]:
-    """person:<id>, group:<id>, team:<id>; roles and care teams arrive with routing."""
-    scheme, _, ref = address.partition(":")
-    if scheme == "person" and ref.isdigit():
-        return [int(ref)]
-    if scheme in ("group", "team") and ref.isdigit():
-        group = session.get(Group, int(ref))
-        if group is None or group.kind != scheme:
-            raise Invalid(f"no {scheme} {ref}", field="address")
-        members = session.execute(
-            select(Person.id).join(GroupMember, GroupMember.person_id == Person.id)
-            .where(GroupMember.group_id == group.id, Person.active.is_(True))
-        ).scalars().all()
-        if not members:
-            raise Invalid(f"{group.name} has no active members to reach", field="address")
-        return list(members)
-    raise Invalid("address must be person:<id>, group:<id> or team:<id>", field="address")
+def _resolve_address(session: Session, address: str, at: datetime) -> list[int]:
+    """Any address routing knows (person, group, team, role, pager…), resolved now."""
+    resolution = resolve(session, address, at)
+    if resolution.empty:
+        raise Invalid(f"{address} reaches no one right now: {resolution.explain()}", field="address")
+    return resolution.person_ids
 
 
 def _check_patient(session: Session, patient_id: int | None) -> None:
@@ -208,7 +197,7 @@ def create_conversation(
     if kind == ConversationKind.ADDRESS:
         if not address:
             raise Invalid("an addressed conversation needs an address", field="address")
-        others = set(_resolve_address(session, address)) - {me}
+        others = set(_resolve_address(session, address, clock.now())) - {me}
     else:
         others = set(member_ids) - {me}
     if not others:

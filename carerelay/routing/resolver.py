@@ -3,8 +3,8 @@
 ``resolve(address, at)`` never returns silence: it returns recipients *and* the chain of reasons
 ("group Cardiology Physicians → Dr. Amara Okafor"; "skipped Dana Whitaker: inactive"), so an empty
 result can be explained, routed to a fallback and audited (style habit 9). Schemes are registered:
-person, group, team and pager here; role (schedules), careteam and location (census) register
-themselves from their own domains.
+person, group, team, pager and role (the published schedule) here; others register themselves from
+their own domains (conversation from messaging).
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from carerelay.core.errors import Invalid
-from carerelay.directory.models import ContactPoint, Group, GroupMember, Person, VirtualPager
+from carerelay.directory.models import ContactPoint, Department, Group, GroupMember, Person, VirtualPager
+from carerelay.scheduling import lookup
+from carerelay.scheduling.models import Assignment
 
 MAX_DEPTH = 4
 CONTACT_ORDER = {"app": 0, "sms": 1, "pager": 2, "phone": 3, "email": 4}
@@ -157,3 +159,30 @@ def _pager(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
     return Resolution(f"pager:{ref}", at, [
         Recipient(r.person_id, r.name, f"pager {ref} ({label}) → {r.reason}", r.contacts) for r in inner.recipients
     ], [f"pager {ref} → {n}" for n in inner.notes])
+
+
+@scheme("role")
+def _role(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
+    """Who the published schedule has on now, in call order: by assignment code, department code
+    (its whole clinical coverage) or assignment name ("Cardiology On Call", day and night alike)."""
+    assignment = session.execute(select(Assignment).where(Assignment.code == ref)).scalar_one_or_none()
+    if assignment is not None:
+        on = lookup.who_is_on(session=session, at=at, assignment_id=assignment.id)
+    else:
+        department = session.execute(select(Department).where(Department.code == ref)).scalar_one_or_none()
+        if department is not None:
+            on = lookup.who_is_on(session=session, at=at, department_id=department.id)
+        else:
+            named = session.execute(select(Assignment.id).where(func.lower(Assignment.name) == ref.lower())).scalars()
+            ids = list(named)
+            if not ids:
+                raise Invalid(f"no assignment or department {ref!r} to resolve role:{ref}", field="address")
+            on = sorted((o for aid in ids for o in lookup.who_is_on(session=session, at=at, assignment_id=aid)),
+                        key=lambda o: (o.call_order, o.starts_at, o.slot_id))
+    result = people_recipients(session, f"role:{ref}", at,
+                               [(o.person_id, o.reason) for o in on if o.person_id is not None])
+    result.notes.extend(f"{o.name} ({o.reason}): no person to page; call {o.contact or 'no number given'}"
+                        for o in on if o.person_id is None)
+    if not on:
+        result.notes.append(f"role:{ref}: no one on the published schedule at {at:%Y-%m-%d %H:%M} UTC")
+    return result

@@ -35,6 +35,9 @@ from carerelay.core.errors import (
     Unauthenticated,
 )
 from carerelay.directory.api import router as directory_router
+from carerelay.integrations.scim.api import PREFIX as SCIM_PREFIX
+from carerelay.integrations.scim.api import router as scim_router
+from carerelay.integrations.scim.api import scim_error_response, scim_validation_response
 from carerelay.ops.api import router as ops_router
 from carerelay.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from carerelay.web.pages import router as web_router
@@ -60,8 +63,14 @@ def _status_for(exc: CarerelayError) -> int:
     return 400
 
 
+def _is_scim(request: Request) -> bool:
+    return request.url.path.startswith(SCIM_PREFIX + "/") or request.url.path == SCIM_PREFIX
+
+
 async def _carerelay_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CarerelayError)
+    if _is_scim(request):
+        return scim_error_response(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, TooManyAttempts):
         headers["Retry-After"] = str(exc.retry_after_seconds)
@@ -79,6 +88,8 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     errors = jsonable_encoder(exc.errors())
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(p) for p in first.get("loc", []) if p != "body") or "request"
+    if _is_scim(request):
+        return scim_validation_response(f"{where}: {first.get('msg')}")
     return JSONResponse({"detail": f"{where}: {first.get('msg')}", "field": where, "errors": errors},
                         status_code=422)
 
@@ -129,6 +140,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             swagger_favicon_url="/static/swagger/favicon-32x32.png",
         )
 
-    for router in (ops_router, auth_router, directory_router, audit_router, web_router):
+    for router in (ops_router, auth_router, directory_router, audit_router, scim_router, web_router):
         app.include_router(router)
     return app

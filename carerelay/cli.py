@@ -25,6 +25,10 @@ audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(audit_app, name="audit")
+scim_app = typer.Typer(no_args_is_help=True, help="SCIM provisioning.")
+scim_token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens of identity providers.")
+scim_app.add_typer(scim_token_app, name="token")
+app.add_typer(scim_app, name="scim")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -101,6 +105,52 @@ def audit_verify() -> None:
         return
     err.print(f"audit chain BROKEN after {report.entries} good entries: {report.problem}")
     raise typer.Exit(1)
+
+
+@scim_token_app.command("create")
+def scim_token_create(
+    provider: Annotated[str, typer.Argument(help="Name of the identity provider, e.g. entra-id")],
+) -> None:
+    """Create a SCIM bearer token for an identity provider; it is printed once and stored hashed."""
+    from carerelay.integrations.scim import service as scim
+
+    db = _database(get_settings())
+    _require_current(db)
+    with db.unit_of_work() as session:
+        created = scim.create_token(session=session, clock=SystemClock(), actor=cli_actor(), provider=provider)
+    err.print(f"SCIM token {created.id} for {created.provider} (shown once; store it in the identity provider):")
+    print(created.token)
+
+
+@scim_token_app.command("list")
+def scim_token_list() -> None:
+    """List SCIM tokens (never the tokens themselves)."""
+    from carerelay.integrations.scim import service as scim
+
+    db = _database(get_settings())
+    _require_current(db)
+    with db.unit_of_work() as session:
+        for row in scim.list_tokens(session=session):
+            state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}Z" if row.revoked_at else "active"
+            used = f"{row.last_used_at:%Y-%m-%d %H:%M}Z" if row.last_used_at else "never"
+            out.print(f"{row.id}\t{row.provider}\t{state}\tlast used {used}")
+
+
+@scim_token_app.command("revoke")
+def scim_token_revoke(token_id: Annotated[int, typer.Argument(help="Token id from 'scim token list'")]) -> None:
+    """Revoke a SCIM token at once."""
+    from carerelay.core.errors import NotFound
+    from carerelay.integrations.scim import service as scim
+
+    db = _database(get_settings())
+    _require_current(db)
+    try:
+        with db.unit_of_work() as session:
+            scim.revoke_token(session=session, clock=SystemClock(), actor=cli_actor(), token_id=token_id)
+    except NotFound as exc:
+        err.print(f"carerelay: {exc.message}")
+        raise typer.Exit(1) from None
+    out.print(f"SCIM token {token_id} revoked")
 
 
 @app.command("serve")

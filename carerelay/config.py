@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     login_lockout_minutes: int = Field(default=15, ge=1)
     password_min_length: int = Field(default=10, ge=8)
 
+    scim_default_profession: Literal[
+        "physician", "app", "resident", "nurse", "tech", "operator", "scheduler", "admin", "compliance"
+    ] = Field(default="tech", description="Profession of a person SCIM creates without a matching userType.")
+
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
     @field_validator("database_url")

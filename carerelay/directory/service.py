@@ -279,6 +279,15 @@ def create_group(
     return group
 
 
+def rename_group(*, session: Session, clock: Clock, actor: Actor, group_id: int, name: str) -> Group:
+    group = get_group(session=session, group_id=group_id)
+    before = group.name
+    group.name = name
+    audit.record(session=session, clock=clock, actor=actor, action="directory.rename_group", object_type="group",
+                 object_id=group_id, detail={"before": before, "after": name})
+    return group
+
+
 def get_group(*, session: Session, group_id: int) -> Group:
     group = session.get(Group, group_id)
     if group is None:

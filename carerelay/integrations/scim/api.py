@@ -190,7 +190,7 @@ def create_user(
 ) -> Response:
     user = service.validate_user(body, Context.RESOURCE_CREATION_REQUEST)
     created = service.create_user(session=session, clock=clock, actor=actor, provider=_provider(actor), user=user,
-                                  base=_base(request), default_profession=settings.scim_default_profession)
+                                  base=_base(request), default_profession=settings.provisioning_default_profession)
     return _one(created, Context.RESOURCE_CREATION_RESPONSE, 201)
 
 
@@ -211,7 +211,7 @@ def replace_user(
     user = service.validate_user(body, Context.RESOURCE_REPLACEMENT_REQUEST)
     replaced = service.replace_user(session=session, clock=clock, actor=actor, provider=_provider(actor),
                                     user_id=user_id, user=user, base=_base(request),
-                                    default_profession=settings.scim_default_profession)
+                                    default_profession=settings.provisioning_default_profession)
     return _one(replaced, Context.RESOURCE_REPLACEMENT_RESPONSE)
 
 

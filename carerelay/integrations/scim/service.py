@@ -45,8 +45,9 @@ from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.errors import Conflict, Invalid, NotFound, Unauthenticated
 from carerelay.directory import service as directory
-from carerelay.directory.models import Department, Group, GroupKind, Person, Profession
+from carerelay.directory.models import Group, GroupKind, Person
 from carerelay.directory.models import GroupMember as DirGroupMember
+from carerelay.integrations.provisioning import default_roles, department_id_by_name, profession_or
 from carerelay.integrations.scim.models import ScimResource, ScimToken
 from carerelay.integrations.scim.resources import (
     MAX_RESULTS,
@@ -77,8 +78,6 @@ _EXT_SCIM_NAMES = {
     "unique_id": "uniqueId", "ehr_username": "ehrUsername", "epic_ser_id": "epicSerId", "ms_upn": "msUpn",
     "kronos_id": "kronosId",
 }
-_PROFESSION_ROLES = {"physician": "clinician", "app": "clinician", "resident": "clinician", "nurse": "nurse",
-                     "tech": "clinician", "operator": "operator", "scheduler": "scheduler"}
 
 
 class ScimInvalid(Invalid):
@@ -209,16 +208,6 @@ def _primary(values: list[Any] | None) -> Any:
     return next((v for v in values if getattr(v, "primary", False)), values[0])
 
 
-def _department_id(session: Session, name: str | None) -> int | None:
-    if not name:
-        return None
-    key = name.strip().lower()
-    row = session.execute(
-        select(Department.id).where(or_(func.lower(Department.code) == key, func.lower(Department.name) == key))
-    ).first()
-    return int(row[0]) if row else None
-
-
 def _person_values(session: Session, user: ScimUser, *, default_profession: str) -> dict[str, Any]:
     """The directory fields a SCIM user sets; everything else stays in the stored document."""
     if not user.user_name or not user.user_name.strip():
@@ -242,10 +231,9 @@ def _person_values(session: Session, user: ScimUser, *, default_profession: str)
         "email": _limit(str(email_value) if email_value else None, 254, "emails"),
         "active": True if user.active is None else bool(user.active),
     }
-    profession = (user.user_type or "").strip().lower()
-    values["profession"] = profession if profession in {p.value for p in Profession} else default_profession
+    values["profession"] = profession_or(user.user_type, default_profession)
     enterprise = user[EnterpriseUser]
-    values["department_id"] = _department_id(session, enterprise.department if enterprise else None)
+    values["department_id"] = department_id_by_name(session, enterprise.department if enterprise else None)
     ours = user[CarerelayUser]
     for attribute, (column, length) in EXT_COLUMNS.items():
         value = getattr(ours, attribute) if ours is not None else None
@@ -332,7 +320,7 @@ def create_user(
 ) -> ScimUser:
     values = _person_values(session, user, default_profession=default_profession)
     _check_external_id(session, USER, user.external_id, None)
-    roles = [r for r in [_PROFESSION_ROLES.get(values["profession"])] if r]
+    roles = default_roles(values["profession"])
     active = values.pop("active")
     person = directory.create_person(session=session, clock=clock, actor=actor, data={**values, "roles": roles})
     if not active:

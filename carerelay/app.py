@@ -21,7 +21,7 @@ from carerelay import __version__
 from carerelay.audit.api import router as audit_router
 from carerelay.auth.api import router as auth_router
 from carerelay.auth.deps import public
-from carerelay.config import Settings
+from carerelay.config import ConfigError, Settings
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock, SystemClock
 from carerelay.core.db import Database, make_engine
@@ -38,6 +38,8 @@ from carerelay.directory.api import router as directory_router
 from carerelay.integrations.scim.api import PREFIX as SCIM_PREFIX
 from carerelay.integrations.scim.api import router as scim_router
 from carerelay.integrations.scim.api import scim_error_response, scim_validation_response
+from carerelay.integrations.sso.api import router as sso_router
+from carerelay.integrations.sso.config import load_providers
 from carerelay.ops.api import router as ops_router
 from carerelay.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from carerelay.web.pages import router as web_router
@@ -114,6 +116,10 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
     app.state.settings = settings
     app.state.db = database
     app.state.clock = clock or SystemClock()
+    try:
+        app.state.sso_providers = load_providers(settings.sso_providers_file)
+    except CarerelayError as exc:
+        raise ConfigError(f"invalid setting CARERELAY_SSO_PROVIDERS_FILE: {exc.message}") from None
 
     app.add_exception_handler(CarerelayError, _carerelay_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -140,6 +146,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             swagger_favicon_url="/static/swagger/favicon-32x32.png",
         )
 
-    for router in (ops_router, auth_router, directory_router, audit_router, scim_router, web_router):
+    for router in (ops_router, auth_router, directory_router, audit_router, scim_router, sso_router, web_router):
         app.include_router(router)
     return app

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     ldap_deactivate_missing: bool = True
     ldap_timeout_seconds: float = Field(default=15.0, gt=0)
 
+    sso_providers_file: str = Field(default="", description="JSON file listing OIDC and SAML identity providers.")
+    sso_state_minutes: int = Field(default=10, ge=1, le=60, description="How long a started SSO sign-in stays valid.")
+
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
     @field_validator("database_url")

@@ -6,9 +6,10 @@ from carerelay.core.db import Base
 from carerelay.directory import models as directory_models
 from carerelay.integrations.ldap import models as ldap_models
 from carerelay.integrations.scim import models as scim_models
+from carerelay.integrations.sso import models as sso_models
 from carerelay.patients import models as patients_models
 
 metadata = Base.metadata
 
 __all__ = ["audit_models", "auth_models", "directory_models", "ldap_models", "metadata", "patients_models",
-           "scim_models"]
+           "scim_models", "sso_models"]

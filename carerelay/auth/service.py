@@ -167,6 +167,31 @@ def sign_in(
     return SignedIn(token=token, session=auth_session, person=person)
 
 
+def start_session(
+    *, session: Session, clock: Clock, settings: Settings, person: Person, method: str, kind: str = "web",
+    ip: str | None = None, user_agent: str | None = None, detail: dict[str, object] | None = None,
+) -> SignedIn:
+    """Open a session for a person another party authenticated (SSO); audited as a sign-in."""
+    if not person.active:
+        audit.record(session=session, clock=clock, actor=Actor(person_id=person.id, username=person.username, ip=ip),
+                     action="auth.sign_in", object_type="person", object_id=person.id, outcome="failure",
+                     detail={"reason": "inactive", "method": method})
+        raise Unauthenticated("this account is not active in carerelay", keep_changes=True)
+    now = clock.now()
+    token = secrets.token_urlsafe(32)
+    auth_session = AuthSession(
+        person_id=person.id, token_hash=_token_hash(token), kind=kind, created_at=now, last_seen_at=now,
+        expires_at=now + timedelta(hours=settings.session_max_hours), ip=ip,
+        user_agent=(user_agent or "")[:300] or None,
+    )
+    session.add(auth_session)
+    session.flush()
+    audit.record(session=session, clock=clock, actor=Actor(person_id=person.id, username=person.username, ip=ip),
+                 action="auth.sign_in", object_type="person", object_id=person.id,
+                 detail={"session_id": auth_session.id, "kind": kind, "method": method, **(detail or {})})
+    return SignedIn(token=token, session=auth_session, person=person)
+
+
 def authenticate(*, session: Session, clock: Clock, settings: Settings, token: str) -> tuple[AuthSession, Person]:
     """Resolve a presented token to a live session, sliding its idle timeout forward."""
     now = clock.now()

@@ -2,7 +2,7 @@
 
 Revision ID: 0004_identity
 Revises: 0001_foundation
-Create Date: 2026-11-24 12:31:25.531427
+Create Date: 2026-11-24 12:37:46.795042
 """
 
 from collections.abc import Sequence
@@ -41,6 +41,28 @@ def upgrade() -> None:
     with op.batch_alter_table("scim_tokens", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_scim_tokens_provider"), ["provider"], unique=False)
 
+    op.create_table(
+        "sso_login_states",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("state_hash", sa.String(length=64), nullable=False),
+        sa.Column("provider", sa.String(length=60), nullable=False),
+        sa.Column("nonce", sa.String(length=120), nullable=True),
+        sa.Column("code_verifier", sa.String(length=160), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sso_login_states")),
+        sa.UniqueConstraint("state_hash", name=op.f("uq_sso_login_states_state_hash")),
+    )
+    op.create_table(
+        "sso_seen_assertions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("provider", sa.String(length=60), nullable=False),
+        sa.Column("assertion_id", sa.String(length=255), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sso_seen_assertions")),
+        sa.UniqueConstraint("provider", "assertion_id", name="uq_sso_seen_assertions_provider_id"),
+    )
     op.create_table(
         "ldap_links",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -84,14 +106,36 @@ def upgrade() -> None:
     with op.batch_alter_table("scim_resources", schema=None) as batch_op:
         batch_op.create_index("ix_scim_resources_type_external_id", ["resource_type", "external_id"], unique=False)
 
+    op.create_table(
+        "sso_identities",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("provider", sa.String(length=60), nullable=False),
+        sa.Column("subject", sa.String(length=255), nullable=False),
+        sa.Column("person_id", sa.Integer(), nullable=False),
+        sa.Column("last_sign_in_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["person_id"], ["people.id"], name=op.f("fk_sso_identities_person_id_people"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sso_identities")),
+        sa.UniqueConstraint("provider", "subject", name="uq_sso_identities_provider_subject"),
+    )
+    with op.batch_alter_table("sso_identities", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_sso_identities_person_id"), ["person_id"], unique=False)
+
 
 def downgrade() -> None:
 
+    with op.batch_alter_table("sso_identities", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_sso_identities_person_id"))
+
+    op.drop_table("sso_identities")
     with op.batch_alter_table("scim_resources", schema=None) as batch_op:
         batch_op.drop_index("ix_scim_resources_type_external_id")
 
     op.drop_table("scim_resources")
     op.drop_table("ldap_links")
+    op.drop_table("sso_seen_assertions")
+    op.drop_table("sso_login_states")
     with op.batch_alter_table("scim_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_scim_tokens_provider"))
 

@@ -59,7 +59,10 @@ def test_every_route_declares_exactly_one_policy() -> None:
 
 def test_public_routes_are_the_expected_few() -> None:
     public = {p for _, p, pol in all_routes() if pol and not pol[0].signed_in and not pol[0].scim_token}
-    assert public == {"/healthz", "/readyz", "/metrics", "/docs", "/", "/sign-in", "/api/auth/sign-in"}
+    # SSO endpoints are reached before anyone is signed in; the identity provider's signature on what
+    # it sends is what they check.
+    sso = {"/sso/oidc/{name}/login", "/sso/oidc/{name}/callback", "/sso/oidc/{name}/backchannel-logout"}
+    assert public == {"/healthz", "/readyz", "/metrics", "/docs", "/", "/sign-in", "/api/auth/sign-in", *sso}
 
 
 def test_scim_routes_take_a_provisioning_token_and_nothing_else_does() -> None:

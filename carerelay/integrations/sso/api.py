@@ -16,7 +16,7 @@ from carerelay.auth.deps import ClockDep, DbSession, SettingsDep, client_ip, pub
 from carerelay.auth.service import SignedIn
 from carerelay.core.actor import Actor
 from carerelay.core.errors import CarerelayError, NotFound
-from carerelay.integrations.sso import service
+from carerelay.integrations.sso import saml, service
 from carerelay.integrations.sso.config import Provider, get_provider
 from carerelay.web.pages import templates
 
@@ -87,3 +87,43 @@ def oidc_backchannel_logout(
         return JSONResponse({"error": "invalid_request", "error_description": exc.message}, status_code=400,
                             headers={"Cache-Control": "no-store"})
     return Response(status_code=200, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/saml/{name}/metadata")
+def saml_metadata(name: str, request: Request, settings: SettingsDep, actor: Actor = public()) -> Response:
+    try:
+        provider = get_provider(_providers(request), name, "saml")
+    except NotFound as exc:
+        return _refused(request, settings.organization_name, name, exc.message, 404)
+    return Response(saml.metadata(settings.public_url, provider), media_type="application/samlmetadata+xml")
+
+
+@router.get("/saml/{name}/login")
+def saml_login(name: str, request: Request, session: DbSession, clock: ClockDep, settings: SettingsDep,
+               actor: Actor = public()) -> Response:
+    try:
+        provider = get_provider(_providers(request), name, "saml")
+        redirect = saml.begin_saml_login(session=session, clock=clock, settings=settings, provider=provider)
+    except CarerelayError as exc:
+        return _refused(request, settings.organization_name, name, exc.message,
+                        404 if isinstance(exc, NotFound) else 502)
+    return RedirectResponse(redirect.url, status_code=303)
+
+
+@router.post("/saml/{name}/acs")
+def saml_acs(
+    name: str, request: Request, session: DbSession, clock: ClockDep, settings: SettingsDep,
+    saml_response: Annotated[str, Form(alias="SAMLResponse", max_length=500_000)],
+    relay_state: Annotated[str | None, Form(alias="RelayState", max_length=200)] = None,
+    actor: Actor = public(),
+) -> Response:
+    try:
+        provider = get_provider(_providers(request), name, "saml")
+        result = saml.finish_saml_login(session=session, clock=clock, settings=settings, provider=provider,
+                                        saml_response=saml_response, relay_state=relay_state,
+                                        ip=client_ip(request), user_agent=request.headers.get("user-agent"))
+    except CarerelayError as exc:
+        return _refused(request, settings.organization_name, name, exc.message,
+                        404 if isinstance(exc, NotFound) else 401)
+    return _signed_in(request, settings.organization_name, result, settings.cookie_secure,
+                      settings.session_max_hours * 3600)

@@ -76,6 +76,13 @@ def new_login_state(*, session: Session, clock: Clock, provider: str, minutes: i
     return made
 
 
+def remember_request(*, session: Session, state: str, request_id: str) -> None:
+    """SAML: the AuthnRequest id a response must answer, kept in the nonce slot of the login state."""
+    row = session.execute(select(SsoLoginState).where(SsoLoginState.state_hash == _hash(state))).scalar_one()
+    row.nonce = request_id[:120]
+    session.flush()
+
+
 def consume_login_state(
     *, session: Session, clock: Clock, provider: str, state: str | None, ip: str | None
 ) -> SsoLoginState:

@@ -2,7 +2,7 @@
 
 Revision ID: 0004_identity
 Revises: 0001_foundation
-Create Date: 2026-11-24 12:37:46.795042
+Create Date: 2026-11-24 12:41:09.108914
 """
 
 from collections.abc import Sequence

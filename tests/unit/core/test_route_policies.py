@@ -61,7 +61,8 @@ def test_public_routes_are_the_expected_few() -> None:
     public = {p for _, p, pol in all_routes() if pol and not pol[0].signed_in and not pol[0].scim_token}
     # SSO endpoints are reached before anyone is signed in; the identity provider's signature on what
     # it sends is what they check.
-    sso = {"/sso/oidc/{name}/login", "/sso/oidc/{name}/callback", "/sso/oidc/{name}/backchannel-logout"}
+    sso = {"/sso/oidc/{name}/login", "/sso/oidc/{name}/callback", "/sso/oidc/{name}/backchannel-logout",
+           "/sso/saml/{name}/login", "/sso/saml/{name}/acs", "/sso/saml/{name}/metadata"}
     assert public == {"/healthz", "/readyz", "/metrics", "/docs", "/", "/sign-in", "/api/auth/sign-in", *sso}
 
 

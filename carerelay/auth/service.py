@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from carerelay.audit import service as audit
-from carerelay.auth.models import AuthSession, Credential, LoginThrottle
+from carerelay.auth.models import AuthSession, Credential, DeviceBinding, LoginThrottle
 from carerelay.config import Settings
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
@@ -35,6 +35,9 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 SIGN_IN_FAILED = "sign-in failed: wrong user name, password or code"
+SESSION_LOCKED = "the session is locked: unlock it with your PIN (POST /api/auth/unlock)"
+SHARED = "shared"
+PIN_ATTEMPTS = 5
 
 
 def hash_password(password: str) -> str:
@@ -200,10 +203,19 @@ def authenticate(*, session: Session, clock: Clock, settings: Settings, token: s
     ).scalar_one_or_none()
     if found is None or found.revoked_at is not None or found.expires_at <= now:
         raise Unauthenticated("not signed in, or the session has ended")
-    if found.last_seen_at + timedelta(minutes=settings.session_idle_minutes) <= now:
+    idle = settings.shared_device_idle_minutes if found.kind == SHARED else settings.session_idle_minutes
+    if found.last_seen_at + timedelta(minutes=idle) <= now:
         found.revoked_at = now
         found.revoke_reason = "idle timeout"
+        _end_bindings(session, now, [found.id], "idle timeout")
         raise Unauthenticated("the session ended after being idle; sign in again", keep_changes=True)
+    if found.locked_at is None and found.kind != SHARED and \
+            found.last_seen_at + timedelta(minutes=settings.pin_lock_minutes) <= now:
+        cred = session.get(Credential, found.person_id)
+        if cred is not None and cred.pin_hash:
+            found.locked_at = now
+    if found.locked_at is not None:
+        raise Unauthenticated(SESSION_LOCKED, keep_changes=True)
     person = session.get(Person, found.person_id)
     if person is None or not person.active:
         raise Unauthenticated("this account is not active")
@@ -220,6 +232,7 @@ def sign_out(*, session: Session, clock: Clock, actor: Actor) -> None:
     if row is not None and row.revoked_at is None:
         row.revoked_at = clock.now()
         row.revoke_reason = "signed out"
+    _end_bindings(session, clock.now(), [actor.session_id], "signed out")
     audit.record(session=session, clock=clock, actor=actor, action="auth.sign_out", object_type="session",
                  object_id=actor.session_id)
 
@@ -242,6 +255,7 @@ def revoke_session(*, session: Session, clock: Clock, actor: Actor, session_id: 
     if row.revoked_at is None:
         row.revoked_at = clock.now()
         row.revoke_reason = f"revoked by {actor.username}"
+        _end_bindings(session, clock.now(), [session_id], f"revoked by {actor.username}")
     audit.record(session=session, clock=clock, actor=actor, action="auth.revoke_session", object_type="session",
                  object_id=session_id)
 
@@ -252,7 +266,18 @@ def revoke_all_sessions(*, session: Session, clock: Clock, person_id: int, reaso
         .where(AuthSession.person_id == person_id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=clock.now(), revoke_reason=reason)
     )
+    session.execute(
+        update(DeviceBinding).where(DeviceBinding.person_id == person_id, DeviceBinding.ended_at.is_(None))
+        .values(ended_at=clock.now(), end_reason=reason[:120])
+    )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _end_bindings(session: Session, now: datetime, session_ids: list[int], reason: str) -> None:
+    session.execute(
+        update(DeviceBinding).where(DeviceBinding.auth_session_id.in_(session_ids), DeviceBinding.ended_at.is_(None))
+        .values(ended_at=now, end_reason=reason[:120])
+    )
 
 
 def change_password(

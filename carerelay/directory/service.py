@@ -386,6 +386,13 @@ def register_device(
     return device
 
 
+def find_device(*, session: Session, identifier: str) -> Device:
+    device = session.execute(select(Device).where(Device.identifier == identifier)).scalar_one_or_none()
+    if device is None:
+        raise NotFound(f"no device {identifier!r}")
+    return device
+
+
 def list_devices(*, session: Session, department_id: int | None = None) -> list[Device]:
     query = select(Device).order_by(Device.identifier)
     if department_id is not None:

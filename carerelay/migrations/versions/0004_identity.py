@@ -2,7 +2,7 @@
 
 Revision ID: 0004_identity
 Revises: 0001_foundation
-Create Date: 2026-11-24 12:41:09.108914
+Create Date: 2026-11-24 12:46:01.401913
 """
 
 from collections.abc import Sequence
@@ -122,9 +122,54 @@ def upgrade() -> None:
     with op.batch_alter_table("sso_identities", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_sso_identities_person_id"), ["person_id"], unique=False)
 
+    op.create_table(
+        "device_bindings",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("device_id", sa.Integer(), nullable=False),
+        sa.Column("person_id", sa.Integer(), nullable=False),
+        sa.Column("auth_session_id", sa.Integer(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("end_reason", sa.String(length=120), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["auth_session_id"],
+            ["auth_sessions.id"],
+            name=op.f("fk_device_bindings_auth_session_id_auth_sessions"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(["device_id"], ["devices.id"], name=op.f("fk_device_bindings_device_id_devices")),
+        sa.ForeignKeyConstraint(
+            ["person_id"], ["people.id"], name=op.f("fk_device_bindings_person_id_people"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_device_bindings")),
+        sa.UniqueConstraint("auth_session_id", name=op.f("uq_device_bindings_auth_session_id")),
+    )
+    with op.batch_alter_table("device_bindings", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_device_bindings_device_id"), ["device_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_device_bindings_person_id"), ["person_id"], unique=False)
+
+    with op.batch_alter_table("auth_sessions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("locked_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("pin_failures", sa.Integer(), server_default="0", nullable=False))
+
+    with op.batch_alter_table("credentials", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("pin_hash", sa.String(length=200), nullable=True))
+
 
 def downgrade() -> None:
 
+    with op.batch_alter_table("credentials", schema=None) as batch_op:
+        batch_op.drop_column("pin_hash")
+
+    with op.batch_alter_table("auth_sessions", schema=None) as batch_op:
+        batch_op.drop_column("pin_failures")
+        batch_op.drop_column("locked_at")
+
+    with op.batch_alter_table("device_bindings", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_device_bindings_person_id"))
+        batch_op.drop_index(batch_op.f("ix_device_bindings_device_id"))
+
+    op.drop_table("device_bindings")
     with op.batch_alter_table("sso_identities", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_sso_identities_person_id"))
 

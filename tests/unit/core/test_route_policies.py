@@ -63,7 +63,10 @@ def test_public_routes_are_the_expected_few() -> None:
     # it sends is what they check.
     sso = {"/sso/oidc/{name}/login", "/sso/oidc/{name}/callback", "/sso/oidc/{name}/backchannel-logout",
            "/sso/saml/{name}/login", "/sso/saml/{name}/acs", "/sso/saml/{name}/metadata"}
-    assert public == {"/healthz", "/readyz", "/metrics", "/docs", "/", "/sign-in", "/api/auth/sign-in", *sso}
+    # Shared-device sign-in is a sign-in; unlock proves itself with the locked session's token and the PIN.
+    signing_in = {"/api/auth/shared-device/sign-in", "/api/auth/unlock"}
+    assert public == {"/healthz", "/readyz", "/metrics", "/docs", "/", "/sign-in", "/api/auth/sign-in", *sso,
+                      *signing_in}
 
 
 def test_scim_routes_take_a_provisioning_token_and_nothing_else_does() -> None:

@@ -8,7 +8,6 @@ form of a real IdP would. Signatures are made and checked by xmlsec1.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import shutil
 import time
@@ -22,14 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import saml2
 import saml2.time_util
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
-from saml2.config import IdPConfig
 from saml2.metadata import create_metadata_string
-from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_PERSISTENT, NameID
+from saml2.saml import NAMEID_FORMAT_PERSISTENT, NameID
 from saml2.server import Server
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 from sqlalchemy import select
@@ -42,44 +36,12 @@ from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
 from carerelay.directory.models import Person
 from tests.conftest import Backend
+from tests.integration.sso.saml_idp import IDP_ENTITY, IDP_SSO, idp_config, key_and_cert
 
 pytestmark = pytest.mark.skipif(shutil.which("xmlsec1") is None,
                                 reason="xmlsec1 is not installed (apt-get install xmlsec1; .ci/run does this in CI)")
 
-IDP_ENTITY = "https://idp.test.example/metadata"
-IDP_SSO = "https://idp.test.example/sso"
 PUBLIC_URL = "http://testserver"
-
-
-def _key_and_cert(tmp: Path, name: str) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(start)
-            .not_valid_after(start + dt.timedelta(days=365 * 30)).sign(key, hashes.SHA256()))
-    key_path, cert_path = tmp / f"{name}.key", tmp / f"{name}.crt"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return key_path, cert_path
-
-
-def _idp_config(tmp: Path, sp_metadata: Path | None, lifetime_minutes: int = 15) -> IdPConfig:
-    key, cert = tmp / "idp.key", tmp / "idp.crt"
-    config = IdPConfig()
-    config.load({
-        "entityid": IDP_ENTITY, "xmlsec_binary": shutil.which("xmlsec1"), "key_file": str(key),
-        "cert_file": str(cert),
-        "service": {"idp": {
-            "endpoints": {"single_sign_on_service": [(IDP_SSO, saml2.BINDING_HTTP_REDIRECT)]},
-            "policy": {"default": {"lifetime": {"minutes": lifetime_minutes}, "attribute_restrictions": None,
-                                   "name_form": NAME_FORMAT_URI}},
-            "name_id_format": [NAMEID_FORMAT_PERSISTENT],
-        }},
-        "metadata": {"local": [str(sp_metadata)]} if sp_metadata else {},
-    })
-    return config
 
 
 @dataclass
@@ -89,15 +51,15 @@ class Saml:
     sp_metadata: Path
 
     def idp(self, lifetime_minutes: int = 15) -> Server:
-        return Server(config=_idp_config(self.tmp, self.sp_metadata, lifetime_minutes))
+        return Server(config=idp_config(self.tmp, self.sp_metadata, lifetime_minutes))
 
 
 @pytest.fixture
 def saml_env(backend: Backend, tmp_path: Path, db: Database, clock: FakeClock) -> Iterator[Saml]:
-    _key_and_cert(tmp_path, "idp")
-    sp_key, sp_cert = _key_and_cert(tmp_path, "sp")
+    key_and_cert(tmp_path, "idp")
+    sp_key, sp_cert = key_and_cert(tmp_path, "sp")
     idp_metadata = tmp_path / "idp-metadata.xml"
-    idp_metadata.write_text(create_metadata_string(None, config=_idp_config(tmp_path, None)).decode())
+    idp_metadata.write_text(create_metadata_string(None, config=idp_config(tmp_path, None)).decode())
     providers = {"providers": [{"name": "test", "kind": "saml", "label": "Test SAML IdP",
                                 "idp_metadata_file": str(idp_metadata), "sp_key_file": str(sp_key),
                                 "sp_cert_file": str(sp_cert), "match": {"attribute": "mail", "field": "email"}}]}

@@ -205,13 +205,12 @@ def get_user(
 
 @router.put("/Users/{user_id}")
 def replace_user(
-    user_id: str, request: Request, session: DbSession, clock: ClockDep, settings: SettingsDep, body: Payload,
+    user_id: str, request: Request, session: DbSession, clock: ClockDep, body: Payload,
     actor: Actor = scim_provisioning(),
 ) -> Response:
     user = service.validate_user(body, Context.RESOURCE_REPLACEMENT_REQUEST)
     replaced = service.replace_user(session=session, clock=clock, actor=actor, provider=_provider(actor),
-                                    user_id=user_id, user=user, base=_base(request),
-                                    default_profession=settings.provisioning_default_profession)
+                                    user_id=user_id, user=user, base=_base(request))
     return _one(replaced, Context.RESOURCE_REPLACEMENT_RESPONSE)
 
 

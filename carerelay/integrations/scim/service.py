@@ -340,11 +340,11 @@ def create_user(
 
 def replace_user(
     *, session: Session, clock: Clock, actor: Actor, provider: str, user_id: str, user: ScimUser, base: str,
-    default_profession: str, action: str = "scim.replace_user",
+    action: str = "scim.replace_user",
 ) -> ScimUser:
     person, row = _live_person(session, user_id)
+    # Without a userType the person keeps the profession they have.
     values = _person_values(session, user, default_profession=person.profession)
-    values.pop("profession") if not user.user_type else None
     _check_external_id(session, USER, user.external_id, row.id if row is not None else None)
     changes = {k: v for k, v in values.items() if getattr(person, k) != v}
     if changes:
@@ -381,7 +381,7 @@ def patch_user(
     current = get_user(session=session, user_id=user_id, base=base)
     _apply_patch(current, patch)
     return replace_user(session=session, clock=clock, actor=actor, provider=provider, user_id=user_id,
-                        user=current, base=base, default_profession="", action="scim.patch_user")
+                        user=current, base=base, action="scim.patch_user")
 
 
 def delete_user(*, session: Session, clock: Clock, actor: Actor, provider: str, user_id: str) -> None:
@@ -572,7 +572,6 @@ def _user_columns() -> dict[str, _Column]:
         "name.givenname": _Column(Person.given_name, "ci"),
         "name.familyname": _Column(Person.family_name, "ci"),
         "title": _Column(Person.title, "ci"),
-        "meta.lastmodified": _Column(Person.updated_at, "cs"),
     }
 
 

@@ -160,7 +160,8 @@ def test_okta_and_entra_patch_forms(client: TestClient, scim: dict[str, str], db
     url = f"/scim/v2/Users/{created['id']}"
     # Okta: a path-less replace whose value is an object of attributes.
     okta = client.patch(url, headers=scim, json={"schemas": [PATCH], "Operations": [
-        {"op": "replace", "value": {"active": False, "name": {"givenName": "Grace", "familyName": "Hopper"}}}]})
+        {"op": "replace", "value": {"id": created["id"], "active": False,
+                                    "name": {"givenName": "Grace", "familyName": "Hopper"}}}]})
     assert okta.status_code == 200, okta.text
     assert okta.json()["active"] is False and okta.json()["name"]["givenName"] == "Grace"
     # Entra ID: capitalised ops, a filter path that creates the entry, a qualified extension path.
@@ -237,6 +238,8 @@ def test_nothing_is_half_written_when_a_request_fails(client: TestClient, scim: 
         {"op": "replace", "path": "title", "value": "Charge"},
         {"op": "replace", "path": f"{OURS}:npi", "value": "not-an-npi"}]})
     _error(bad_patch, 400, "invalidValue")
+    _error(client.patch(f"/scim/v2/Users/{user_id}", headers=scim, json={"schemas": [PATCH], "Operations": [
+        {"op": "replace", "path": "id", "value": "1"}]}), 400, "mutability")
     assert "title" not in client.get(f"/scim/v2/Users/{user_id}", headers=scim).json()
 
 

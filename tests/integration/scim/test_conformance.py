@@ -15,11 +15,12 @@ from scim2_tester import Status, check_server
 
 from carerelay.core.actor import cli_actor
 from carerelay.core.clock import SystemClock
-from carerelay.core.db import Database, make_engine
+from carerelay.core.db import Database
 from carerelay.core.migrate import upgrade
 from carerelay.integrations.scim import resources
 from carerelay.integrations.scim import service as scim
 from carerelay.integrations.scim.resources import CarerelayUser, ScimGroup
+from tests.conftest import _create_backend, _drop_backend
 from tests.servers import ServerProcess, running_server
 
 pytestmark = pytest.mark.slow
@@ -45,18 +46,23 @@ class FreshNpis(Sequence[str]):
         return "".join(random.choice("0123456789") for _ in range(10))
 
 
-@pytest.fixture(scope="module")
-def scim_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
-    tmp = tmp_path_factory.mktemp("scim-conformance")
-    url = f"sqlite:///{tmp / 'scim.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    with Database(engine).unit_of_work() as session:
-        token = scim.create_token(session=session, clock=SystemClock(), actor=cli_actor("test"),
-                                  provider="scim2-tester").token
-    engine.dispose()
-    with running_server(url, Path(tmp)) as server:
-        yield server, token
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def scim_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[tuple[ServerProcess, str]]:
+    """A database of its own (a fresh SQLite file, or a fresh PostgreSQL schema): the server commits."""
+    tmp = tmp_path_factory.mktemp(f"scim-conformance-{request.param}")
+    backend = _create_backend(request.param, tmp)
+    try:
+        engine = backend.engine()
+        upgrade(engine)
+        with Database(engine).unit_of_work() as session:
+            token = scim.create_token(session=session, clock=SystemClock(), actor=cli_actor("test"),
+                                      provider="scim2-tester").token
+        engine.dispose()
+        with running_server(backend.cli_url(), Path(tmp)) as server:
+            yield server, token
+    finally:
+        _drop_backend(backend)
 
 
 def _client(server: ServerProcess, token: str) -> SyncSCIMClient:

@@ -319,6 +319,14 @@ def create_user(
     default_profession: str,
 ) -> ScimUser:
     values = _person_values(session, user, default_profession=default_profession)
+    revived = _deleted_user_named(session, values["username"])
+    if revived is not None:
+        # The IdP deleted this person earlier and now provisions them again (re-hired, re-assigned
+        # to the app): the same person comes back, with their history, rather than a 409.
+        revived.deleted_at = None
+        session.flush()
+        return replace_user(session=session, clock=clock, actor=actor, provider=provider,
+                            user_id=str(revived.person_id), user=user, base=base, action="scim.revive_user")
     _check_external_id(session, USER, user.external_id, None)
     roles = default_roles(values["profession"])
     active = values.pop("active")
@@ -336,6 +344,13 @@ def create_user(
                  object_id=person.id, detail={"provider": provider, "userName": person.username,
                                               "externalId": user.external_id})
     return render_user(session, person, row, base)
+
+
+def _deleted_user_named(session: Session, username: str) -> ScimResource | None:
+    return session.execute(
+        select(ScimResource).join(Person, Person.id == ScimResource.person_id)
+        .where(Person.username == username, ScimResource.deleted_at.is_not(None))
+    ).scalar_one_or_none()
 
 
 def replace_user(

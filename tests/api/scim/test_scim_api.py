@@ -257,6 +257,10 @@ def test_delete_deactivates_and_hides_but_keeps_the_person(
         actions = list(session.execute(select(AuditEntry.action).where(AuditEntry.object_id == created["id"])
                                        .order_by(AuditEntry.seq)).scalars())
     assert actions[-1] == "scim.delete_user"
+    # Provisioned again later (re-hired): the same person returns, active, instead of a 409.
+    again = client.post("/scim/v2/Users", headers=scim, json=_user("leaver", externalId="rehire-1"))
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == created["id"] and again.json()["active"] is True
 
 
 def test_only_a_scim_token_opens_scim(client: TestClient, scim: dict[str, str], db: Database, clock: FakeClock) -> None:

@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.common import report, summarize_ms
-from carerelay.auth.service import open_session
+from carerelay.auth.service import start_session
 from carerelay.config import load_settings
 from carerelay.core.actor import Actor, cli_actor
 from carerelay.core.clock import SystemClock
@@ -67,7 +67,7 @@ def prepare(url: str) -> list[tuple[str, int, int]]:
         people = [directory.create_person(session=session, clock=clock, actor=actor, data={
             "username": f"bench{n}-{secrets.token_hex(2)}", "given_name": "Bench", "family_name": f"User{n}",
             "profession": "nurse", "department_id": dept, "roles": ["nurse"]}) for n in range(CLIENTS)]
-        tokens = [open_session(session=session, clock=clock, settings=settings, person=p, kind="api", ip=None,
+        tokens = [start_session(session=session, clock=clock, settings=settings, person=p, kind="api", ip=None,
                                user_agent="bench", method="bench").token for p in people]
         pairs = []
         half = CLIENTS // 2

@@ -24,7 +24,7 @@ from carerelay.alerts.api import router as alerts_router
 from carerelay.audit.api import router as audit_router
 from carerelay.auth.api import router as auth_router
 from carerelay.auth.deps import public
-from carerelay.config import Settings
+from carerelay.config import ConfigError, Settings
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock, SystemClock
 from carerelay.core.crypto import KeyRing, load_key_ring
@@ -40,6 +40,11 @@ from carerelay.core.errors import (
 )
 from carerelay.directory.api import router as directory_router
 from carerelay.escalation.api import router as escalation_router
+from carerelay.integrations.scim.api import PREFIX as SCIM_PREFIX
+from carerelay.integrations.scim.api import router as scim_router
+from carerelay.integrations.scim.api import scim_error_response, scim_validation_response
+from carerelay.integrations.sso.api import router as sso_router
+from carerelay.integrations.sso.config import load_providers
 from carerelay.jobs import worker as jobs_worker
 from carerelay.messaging.api import router as messaging_router
 from carerelay.notifications.service import build_channels
@@ -74,8 +79,14 @@ def _status_for(exc: CarerelayError) -> int:
     return 400
 
 
+def _is_scim(request: Request) -> bool:
+    return request.url.path.startswith(SCIM_PREFIX + "/") or request.url.path == SCIM_PREFIX
+
+
 async def _carerelay_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CarerelayError)
+    if _is_scim(request):
+        return scim_error_response(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, TooManyAttempts):
         headers["Retry-After"] = str(exc.retry_after_seconds)
@@ -93,6 +104,8 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     errors = jsonable_encoder(exc.errors())
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(p) for p in first.get("loc", []) if p != "body") or "request"
+    if _is_scim(request):
+        return scim_validation_response(f"{where}: {first.get('msg')}")
     return JSONResponse({"detail": f"{where}: {first.get('msg')}", "field": where, "errors": errors},
                         status_code=422)
 
@@ -171,6 +184,10 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
     app.state.clock = clock or SystemClock()
     app.state.hub = hub
     app.state.keys = _lazy_key_ring(settings)
+    try:
+        app.state.sso_providers = load_providers(settings.sso_providers_file)
+    except CarerelayError as exc:
+        raise ConfigError(f"invalid setting CARERELAY_SSO_PROVIDERS_FILE: {exc.message}") from None
 
     app.add_exception_handler(CarerelayError, _carerelay_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -201,6 +218,7 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         )
 
     for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
-                   alerts_router, escalation_router, routing_router, scheduling_router, audit_router, web_router):
+                   alerts_router, escalation_router, routing_router, scheduling_router, audit_router, scim_router,
+                   sso_router, web_router):
         app.include_router(router)
     return app

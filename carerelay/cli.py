@@ -31,6 +31,12 @@ messages_app = typer.Typer(no_args_is_help=True, help="Messages: retention.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(messages_app, name="messages")
 app.add_typer(schedule_app, name="schedule")
+scim_app = typer.Typer(no_args_is_help=True, help="SCIM provisioning.")
+scim_token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens of identity providers.")
+scim_app.add_typer(scim_token_app, name="token")
+app.add_typer(scim_app, name="scim")
+ldap_app = typer.Typer(no_args_is_help=True, help="LDAP / Active Directory sync.")
+app.add_typer(ldap_app, name="ldap")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -147,6 +153,115 @@ def messages_purge() -> None:
         report = purge_expired(session=session, clock=SystemClock(), actor=cli_actor("retention"))
     out.print(f"purged {report.messages} messages older than {report.cutoff:%Y-%m-%d}; "
               f"{report.kept_on_hold} kept on legal hold")
+
+
+@scim_token_app.command("create")
+def scim_token_create(
+    provider: Annotated[str, typer.Argument(help="Name of the identity provider, e.g. entra-id")],
+) -> None:
+    """Create a SCIM bearer token for an identity provider; it is printed once and stored hashed."""
+    from carerelay.integrations.scim import service as scim
+
+    db = _database(get_settings())
+    _require_current(db)
+    with db.unit_of_work() as session:
+        created = scim.create_token(session=session, clock=SystemClock(), actor=cli_actor(), provider=provider)
+    err.print(f"SCIM token {created.id} for {created.provider} (shown once; store it in the identity provider):")
+    print(created.token)
+
+
+@scim_token_app.command("list")
+def scim_token_list() -> None:
+    """List SCIM tokens (never the tokens themselves)."""
+    from carerelay.integrations.scim import service as scim
+
+    db = _database(get_settings())
+    _require_current(db)
+    with db.unit_of_work() as session:
+        for row in scim.list_tokens(session=session):
+            state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}Z" if row.revoked_at else "active"
+            used = f"{row.last_used_at:%Y-%m-%d %H:%M}Z" if row.last_used_at else "never"
+            out.print(f"{row.id}\t{row.provider}\t{state}\tlast used {used}")
+
+
+@scim_token_app.command("revoke")
+def scim_token_revoke(token_id: Annotated[int, typer.Argument(help="Token id from 'scim token list'")]) -> None:
+    """Revoke a SCIM token at once."""
+    from carerelay.core.errors import NotFound
+    from carerelay.integrations.scim import service as scim
+
+    db = _database(get_settings())
+    _require_current(db)
+    try:
+        with db.unit_of_work() as session:
+            scim.revoke_token(session=session, clock=SystemClock(), actor=cli_actor(), token_id=token_id)
+    except NotFound as exc:
+        err.print(f"carerelay: {exc.message}")
+        raise typer.Exit(1) from None
+    out.print(f"SCIM token {token_id} revoked")
+
+
+@ldap_app.command("sync")
+def ldap_sync(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; change nothing")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Read every entry, not only those changed since last run")]
+    = False,
+) -> None:
+    """Create, update and deactivate people (and LDAP groups) from the configured directory."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from carerelay.core.errors import CarerelayError
+    from carerelay.integrations.ldap import service as ldap
+
+    settings = get_settings()
+    db = _database(settings)
+    _require_current(db)
+    try:
+        config = ldap.config_from_settings(settings)
+        reader = ldap.Ldap3Directory(config)
+    except CarerelayError as exc:
+        err.print(f"carerelay: {exc.message}")
+        raise typer.Exit(2) from None
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task("connecting", total=None)
+
+            def progress(stage: str, done: int, total: int | None) -> None:
+                bar.update(task, description=stage, completed=done, total=total)
+
+            with db.unit_of_work() as session:
+                report = ldap.sync(session=session, clock=SystemClock(), actor=cli_actor("ldap-sync"), config=config,
+                                   directory_reader=reader, dry_run=dry_run, full=full, progress=progress)
+    except CarerelayError as exc:
+        err.print(f"carerelay: {exc.message}")
+        raise typer.Exit(1) from None
+    finally:
+        reader.close()
+    _print_ldap_report(report)
+    if report.count("error"):
+        raise typer.Exit(1)
+
+
+def _print_ldap_report(report: object) -> None:
+    from rich.table import Table
+
+    from carerelay.integrations.ldap.service import SyncReport
+
+    assert isinstance(report, SyncReport)
+    kind = "DRY RUN: nothing was changed" if report.dry_run else "applied"
+    mode = "full" if report.full else "incremental"
+    title = f"LDAP sync ({mode}, {kind})"
+    table = Table(title=title)
+    for column in ("action", "user", "fields", "entry / reason"):
+        table.add_column(column)
+    for change in report.changes:
+        table.add_row(change.action, change.username, ", ".join(change.fields), change.detail or change.dn)
+    if report.changes:
+        out.print(table)
+    counts = report.summary()
+    out.print(f"{title}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
 @app.command("serve")

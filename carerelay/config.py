@@ -42,11 +42,40 @@ class Settings(BaseSettings):
 
     session_idle_minutes: int = Field(default=12 * 60, ge=1, description="Sign-in session idle timeout.")
     session_max_hours: int = Field(default=7 * 24, ge=1)
+    shared_device_idle_minutes: int = Field(default=15, ge=1, description="Idle timeout on shared unit devices.")
+    pin_lock_minutes: int = Field(default=10, ge=1, description="Idle minutes before a PIN is needed again.")
     cookie_secure: bool = Field(default=False, description="Set true behind HTTPS.")
     login_backoff_after: int = Field(default=3, ge=1, description="Failed sign-ins before back-off.")
     login_lockout_after: int = Field(default=10, ge=2, description="Failed sign-ins before lock-out.")
     login_lockout_minutes: int = Field(default=15, ge=1)
     password_min_length: int = Field(default=10, ge=8)
+
+    provisioning_default_profession: Literal[
+        "physician", "app", "resident", "nurse", "tech", "operator", "scheduler", "admin", "compliance"
+    ] = Field(default="tech", description="Profession of a person SCIM/LDAP/SSO creates when none is given.")
+
+    ldap_url: str = Field(default="", description="ldap:// or ldaps:// URL of the directory; empty: no LDAP sync.")
+    ldap_bind_dn: str = ""
+    ldap_bind_password: str = ""
+    ldap_start_tls: bool = False
+    ldap_base_dn: str = ""
+    ldap_user_filter: str = "(&(objectCategory=person)(objectClass=user))"
+    ldap_attributes: str = Field(
+        default="username=sAMAccountName,email=mail,phone=telephoneNumber,department=department,"
+        "employee_id=employeeID,given_name=givenName,family_name=sn,title=title,groups=memberOf",
+        description="Our field=LDAP attribute, comma separated.",
+    )
+    ldap_employee_id_field: Literal[
+        "unique_id", "custom1", "custom2", "custom3", "custom4", "ehr_username", "npi", "epic_ser_id", "ms_upn",
+        "kronos_id",
+    ] = "unique_id"
+    ldap_incremental: Literal["modifyTimestamp", "uSNChanged", "entryCSN", "off"] = "modifyTimestamp"
+    ldap_page_size: int = Field(default=500, ge=1, le=5000)
+    ldap_deactivate_missing: bool = True
+    ldap_timeout_seconds: float = Field(default=15.0, gt=0)
+
+    sso_providers_file: str = Field(default="", description="JSON file listing OIDC and SAML identity providers.")
+    sso_state_minutes: int = Field(default=10, ge=1, le=60, description="How long a started SSO sign-in stays valid.")
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     run_timers: bool = Field(default=True, description="Fire escalation timers in this process.")

@@ -6,6 +6,9 @@ from carerelay.auth import models as auth_models
 from carerelay.core.db import Base
 from carerelay.directory import models as directory_models
 from carerelay.escalation import models as escalation_models
+from carerelay.integrations.ldap import models as ldap_models
+from carerelay.integrations.scim import models as scim_models
+from carerelay.integrations.sso import models as sso_models
 from carerelay.jobs import models as jobs_models
 from carerelay.messaging import models as messaging_models
 from carerelay.notifications import models as notifications_models
@@ -17,5 +20,5 @@ from carerelay.scheduling import models as scheduling_models
 metadata = Base.metadata
 
 __all__ = ["alerts_models", "audit_models", "auth_models", "directory_models", "escalation_models", "jobs_models",
-           "messaging_models", "metadata", "notifications_models", "patients_models", "realtime_models",
-           "routing_models", "scheduling_models"]
+           "ldap_models", "messaging_models", "metadata", "notifications_models", "patients_models", "realtime_models",
+           "routing_models", "scheduling_models", "scim_models", "sso_models"]

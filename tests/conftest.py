@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import OperationalError
 
 from carerelay.app import create_app
-from carerelay.auth.service import open_session
+from carerelay.auth.service import start_session
 from carerelay.config import Settings, load_settings
 from carerelay.core.actor import cli_actor
 from carerelay.core.clock import FakeClock
@@ -150,6 +150,6 @@ def sign_in(client: TestClient, username: str, password: str | None = None) -> d
     state = client.app.state  # type: ignore[attr-defined]
     with state.db.unit_of_work() as session:
         person = session.execute(select(Person).where(Person.username == username)).scalar_one()
-        opened = open_session(session=session, clock=state.clock, settings=state.settings, person=person,
+        opened = start_session(session=session, clock=state.clock, settings=state.settings, person=person,
                               kind="api", ip="testclient", user_agent=None, method="test")
     return {"Authorization": f"Bearer {opened.token}"}

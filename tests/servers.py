@@ -48,8 +48,8 @@ def wait_until_ready(base_url: str, process: subprocess.Popen[str], log_path: Pa
 
 
 @contextmanager
-def running_server(database_url: str, tmp: Path, **env: str) -> Iterator[ServerProcess]:
-    port = free_port()
+def running_server(database_url: str, tmp: Path, port: int | None = None, **env: str) -> Iterator[ServerProcess]:
+    port = port or free_port()
     log_path = tmp / f"server-{port}.log"
     environment = {**os.environ, "CARERELAY_DATABASE_URL": database_url, "CARERELAY_PORT": str(port),
                    "CARERELAY_LOG_FORMAT": "json", **env}

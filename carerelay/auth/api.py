@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from carerelay.auth import service
-from carerelay.auth.deps import SESSION_COOKIE, ClockDep, DbSession, SettingsDep, allow, client_ip, public, signed_in
+from carerelay.auth import devices, service
+from carerelay.auth.deps import (
+    SESSION_COOKIE,
+    ClockDep,
+    DbSession,
+    SettingsDep,
+    allow,
+    client_ip,
+    presented_token,
+    public,
+    signed_in,
+)
 from carerelay.auth.schemas import (
     ChangePasswordIn,
     MeOut,
+    PinIn,
     ResetPasswordIn,
     SessionOut,
     SessionsEnded,
+    SharedDeviceSignInIn,
     SignInIn,
     SignInOut,
     TotpBeginOut,
@@ -114,4 +126,45 @@ def totp_begin(session: DbSession, clock: ClockDep, settings: SettingsDep, actor
 @router.post("/totp/confirm", status_code=status.HTTP_204_NO_CONTENT)
 def totp_confirm(body: TotpConfirmIn, session: DbSession, clock: ClockDep, actor: Actor = signed_in()) -> Response:
     service.confirm_totp(session=session, clock=clock, actor=actor, code=body.code)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/shared-device/sign-in", response_model=SignInOut)
+def shared_device_sign_in(
+    body: SharedDeviceSignInIn, request: Request, session: DbSession, clock: ClockDep, settings: SettingsDep,
+    actor: Actor = public(),
+) -> SignInOut:
+    """Sign in on a shared unit device; whoever was signed in on it is signed out."""
+    result = devices.sign_in_on_shared_device(
+        session=session, clock=clock, settings=settings, device_identifier=body.device, username=body.username,
+        password=body.password, totp_code=body.totp_code, ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"))
+    return SignInOut(token=result.token, session_id=result.session.id, person_id=result.person.id,
+                     username=result.person.username, display_name=result.person.display_name,
+                     roles=sorted(result.person.role_names), expires_at=result.session.expires_at)
+
+
+@router.put("/pin", status_code=status.HTTP_204_NO_CONTENT)
+def set_pin(body: PinIn, session: DbSession, clock: ClockDep, actor: Actor = signed_in()) -> Response:
+    devices.set_pin(session=session, clock=clock, actor=actor, pin=body.pin)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/lock", status_code=status.HTTP_204_NO_CONTENT)
+def lock(session: DbSession, clock: ClockDep, actor: Actor = signed_in()) -> Response:
+    devices.lock_session(session=session, clock=clock, actor=actor)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/unlock", status_code=status.HTTP_204_NO_CONTENT)
+def unlock(body: PinIn, request: Request, session: DbSession, clock: ClockDep, settings: SettingsDep,
+           actor: Actor = public()) -> Response:
+    """Public because a locked session is not signed in; the session token plus the PIN is the proof."""
+    token = presented_token(request)
+    if not token:
+        from carerelay.core.errors import Unauthenticated
+
+        raise Unauthenticated("send the locked session's token (bearer or cookie) with the PIN")
+    devices.unlock_session(session=session, clock=clock, settings=settings, token=token, pin=body.pin,
+                           ip=client_ip(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

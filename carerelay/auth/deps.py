@@ -54,12 +54,19 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 @dataclass(frozen=True)
 class Policy:
-    """``roles`` empty with ``signed_in`` means any signed-in person; neither means public."""
+    """``roles`` empty with ``signed_in`` means any signed-in person; neither means public.
+
+    ``scim_token`` marks SCIM provisioning routes: the caller is an identity provider presenting its
+    own bearer token (``scim_tokens``), never a person's session, and a session token is refused there.
+    """
 
     signed_in: bool
     roles: frozenset[str]
+    scim_token: bool = False
 
     def describe(self) -> str:
+        if self.scim_token:
+            return "SCIM provisioning token"
         if not self.signed_in:
             return "public"
         return "signed in" if not self.roles else "roles: " + ", ".join(sorted(self.roles))
@@ -92,12 +99,28 @@ def _resolve_actor(request: Request, session: Session) -> Actor:
     )
 
 
+def _scim_actor(request: Request, session: Session) -> Actor:
+    from carerelay.integrations.scim import service as scim
+
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if not token:
+        raise Unauthenticated("send the identity provider's SCIM bearer token in the Authorization header")
+    row = scim.authenticate_token(session=session, clock=get_clock(request), token=token)
+    return Actor(person_id=None, username=f"scim:{row.provider}", roles=frozenset({"scim"}), ip=client_ip(request))
+
+
 def _policy_dependency(policy: Policy) -> Callable[..., Any]:
-    if not policy.signed_in:
+    if policy.scim_token:
+        def scim_dep(request: Request, session: DbSession) -> Actor:
+            return _scim_actor(request, session)
+
+        dep: Callable[..., Any] = scim_dep
+    elif not policy.signed_in:
         def public_dep(request: Request) -> Actor:
             return Actor(person_id=None, username="anonymous", ip=client_ip(request))
 
-        dep: Callable[..., Any] = public_dep
+        dep = public_dep
     else:
         def guarded_dep(request: Request, session: DbSession) -> Actor:
             actor = _resolve_actor(request, session)
@@ -147,6 +170,11 @@ def signed_in() -> Any:
 def allow(*roles: Role) -> Any:
     """Any of these roles; system administrators are not implied, name them where they belong."""
     return Depends(_policy_dependency(Policy(signed_in=True, roles=frozenset(r.value for r in roles))))
+
+
+def scim_provisioning() -> Any:
+    """SCIM routes: an identity provider's provisioning token, not a user session."""
+    return Depends(_policy_dependency(Policy(signed_in=False, roles=frozenset(), scim_token=True)))
 
 
 def policy_of(call: Any) -> Policy | None:

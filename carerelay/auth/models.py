@@ -19,6 +19,8 @@ class Credential(Base):
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_last_step: Mapped[int | None] = mapped_column(Integer)
+    # A short PIN that unlocks a locked session on the person's own device (argon2, like passwords).
+    pin_hash: Mapped[str | None] = mapped_column(String(200))
 
 
 class AuthSession(Base):
@@ -37,6 +39,9 @@ class AuthSession(Base):
     revoke_reason: Mapped[str | None] = mapped_column(String(120))
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(300))
+    # A personal-device session locks when idle for a while; the PIN unlocks it, the password is not needed.
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pin_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class LoginThrottle(Base):
@@ -49,3 +54,22 @@ class LoginThrottle(Base):
     last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_allowed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeviceBinding(Base):
+    """Who is signed in on a shared device, through which session.
+
+    The binding is what the realtime layer follows: alerts go to the person's live sessions (this one
+    among them while it lasts), never to the device itself. It ends when the person signs out, the
+    next person signs in on the device, the session idles out or is revoked.
+    """
+
+    __tablename__ = "device_bindings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    auth_session_id: Mapped[int] = mapped_column(ForeignKey("auth_sessions.id", ondelete="CASCADE"), unique=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(120))

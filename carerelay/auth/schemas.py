@@ -68,3 +68,15 @@ class TotpBeginOut(Output):
 
 class TotpConfirmIn(Input):
     code: Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
+
+
+class SharedDeviceSignInIn(Input):
+    device: Annotated[str, StringConstraints(min_length=1, max_length=120)] = Field(
+        description="The shared device's identifier as registered in the directory.")
+    username: Annotated[str, StringConstraints(min_length=1, max_length=120)]
+    password: Secret
+    totp_code: Annotated[str, StringConstraints(pattern=r"^\d{6}$")] | None = None
+
+
+class PinIn(Input):
+    pin: Annotated[str, StringConstraints(min_length=4, max_length=8, pattern=r"^\d+$")]

@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from carerelay.audit import service as audit
-from carerelay.auth.models import AuthSession, Credential, LoginThrottle
+from carerelay.auth.models import AuthSession, Credential, DeviceBinding, LoginThrottle
 from carerelay.config import Settings
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
@@ -36,6 +36,9 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 SIGN_IN_FAILED = "sign-in failed: wrong user name, password or code"
+SESSION_LOCKED = "the session is locked: unlock it with your PIN (POST /api/auth/unlock)"
+SHARED = "shared"
+PIN_ATTEMPTS = 5
 
 
 def hash_password(password: str) -> str:
@@ -155,34 +158,32 @@ def sign_in(
     row.locked_until = None
     if _hasher.check_needs_rehash(stored):
         cred.password_hash = hash_password(password)
-    return open_session(session=session, clock=clock, settings=settings, person=person, kind=kind, ip=ip,
-                        user_agent=user_agent, method="password")
+    return start_session(session=session, clock=clock, settings=settings, person=person, kind=kind, ip=ip,
+                         user_agent=user_agent, method="password")
 
 
-def open_session(
-    *, session: Session, clock: Clock, settings: Settings, person: Person, kind: str, ip: str | None,
-    user_agent: str | None, method: str,
+def start_session(
+    *, session: Session, clock: Clock, settings: Settings, person: Person, method: str, kind: str = "web",
+    ip: str | None = None, user_agent: str | None = None, detail: dict[str, object] | None = None,
 ) -> SignedIn:
-    """Start a session for a person whose identity is already proven (password, SSO, shared device)."""
+    """Open a session for a person another party authenticated (SSO); audited as a sign-in."""
     if not person.active:
-        raise Unauthenticated("this account is not active")
+        audit.record(session=session, clock=clock, actor=Actor(person_id=person.id, username=person.username, ip=ip),
+                     action="auth.sign_in", object_type="person", object_id=person.id, outcome="failure",
+                     detail={"reason": "inactive", "method": method})
+        raise Unauthenticated("this account is not active in carerelay", keep_changes=True)
     now = clock.now()
     token = secrets.token_urlsafe(32)
     auth_session = AuthSession(
-        person_id=person.id,
-        token_hash=_token_hash(token),
-        kind=kind,
-        created_at=now,
-        last_seen_at=now,
-        expires_at=now + timedelta(hours=settings.session_max_hours),
-        ip=ip,
+        person_id=person.id, token_hash=_token_hash(token), kind=kind, created_at=now, last_seen_at=now,
+        expires_at=now + timedelta(hours=settings.session_max_hours), ip=ip,
         user_agent=(user_agent or "")[:300] or None,
     )
     session.add(auth_session)
     session.flush()
-    who = Actor(person_id=person.id, username=person.username, ip=ip)
-    audit.record(session=session, clock=clock, actor=who, action="auth.sign_in", object_type="person",
-                 object_id=person.id, detail={"session_id": auth_session.id, "kind": kind, "method": method})
+    audit.record(session=session, clock=clock, actor=Actor(person_id=person.id, username=person.username, ip=ip),
+                 action="auth.sign_in", object_type="person", object_id=person.id,
+                 detail={"session_id": auth_session.id, "kind": kind, "method": method, **(detail or {})})
     return SignedIn(token=token, session=auth_session, person=person)
 
 
@@ -194,10 +195,19 @@ def authenticate(*, session: Session, clock: Clock, settings: Settings, token: s
     ).scalar_one_or_none()
     if found is None or found.revoked_at is not None or found.expires_at <= now:
         raise Unauthenticated("not signed in, or the session has ended")
-    if found.last_seen_at + timedelta(minutes=settings.session_idle_minutes) <= now:
+    idle = settings.shared_device_idle_minutes if found.kind == SHARED else settings.session_idle_minutes
+    if found.last_seen_at + timedelta(minutes=idle) <= now:
         found.revoked_at = now
         found.revoke_reason = "idle timeout"
+        _end_bindings(session, now, [found.id], "idle timeout")
         raise Unauthenticated("the session ended after being idle; sign in again", keep_changes=True)
+    if found.locked_at is None and found.kind != SHARED and \
+            found.last_seen_at + timedelta(minutes=settings.pin_lock_minutes) <= now:
+        cred = session.get(Credential, found.person_id)
+        if cred is not None and cred.pin_hash:
+            found.locked_at = now
+    if found.locked_at is not None:
+        raise Unauthenticated(SESSION_LOCKED, keep_changes=True)
     person = session.get(Person, found.person_id)
     if person is None or not person.active:
         raise Unauthenticated("this account is not active")
@@ -215,6 +225,7 @@ def sign_out(*, session: Session, clock: Clock, actor: Actor) -> None:
         row.revoked_at = clock.now()
         row.revoke_reason = "signed out"
         _announce_end(session, clock, row.person_id, [row.id], "signed out")
+        _end_bindings(session, clock.now(), [row.id], "signed out")
     audit.record(session=session, clock=clock, actor=actor, action="auth.sign_out", object_type="session",
                  object_id=actor.session_id)
 
@@ -238,6 +249,7 @@ def revoke_session(*, session: Session, clock: Clock, actor: Actor, session_id: 
         row.revoked_at = clock.now()
         row.revoke_reason = f"revoked by {actor.username}"
         _announce_end(session, clock, row.person_id, [row.id], row.revoke_reason)
+        _end_bindings(session, clock.now(), [row.id], row.revoke_reason or "revoked")
     audit.record(session=session, clock=clock, actor=actor, action="auth.revoke_session", object_type="session",
                  object_id=session_id)
 
@@ -256,8 +268,19 @@ def revoke_all_sessions(*, session: Session, clock: Clock, person_id: int, reaso
     if ids:
         session.execute(update(AuthSession).where(AuthSession.id.in_(ids))
                         .values(revoked_at=clock.now(), revoke_reason=reason))
+    session.execute(
+        update(DeviceBinding).where(DeviceBinding.person_id == person_id, DeviceBinding.ended_at.is_(None))
+        .values(ended_at=clock.now(), end_reason=reason[:120])
+    )
     _announce_end(session, clock, person_id, ids, reason)
     return len(ids)
+
+
+def _end_bindings(session: Session, now: datetime, session_ids: list[int], reason: str) -> None:
+    session.execute(
+        update(DeviceBinding).where(DeviceBinding.auth_session_id.in_(session_ids), DeviceBinding.ended_at.is_(None))
+        .values(ended_at=now, end_reason=reason[:120])
+    )
 
 
 def change_password(

@@ -93,6 +93,34 @@ def _tune_sqlite(engine: Engine, synchronous: str) -> None:
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
+class SerialLock:
+    """Reentrant for the thread that holds it, yet releasable by another thread.
+
+    FastAPI may enter a request's unit of work in one worker thread and leave it in another, which an
+    RLock refuses; code that nests units of work in one thread needs reentrancy, which a Lock lacks.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            while self._depth and self._owner != me:
+                self._cond.wait()
+            self._owner = me
+            self._depth += 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+
 AfterCommit = Callable[[Session], None]
 READ_ONLY = "carerelay_read_only"
 
@@ -111,7 +139,7 @@ class Database:
     def __init__(self, engine: Engine, *, bind: Connection | None = None) -> None:
         self.engine = engine
         self.after_commit: list[AfterCommit] = []
-        self._serial: threading.RLock | None = None if bind is None else threading.RLock()
+        self._serial: SerialLock | None = None if bind is None else SerialLock()
         if bind is None:
             self._factory = sessionmaker(engine, expire_on_commit=False)
             self._read_factory = sessionmaker(engine.execution_options(**{READ_ONLY: True}))
@@ -136,8 +164,11 @@ class Database:
         if self._serial is None:
             yield
             return
-        with self._serial:
+        self._serial.acquire()
+        try:
             yield
+        finally:
+            self._serial.release()
 
     def _unit_of_work(self) -> Iterator[Session]:
         session = self._factory()

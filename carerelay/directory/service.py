@@ -279,6 +279,15 @@ def create_group(
     return group
 
 
+def rename_group(*, session: Session, clock: Clock, actor: Actor, group_id: int, name: str) -> Group:
+    group = get_group(session=session, group_id=group_id)
+    before = group.name
+    group.name = name
+    audit.record(session=session, clock=clock, actor=actor, action="directory.rename_group", object_type="group",
+                 object_id=group_id, detail={"before": before, "after": name})
+    return group
+
+
 def get_group(*, session: Session, group_id: int) -> Group:
     group = session.get(Group, group_id)
     if group is None:
@@ -374,6 +383,13 @@ def register_device(
     flush_or_conflict(session, f"a device {identifier!r} is already registered")
     audit.record(session=session, clock=clock, actor=actor, action="directory.register_device",
                  object_type="device", object_id=device.id, detail={"identifier": identifier, "shared": shared})
+    return device
+
+
+def find_device(*, session: Session, identifier: str) -> Device:
+    device = session.execute(select(Device).where(Device.identifier == identifier)).scalar_one_or_none()
+    if device is None:
+        raise NotFound(f"no device {identifier!r}")
     return device
 
 

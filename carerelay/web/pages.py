@@ -27,9 +27,15 @@ def index(request: Request, actor: Actor = public()) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
+def _sso_links(request: Request) -> list[dict[str, str]]:
+    providers = getattr(request.app.state, "sso_providers", {}) or {}
+    return [{"label": p.label, "href": f"/sso/{p.kind}/{p.name}/login"} for p in providers.values()]
+
+
 @router.get("/sign-in", response_class=HTMLResponse)
 def sign_in_page(request: Request, settings: SettingsDep, actor: Actor = public()) -> Response:
-    return templates.TemplateResponse(request, "sign_in.html", {"org": settings.organization_name, "error": None})
+    return templates.TemplateResponse(request, "sign_in.html", {"org": settings.organization_name, "error": None,
+                                                                "sso": _sso_links(request)})
 
 
 @router.post("/sign-in", response_class=HTMLResponse)
@@ -50,7 +56,8 @@ def sign_in_form(
     except (Unauthenticated, TooManyAttempts) as exc:
         # The failure was recorded; keep it (the unit of work commits on a normal return).
         return templates.TemplateResponse(request, "sign_in.html",
-                                          {"org": settings.organization_name, "error": exc.message},
+                                          {"org": settings.organization_name, "error": exc.message,
+                                           "sso": _sso_links(request)},
                                           status_code=401 if isinstance(exc, Unauthenticated) else 429)
     response = RedirectResponse("/home", status_code=303)
     set_session_cookie(response, result.token, settings.cookie_secure, settings.session_max_hours * 3600)

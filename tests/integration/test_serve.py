@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from carerelay.demo import DEMO_PASSWORD
+from tests.api.messaging.helpers import png
 from tests.conftest import Backend
 from tests.servers import running_server
 
@@ -22,8 +23,13 @@ def test_serve_sign_in_and_graceful_shutdown(backend: Backend, engine: Engine, t
                             json={"username": "cnurse", "password": DEMO_PASSWORD, "kind": "api"})
         assert signed.status_code == 200
         token = signed.json()["token"]
-        me = httpx.get(f"{server.base_url}/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+        bearer = {"Authorization": f"Bearer {token}"}
+        me = httpx.get(f"{server.base_url}/api/auth/me", headers=bearer)
         assert me.json()["username"] == "cnurse"
+        # A real server with real connections: an upload must not wait on a lock its own request holds.
+        upload = httpx.post(f"{server.base_url}/api/attachments", headers=bearer,
+                            files={"file": ("photo.png", png(), "image/png")}, timeout=10)
+        assert upload.status_code == 201, upload.text
         server.process.send_signal(signal.SIGTERM)
         # After its graceful shutdown uvicorn re-raises SIGTERM, as service managers expect.
         assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)

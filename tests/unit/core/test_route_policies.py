@@ -58,5 +58,22 @@ def test_every_route_declares_exactly_one_policy() -> None:
 
 
 def test_public_routes_are_the_expected_few() -> None:
-    public = {p for _, p, pol in all_routes() if pol and not pol[0].signed_in}
-    assert public == {"/healthz", "/readyz", "/metrics", "/docs", "/", "/sign-in", "/api/auth/sign-in"}
+    public = {p for _, p, pol in all_routes() if pol and not pol[0].signed_in and not pol[0].scim_token}
+    # SSO endpoints are reached before anyone is signed in; the identity provider's signature on what
+    # it sends is what they check.
+    sso = {"/sso/oidc/{name}/login", "/sso/oidc/{name}/callback", "/sso/oidc/{name}/backchannel-logout",
+           "/sso/saml/{name}/login", "/sso/saml/{name}/acs", "/sso/saml/{name}/metadata"}
+    # Shared-device sign-in is a sign-in; unlock proves itself with the locked session's token and the PIN.
+    signing_in = {"/api/auth/shared-device/sign-in", "/api/auth/unlock"}
+    assert public == {"/healthz", "/readyz", "/metrics", "/docs", "/", "/sign-in", "/api/auth/sign-in", *sso,
+                      *signing_in}
+
+
+def test_scim_routes_take_a_provisioning_token_and_nothing_else_does() -> None:
+    """An identity provider's SCIM token opens /scim/v2 and only that; a person's session never does."""
+    rows = all_routes()
+    scim = {p for _, p, pol in rows if p.startswith("/scim/v2")}
+    assert {"/scim/v2/Users", "/scim/v2/Groups/{group_id}", "/scim/v2/ServiceProviderConfig"} <= scim
+    for _, path, pol in rows:
+        assert pol, path
+        assert pol[0].scim_token == path.startswith("/scim/v2"), f"{path}: {pol[0].describe()}"

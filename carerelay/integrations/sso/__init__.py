@@ -1,0 +1,1 @@
+"""Single sign-on: OpenID Connect (authorization code + PKCE) and SAML 2.0 Web SSO."""

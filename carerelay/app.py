@@ -35,8 +35,10 @@ from carerelay.core.errors import (
     Unauthenticated,
 )
 from carerelay.directory.api import router as directory_router
+from carerelay.integrations.hl7.api import router as hl7_router
 from carerelay.ops.api import router as ops_router
 from carerelay.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from carerelay.patients.api import router as patients_router
 from carerelay.web.pages import router as web_router
 
 log = logging.getLogger("carerelay.app")
@@ -83,14 +85,27 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
                         status_code=422)
 
 
-def create_app(settings: Settings, *, db: Database | None = None, clock: Clock | None = None) -> FastAPI:
+def create_app(settings: Settings, *, db: Database | None = None, clock: Clock | None = None,
+               listeners: bool = False) -> FastAPI:
+    """``listeners``: also run the protocol listeners (MLLP) in this event loop — ``carerelay serve``."""
     database = db or Database(make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hl7_runtime = None
+        if listeners:
+            from carerelay.integrations.hl7.listener import Hl7Runtime
+
+            hl7_runtime = Hl7Runtime(db=database, settings=settings, clock=app.state.clock)
+            await hl7_runtime.start()
+        app.state.hl7 = hl7_runtime
         log.info("carerelay started", extra={"version": __version__, "database": database.dialect})
-        yield
-        log.info("carerelay shutdown complete")
+        try:
+            yield
+        finally:
+            if hl7_runtime is not None:
+                await hl7_runtime.stop()
+            log.info("carerelay shutdown complete")
 
     app = FastAPI(
         title="carerelay",
@@ -103,6 +118,7 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
     app.state.settings = settings
     app.state.db = database
     app.state.clock = clock or SystemClock()
+    app.state.hl7 = None
 
     app.add_exception_handler(CarerelayError, _carerelay_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -129,6 +145,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             swagger_favicon_url="/static/swagger/favicon-32x32.png",
         )
 
-    for router in (ops_router, auth_router, directory_router, audit_router, web_router):
+    for router in (ops_router, auth_router, directory_router, audit_router, patients_router, hl7_router, web_router):
         app.include_router(router)
     return app

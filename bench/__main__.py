@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark under bench/."""
 
-from bench import directory
+from bench import directory, hl7
 
-for module in (directory,):
+for module in (directory, hl7):
     module.main()

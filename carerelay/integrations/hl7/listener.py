@@ -69,7 +69,8 @@ class Hl7Runtime:
 
     def __init__(self, *, db: Database, settings: Settings, clock: Clock, feeds: list[Feed] | None = None,
                  policy: ResultPolicy | None = None, process_batch: int = 8, poll_seconds: float = 1.0,
-                 silence_check_seconds: float = 30.0) -> None:
+                 silence_check_seconds: float = 30.0, quiet_seconds: float = 0.01,
+                 max_defer_seconds: float = 1.0) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
@@ -80,6 +81,9 @@ class Hl7Runtime:
         self.process_batch = process_batch
         self.poll_seconds = poll_seconds
         self.silence_check_seconds = silence_check_seconds
+        self.quiet_seconds = quiet_seconds
+        self.max_defer_seconds = max_defer_seconds
+        self._last_store = 0.0
         self.max_bytes = settings.mllp_max_message_bytes
         self.idle_timeout = settings.mllp_idle_timeout_seconds
         self.max_connections = settings.mllp_max_connections
@@ -151,10 +155,10 @@ class Hl7Runtime:
             receipt.parsed = None
         return receipts
 
-    def _process_sync(self) -> list[Processed]:
+    def _process_sync(self, limit: int) -> list[Processed]:
         with self.db.unit_of_work() as session:
             done = process_pending(session=session, clock=self.clock, feeds=self.by_name, policy=self.policy,
-                                   stat_priorities=self.stat_priorities, limit=self.process_batch,
+                                   stat_priorities=self.stat_priorities, limit=limit,
                                    parsed_cache=self._parsed_cache)
         return done
 
@@ -170,6 +174,7 @@ class Hl7Runtime:
             batch = [first]
             while len(batch) < 256 and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._last_store = time.monotonic()
             try:
                 receipts: list[Receipt] = await self._in_db(self._store_sync, [p.inbound for p in batch])
             except Exception:
@@ -179,6 +184,7 @@ class Hl7Runtime:
                         p.future.set_result(Receipt(None, None, "AE", "could not store the message; send it again",
                                                     ErrorLocation("MSH", 1, None, "207")))
                 continue
+            self._last_store = time.monotonic()
             for p, receipt in zip(batch, receipts, strict=True):
                 if not p.future.done():
                     p.future.set_result(receipt)
@@ -202,7 +208,8 @@ class Hl7Runtime:
             try:
                 while True:
                     self._wake.clear()
-                    done: list[Processed] = await self._in_db(self._process_sync)
+                    limit = await self._yield_to_stores()
+                    done: list[Processed] = await self._in_db(self._process_sync, limit)
                     for item in done:
                         metrics.HL7_PROCESSED.labels("all", item.status).inc()
                         waiter = self._waiters.pop(item.message_id, None)
@@ -213,7 +220,7 @@ class Hl7Runtime:
                             self._recent[item.message_id] = item
                             while len(self._recent) > 10_000:
                                 self._recent.popitem(last=False)
-                    if len(done) < self.process_batch:
+                    if len(done) < limit:
                         break
                     # let queued stores go first: the executor is FIFO and the writer is waiting
                     await asyncio.sleep(0)
@@ -221,6 +228,17 @@ class Hl7Runtime:
                 log.exception("hl7 processing pass failed; will retry")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+
+    async def _yield_to_stores(self) -> int:
+        """Storing (and so ACKing) goes first: wait for a quiet moment in the store writer, at most
+        ``max_defer_seconds``; then process a full batch, or a single message if still busy. Under a
+        sustained burst above processing capacity the backlog grows and drains when the burst ends."""
+        deadline = time.monotonic() + self.max_defer_seconds
+        while time.monotonic() - self._last_store < self.quiet_seconds or not self._queue.empty():
+            if time.monotonic() >= deadline:
+                return 1
+            await asyncio.sleep(self.quiet_seconds)
+        return self.process_batch
 
     async def _processed(self, message_id: int) -> Processed | None:
         known = self._recent.pop(message_id, None)

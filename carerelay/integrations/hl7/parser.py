@@ -178,10 +178,19 @@ class Parsed:
         return self.msh.get(12)
 
 
-def parse(raw: bytes, default_charset: str = "utf-8") -> Parsed:
-    """Parse one message; raises HL7Error (reject=True when it is not HL7 at all)."""
+HEADER_SEGMENTS = frozenset({"MSH", "EVN", "PID", "MRG"})
+
+
+def parse(raw: bytes, default_charset: str = "utf-8", *, only: frozenset[str] | None = None) -> Parsed:
+    """Parse one message; raises HL7Error (reject=True when it is not HL7 at all).
+
+    ``only``: parse just these segments (the listener checks MSH/PID before the ACK and leaves the
+    full parse — OBX with a base64 PDF included — to the processor, off the ACK path).
+    """
     text, codec, fallback = decode(raw, default_charset)
     text = normalise(text)
+    if only is not None and text.startswith("MSH"):
+        text = "\r".join(seg for seg in text.split("\r") if seg[:3] in only)
     if not text.startswith("MSH") or len(text) < 9:
         raise HL7Error("not an HL7 v2 message: it does not start with MSH", field=None, code="100", reject=True)
     sep = text[3]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from carerelay.audit.service import record
@@ -22,7 +22,7 @@ from carerelay.core.errors import Invalid, NotFound
 from carerelay.integrations.hl7.ack import ErrorLocation
 from carerelay.integrations.hl7.feeds import Feed
 from carerelay.integrations.hl7.models import Hl7FeedState, Hl7Message, MessageStatus
-from carerelay.integrations.hl7.parser import Header, HL7Error, Parsed, header_of, parse
+from carerelay.integrations.hl7.parser import HEADER_SEGMENTS, Header, HL7Error, Parsed, header_of, parse
 from carerelay.integrations.hl7.processor import Outcome, check_message, mrn_of, process_message
 from carerelay.patients.service import ResultPolicy
 
@@ -63,7 +63,7 @@ def _inspect(item: Inbound) -> tuple[Receipt, dict[str, object]]:
     values: dict[str, object] = {"feed": item.feed.name, "peer": item.peer, "raw": item.raw, "size": len(item.raw),
                                  "sending_app": "", "sending_facility": "", "control_id": None}
     try:
-        parsed = parse(item.raw, item.feed.charset)
+        parsed = parse(item.raw, item.feed.charset, only=HEADER_SEGMENTS)
     except HL7Error as exc:
         values.update(status=MessageStatus.ERROR, error=exc.text, ack_code="AR")
         return Receipt(None, None, "AR", exc.text, ErrorLocation(exc.segment, exc.seq, exc.field, exc.code)), values
@@ -80,59 +80,89 @@ def _inspect(item: Inbound) -> tuple[Receipt, dict[str, object]]:
                        charset=parsed.codec), values
     note = "bytes were not valid in the declared charset; decoded as Latin-1" if parsed.fallback else None
     values.update(status=MessageStatus.RECEIVED, error=note, ack_code="AA")
-    return Receipt(None, header, "AA", charset=parsed.codec, parsed=parsed), values
+    return Receipt(None, header, "AA", charset=parsed.codec), values
 
 
 def receive_messages(*, session: Session, clock: Clock, items: Sequence[Inbound]) -> list[Receipt]:
     """Store every message (raw bytes included) and decide its ACK; duplicates (same MSH-3, MSH-4,
     MSH-10 as an accepted message) are not stored again, only counted, and ACKed AA again.
 
-    The caller commits before sending any ACK: that is the durability promise.
+    The caller commits before sending any ACK: that is the durability promise. This is the hot path
+    of the listener, so it inserts with one multi-row INSERT … RETURNING instead of ORM objects.
     """
     now = clock.now()
     inspected = [_inspect(item) for item in items]
     keys = {(v["sending_app"], v["sending_facility"], v["control_id"]) for _, v in inspected if v["control_id"]}
-    existing: dict[tuple[object, object, object], Hl7Message] = {}
+    existing: dict[tuple[object, object, object], tuple[int, str | None]] = {}
     if keys:
-        for row in session.execute(select(Hl7Message).where(
-                tuple_(Hl7Message.sending_app, Hl7Message.sending_facility, Hl7Message.control_id).in_(list(keys)))
-        ).scalars():
-            existing[(row.sending_app, row.sending_facility, row.control_id)] = row
-    rows: list[tuple[Receipt, Hl7Message]] = []
-    dups: list[tuple[Receipt, Hl7Message]] = []
+        for row_id, app, facility, control, ack in session.execute(_EXISTING, {"keys": list(keys)}).all():
+            existing[(app, facility, control)] = (row_id, ack)
+    new_rows: list[dict[str, object]] = []
+    new_receipts: list[Receipt] = []
+    in_batch: dict[tuple[object, object, object], int] = {}  # key -> index in new_rows
+    dup_of_new: list[tuple[Receipt, int]] = []
+    dup_counts: dict[int, int] = {}
     for receipt, values in inspected:
         key = (values["sending_app"], values["sending_facility"], values["control_id"])
         prior = existing.get(key) if values["control_id"] else None
-        if prior is not None and prior.ack_code == "AA":
-            prior.duplicates += 1
-            dups.append((receipt, prior))
+        batch_index = in_batch.get(key) if values["control_id"] else None
+        accepted_before = (prior is not None and prior[1] == "AA") or (
+            batch_index is not None and new_rows[batch_index]["ack_code"] == "AA")
+        if accepted_before:
             receipt.duplicate, receipt.code = True, "AA"
             receipt.text, receipt.error, receipt.parsed = "duplicate of an accepted message: not processed again", \
                 None, None
+            if batch_index is not None:
+                dup_of_new.append((receipt, batch_index))
+            else:
+                assert prior is not None
+                receipt.message_id = prior[0]
+                dup_counts[prior[0]] = dup_counts.get(prior[0], 0) + 1
             continue
         if prior is not None:  # a resend of a message we refused: it replaces the refused copy
-            for name, value in values.items():
-                setattr(prior, name, value)
-            prior.received_at, prior.attempts, prior.processed_at = now, 0, None
-            rows.append((receipt, prior))
+            session.execute(update(Hl7Message).where(Hl7Message.id == prior[0]).values(
+                **values, received_at=now, attempts=0, processed_at=None))
+            existing[key] = (prior[0], str(values["ack_code"]))
+            receipt.message_id = prior[0]
             continue
-        row = Hl7Message(received_at=now, attempts=0, duplicates=0, **values)
-        session.add(row)
-        rows.append((receipt, row))
         if values["control_id"]:
-            existing[key] = row
-    touched = {item.feed.name for item in items}
-    session.flush()
-    for receipt, row in dups:
-        receipt.message_id = row.id
-    for receipt, row in rows:
-        receipt.message_id = row.id
+            in_batch[key] = len(new_rows)
+        new_rows.append({"received_at": now, "attempts": 0, "duplicates": 0, "message_type": None, "version": None,
+                         "charset": None, "mrn": None, **values})
+        new_receipts.append(receipt)
+    if new_rows:
+        ids = list(session.execute(_INSERT, new_rows).scalars())
+        for receipt, row_id in zip(new_receipts, ids, strict=True):
+            receipt.message_id = row_id
+        for receipt, index in dup_of_new:
+            receipt.message_id = ids[index]
+            dup_counts[ids[index]] = dup_counts.get(ids[index], 0) + 1
+    for row_id, n in dup_counts.items():
+        session.execute(update(Hl7Message).where(Hl7Message.id == row_id)
+                        .values(duplicates=Hl7Message.duplicates + n))
+    for receipt, values in inspected:
         if receipt.code != "AA":
-            log.warning("hl7 message refused", extra={"feed": row.feed, "message_id": row.id, "ack": receipt.code,
-                                                      "error": receipt.text, "control_id": row.control_id})
-    for feed in touched:
-        _touch_feed(session, feed, now)
+            log.warning("hl7 message refused", extra={"feed": values["feed"], "message_id": receipt.message_id,
+                                                      "ack": receipt.code, "error": receipt.text,
+                                                      "control_id": values["control_id"]})
+    where = str(session.get_bind().engine.url)
+    for feed in {item.feed.name for item in items}:
+        # "last heard from" only needs minute precision: one write per feed per few seconds, not per batch
+        if not timedelta(0) <= now - _last_touch.get((where, feed), _EPOCH) < TOUCH_EVERY:
+            _touch_feed(session, feed, now)
+            _last_touch[(where, feed)] = now
     return [r for r, _ in inspected]
+
+
+# Built once: the hot path reuses SQLAlchemy's compiled cache instead of constructing statements per batch.
+_EXISTING = select(Hl7Message.id, Hl7Message.sending_app, Hl7Message.sending_facility, Hl7Message.control_id,
+                   Hl7Message.ack_code).where(
+    tuple_(Hl7Message.sending_app, Hl7Message.sending_facility, Hl7Message.control_id)
+    .in_(bindparam("keys", expanding=True)))
+_INSERT = insert(Hl7Message).returning(Hl7Message.id, sort_by_parameter_order=True)
+TOUCH_EVERY = timedelta(seconds=5)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_last_touch: dict[tuple[str, str], datetime] = {}  # (database, feed)
 
 
 def _touch_feed(session: Session, feed: str, now: datetime) -> None:

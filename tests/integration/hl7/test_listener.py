@@ -4,7 +4,9 @@ bad input — against the in-process runtime on both databases."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -12,6 +14,7 @@ from sqlalchemy import Engine, select
 from carerelay.core.actor import Actor
 from carerelay.core.clock import FakeClock
 from carerelay.integrations.hl7.client import MLLPClient, ack_code
+from carerelay.integrations.hl7.feeds import Feed
 from carerelay.integrations.hl7.mllp import frame
 from carerelay.integrations.hl7.models import Hl7Message
 from carerelay.patients import service as patients
@@ -248,3 +251,40 @@ def test_receipt_mode_acks_then_processes_in_order(listener: Running) -> None:
                                          actor=Actor(None, "t"), mrn=mrn)
         # admit, transfer, discharge, then a new admission (a new encounter) back on 4W-412-B
         assert enc is not None and enc.status == "active" and enc.location == "4W^412^B"
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    from datetime import UTC, datetime, timedelta
+    from ipaddress import ip_address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp / "mllp.pem", tmp / "mllp.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_feed(engine: Engine, clock: FakeClock, tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    feeds = [Feed(name="secure", port=0, ack_mode="processed", tls_cert=str(cert), tls_key=str(key))]
+    with running_listener(engine, clock, feeds=feeds) as running:
+        context = ssl.create_default_context(cafile=str(cert))
+        with MLLPClient("127.0.0.1", running.port("secure"), tls=context) as client:
+            ack = client.send(personalise(sample("adt_a01_admit.hl7"), mrn=uniq("MRN"), control=uniq("T")))
+        assert ack_code(ack) == "AA"
+        with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", running.port("secure"))) as raw, \
+                ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1"):
+            pass  # a client that does not trust the certificate is refused

@@ -65,3 +65,47 @@ def test_samples_over_mllp_into_census_and_care_team(backend: Backend, engine: E
         feeds = httpx.get(f"{server.base_url}/api/hl7/feeds", headers=admin).json()
         assert feeds[0]["listening"] and feeds[0]["port"] == mllp and feeds[0]["last_message_at"]
     assert '"hl7 feed listening"' in server.log() or "hl7 feed listening" in server.log()
+
+
+def test_sigkill_loses_nothing_acked_and_processes_once(backend: Backend, engine: Engine, tmp_path: Path) -> None:
+    """Scenario 8 for HL7: ACKed messages survive SIGKILL and are processed exactly once after restart."""
+    from sqlalchemy import func, select
+
+    from carerelay.core.db import Database
+    from carerelay.integrations.hl7.client import MLLPClient, ack_code
+    from carerelay.integrations.hl7.models import Hl7Message
+    from carerelay.patients.models import Observation, Patient
+    from tests.hl7support import personalise, sample, uniq
+
+    mrn = uniq("KILL")
+    controls = [uniq("K") for _ in range(40)]
+    mllp = free_port()
+    with running_server(backend.cli_url(), tmp_path, CARERELAY_MLLP_PORT=str(mllp)) as server:
+        with MLLPClient("127.0.0.1", mllp) as client:
+            for c in controls:
+                client.send_raw(b"\x0b" + personalise(sample("oru_r01_critical_potassium.hl7"), mrn=mrn,
+                                                      control=c) + b"\x1c\r")
+            acks = [client.read_ack() for _ in controls]
+        server.process.kill()  # SIGKILL right after the last ACK: processing is likely unfinished
+        server.process.wait(timeout=10)
+    assert [ack_code(a) for a in acks] == ["AA"] * len(controls)
+    db = Database(engine)
+    with db.unit_of_work() as session:
+        stored = session.execute(select(func.count()).select_from(Hl7Message)
+                                 .where(Hl7Message.control_id.in_(controls))).scalar_one()
+    assert stored == len(controls)  # every ACKed message is in the store
+    with running_server(backend.cli_url(), tmp_path, CARERELAY_MLLP_PORT=str(free_port())):
+        deadline = time.monotonic() + 60  # the restarted server's processor drains what was left
+        while True:
+            with db.unit_of_work() as session:
+                statuses = list(session.execute(select(Hl7Message.status)
+                                                .where(Hl7Message.control_id.in_(controls))).scalars())
+            if all(s == "processed" for s in statuses):
+                break
+            assert time.monotonic() < deadline, statuses
+            time.sleep(0.05)
+    with db.unit_of_work() as session:
+        pid = session.execute(select(Patient.id).where(Patient.mrn == mrn)).scalar_one()
+        observations = session.execute(select(func.count()).select_from(Observation)
+                                       .where(Observation.patient_id == pid)).scalar_one()
+    assert observations == 2 * len(controls)  # two OBX per message, each message applied once

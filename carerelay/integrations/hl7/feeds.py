@@ -9,6 +9,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -85,6 +86,13 @@ def _networks(items: Sequence[str]) -> tuple[ipaddress.IPv4Network | ipaddress.I
         raise ConfigError(f"invalid setting CARERELAY_MLLP_ALLOW / feed allow: {exc}") from None
 
 
+def _check_zone(zone: str, setting: str) -> None:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"invalid setting {setting}: unknown time zone {zone!r}") from None
+
+
 def _split(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
@@ -103,6 +111,8 @@ def feeds_from(settings: Settings) -> list[Feed]:
         tls_cert=settings.mllp_tls_cert or None, tls_key=settings.mllp_tls_key or None,
         timezone=settings.hl7_timezone, provider_fields=provider_fields, listen=settings.mllp_port != 0,
     )]
+    for zone, name in [(settings.hl7_timezone, "CARERELAY_HL7_TIMEZONE")]:
+        _check_zone(zone, name)
     if settings.hl7_feeds.strip():
         try:
             items = json.loads(settings.hl7_feeds)
@@ -114,6 +124,8 @@ def feeds_from(settings: Settings) -> list[Feed]:
                 f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}: {exc.errors()[0]['msg']}")
             raise ConfigError(f"invalid setting CARERELAY_HL7_FEEDS: {first}") from None
         for f in parsed:
+            if f.timezone:
+                _check_zone(f.timezone, "CARERELAY_HL7_FEEDS")
             if any(existing.name == f.name for existing in feeds):
                 raise ConfigError(f"invalid setting CARERELAY_HL7_FEEDS: feed name {f.name!r} used twice")
             feeds.append(Feed(

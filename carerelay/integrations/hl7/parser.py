@@ -54,8 +54,9 @@ class HL7Error(Exception):
 
 
 def python_codec(name: str) -> str:
+    """A Python codec name from a Python or HL7 (table 0211, e.g. ``8859/1``) charset name."""
     try:
-        return codecs.lookup(name).name
+        return codecs.lookup(CHARSETS.get(name.strip().upper(), name)).name
     except LookupError:
         raise ValueError(f"unknown charset {name!r}") from None
 

@@ -170,3 +170,34 @@ def test_timestamps(value: str, expected: str) -> None:
 @pytest.mark.parametrize("value", ["", '""', "2026", "garbage", "20261340"])
 def test_bad_timestamps_are_none(value: str) -> None:
     assert parse_ts(value) is None or value == "2026"
+
+
+@pytest.mark.parametrize(("overrides", "setting"), [
+    ({"hl7_timezone": "Mars/Olympus"}, "CARERELAY_HL7_TIMEZONE"),
+    ({"hl7_feeds": "{not json"}, "CARERELAY_HL7_FEEDS"),
+    ({"hl7_feeds": '[{"name": "lab", "port": 2576, "colour": "red"}]'}, "CARERELAY_HL7_FEEDS"),
+    ({"hl7_feeds": '[{"name": "default", "port": 2576}]'}, "CARERELAY_HL7_FEEDS"),
+    ({"mllp_allow": "10.0.0.0/33"}, "CARERELAY_MLLP_ALLOW"),
+    ({"hl7_encoding": "klingon"}, "CARERELAY_HL7_ENCODING"),
+])
+def test_wrong_feed_settings_name_the_setting(overrides: dict[str, str], setting: str) -> None:
+    from carerelay.config import ConfigError, load_settings
+    from carerelay.integrations.hl7.feeds import feeds_from
+
+    with pytest.raises(ConfigError, match=setting):
+        feeds_from(load_settings(**overrides))
+
+
+def test_feeds_from_settings() -> None:
+    import ipaddress
+
+    from carerelay.config import load_settings
+    from carerelay.integrations.hl7.feeds import feeds_from
+
+    feeds = feeds_from(load_settings(mllp_port=0, mllp_allow="10.1.0.0/16", hl7_feeds=(
+        '[{"name":"lab","port":2576,"message_types":["ORU^R01"],"encoding":"8859/1","ack_mode":"processed"}]')))
+    default, lab = feeds
+    assert not default.listen and default.allows("10.1.2.3") and not default.allows("127.0.0.1")
+    assert default.accepts("ADT^A40") and not default.accepts("SIU^S12")
+    assert lab.listen and lab.charset == "iso8859-1" and lab.accepts("ORU^R01") and not lab.accepts("ADT^A01")
+    assert lab.allows("192.168.1.1") and ipaddress.ip_address("10.1.2.3")

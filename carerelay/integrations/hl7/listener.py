@@ -112,8 +112,16 @@ class Hl7Runtime:
             if feed.tls_cert:
                 context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
                 context.load_cert_chain(feed.tls_cert, feed.tls_key)
-            server = await asyncio.start_server(self._connection_handler(feed), feed.host, feed.port, ssl=context,
-                                                limit=READ_CHUNK * 2)
+            try:
+                server = await asyncio.start_server(self._connection_handler(feed), feed.host, feed.port,
+                                                    ssl=context, limit=READ_CHUNK * 2)
+            except OSError as exc:
+                log.error("hl7 feed cannot listen", extra={"feed": feed.name, "host": feed.host, "port": feed.port,
+                                                           "error": str(exc)})
+                for started in self._servers:
+                    started.close()
+                self._executor.shutdown(wait=False)
+                raise
             self._servers.append(server)
             self.ports[feed.name] = server.sockets[0].getsockname()[1]
             log.info("hl7 feed listening", extra={"feed": feed.name, "host": feed.host, "port": self.ports[feed.name],

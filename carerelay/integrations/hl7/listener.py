@@ -279,7 +279,7 @@ class Hl7Runtime:
                 metrics.HL7_CONNECTIONS.labels(feed.name).dec()
                 self._connections.discard(task)
                 writer.close()
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await writer.wait_closed()
 
         return handle

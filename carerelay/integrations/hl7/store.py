@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from carerelay.audit.service import record
@@ -91,11 +92,12 @@ def receive_messages(*, session: Session, clock: Clock, items: Sequence[Inbound]
     of the listener, so it inserts with one multi-row INSERT … RETURNING instead of ORM objects.
     """
     now = clock.now()
+    conn = session.connection()  # Core on the session's connection: no ORM bookkeeping on the hot path
     inspected = [_inspect(item) for item in items]
     keys = {(v["sending_app"], v["sending_facility"], v["control_id"]) for _, v in inspected if v["control_id"]}
     existing: dict[tuple[object, object, object], tuple[int, str | None]] = {}
     if keys:
-        for row_id, app, facility, control, ack in session.execute(_EXISTING, {"keys": list(keys)}).all():
+        for row_id, app, facility, control, ack in conn.execute(_EXISTING, {"keys": list(keys)}).all():
             existing[(app, facility, control)] = (row_id, ack)
     new_rows: list[dict[str, object]] = []
     new_receipts: list[Receipt] = []
@@ -131,7 +133,7 @@ def receive_messages(*, session: Session, clock: Clock, items: Sequence[Inbound]
                          "charset": None, "mrn": None, **values})
         new_receipts.append(receipt)
     if new_rows:
-        ids = list(session.execute(_INSERT, new_rows).scalars())
+        ids = list(conn.execute(_INSERT, new_rows).scalars())
         for receipt, row_id in zip(new_receipts, ids, strict=True):
             receipt.message_id = row_id
         for receipt, index in dup_of_new:
@@ -159,7 +161,8 @@ _EXISTING = select(Hl7Message.id, Hl7Message.sending_app, Hl7Message.sending_fac
                    Hl7Message.ack_code).where(
     tuple_(Hl7Message.sending_app, Hl7Message.sending_facility, Hl7Message.control_id)
     .in_(bindparam("keys", expanding=True)))
-_INSERT = insert(Hl7Message).returning(Hl7Message.id, sort_by_parameter_order=True)
+_TABLE = cast(Table, Hl7Message.__table__)
+_INSERT = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
 TOUCH_EVERY = timedelta(seconds=5)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _last_touch: dict[tuple[str, str], datetime] = {}  # (database, feed)

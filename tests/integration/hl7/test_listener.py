@@ -288,3 +288,24 @@ def test_tls_feed(engine: Engine, clock: FakeClock, tmp_path: Path) -> None:
         with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", running.port("secure"))) as raw, \
                 ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1"):
             pass  # a client that does not trust the certificate is refused
+
+
+def test_connection_limit_refuses_extra_connections_and_keeps_serving(engine: Engine, clock: FakeClock) -> None:
+    from carerelay.config import load_settings
+
+    settings = load_settings(database_url="sqlite:///:memory:", mllp_max_connections=2)
+    with running_listener(engine, clock, settings=settings) as running:
+        port = running.port("receipt")
+        with MLLPClient("127.0.0.1", port) as first, MLLPClient("127.0.0.1", port) as second:
+            assert ack_code(first.send(personalise(sample("adt_a01_admit.hl7"), mrn=uniq("MRN"),
+                                                   control=uniq("L")))) == "AA"
+            assert ack_code(second.send(personalise(sample("adt_a01_admit.hl7"), mrn=uniq("MRN"),
+                                                    control=uniq("L")))) == "AA"
+            with MLLPClient("127.0.0.1", port, timeout=10) as third:
+                try:
+                    closed = third.sock.recv(10) == b""
+                except ConnectionResetError:
+                    closed = True
+                assert closed  # over the limit: closed at once, without reading
+            assert ack_code(first.send(personalise(sample("adt_a01_admit.hl7"), mrn=uniq("MRN"),
+                                                   control=uniq("L")))) == "AA"

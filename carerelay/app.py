@@ -40,6 +40,8 @@ from carerelay.core.errors import (
 )
 from carerelay.directory.api import router as directory_router
 from carerelay.escalation.api import router as escalation_router
+from carerelay.integrations.hl7.api import router as hl7_router
+from carerelay.integrations.hl7.listener import Hl7Runtime
 from carerelay.integrations.scim.api import PREFIX as SCIM_PREFIX
 from carerelay.integrations.scim.api import router as scim_router
 from carerelay.integrations.scim.api import scim_error_response, scim_validation_response
@@ -145,7 +147,9 @@ def _lazy_key_ring(settings: Settings) -> Callable[[], KeyRing]:
     return get
 
 
-def create_app(settings: Settings, *, db: Database | None = None, clock: Clock | None = None) -> FastAPI:
+def create_app(settings: Settings, *, db: Database | None = None, clock: Clock | None = None,
+               listeners: bool = False) -> FastAPI:
+    """``listeners``: also run the protocol listeners (MLLP) in this event loop — ``carerelay serve``."""
     database = db or Database(make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous))
 
     hub = Hub()
@@ -162,14 +166,23 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         if settings.run_timers:
             timers = asyncio.create_task(jobs_worker.run_forever(database, app.state.clock,
                                                                  build_channels(settings)))
+        hl7_runtime = None
+        if listeners:
+            hl7_runtime = Hl7Runtime(db=database, settings=settings, clock=app.state.clock)
+            await hl7_runtime.start()
+        app.state.hl7 = hl7_runtime
         log.info("carerelay started", extra={"version": __version__, "database": database.dialect})
-        yield
-        if timers is not None:
-            await jobs_worker.stop(timers)
-        if listener is not None:
-            await pglisten.stop(listener)
-        hub.bind(None)
-        log.info("carerelay shutdown complete")
+        try:
+            yield
+        finally:
+            if hl7_runtime is not None:
+                await hl7_runtime.stop()
+            if timers is not None:
+                await jobs_worker.stop(timers)
+            if listener is not None:
+                await pglisten.stop(listener)
+            hub.bind(None)
+            log.info("carerelay shutdown complete")
 
     app = FastAPI(
         title="carerelay",
@@ -188,6 +201,7 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         app.state.sso_providers = load_providers(settings.sso_providers_file)
     except CarerelayError as exc:
         raise ConfigError(f"invalid setting CARERELAY_SSO_PROVIDERS_FILE: {exc.message}") from None
+    app.state.hl7 = None
 
     app.add_exception_handler(CarerelayError, _carerelay_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -219,6 +233,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
 
     for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
                    alerts_router, escalation_router, routing_router, scheduling_router, audit_router, scim_router,
-                   sso_router, web_router):
+                   sso_router, hl7_router, web_router):
         app.include_router(router)
     return app

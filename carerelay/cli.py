@@ -6,6 +6,7 @@ A thin adapter like the HTTP routes: each command opens one unit of work and cal
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,6 +27,8 @@ audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(audit_app, name="audit")
+hl7_app = typer.Typer(no_args_is_help=True, help="HL7 v2 interfaces: send, reprocess, purge.")
+app.add_typer(hl7_app, name="hl7")
 keys_app = typer.Typer(no_args_is_help=True, help="Attachment encryption keys.")
 messages_app = typer.Typer(no_args_is_help=True, help="Messages: retention.")
 app.add_typer(keys_app, name="keys")
@@ -264,6 +267,88 @@ def _print_ldap_report(report: object) -> None:
     out.print(f"{title}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
+@hl7_app.command("send")
+def hl7_send(
+    file: Annotated[Path, typer.Argument(help="File with one or more HL7 messages (plain or MLLP-framed)")],
+    host: Annotated[str, typer.Option(help="Listener address")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Listener port (default CARERELAY_MLLP_PORT)")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each ACK")] = 30.0,
+) -> None:
+    """Send every message in FILE over MLLP and print each ACK; exits 1 if any is not AA."""
+    from carerelay.integrations.hl7.client import MLLPClient, ack_code, split_messages
+
+    messages = split_messages(file.read_bytes())
+    if not messages:
+        err.print(f"carerelay: no HL7 message in {file}")
+        raise typer.Exit(2)
+    target = port or get_settings().mllp_port
+    refused = 0
+    try:
+        with MLLPClient(host, target, timeout=timeout) as client:
+            for message in messages:
+                ack = client.send(message)
+                code = ack_code(ack)
+                refused += code != "AA"
+                out.print(f"{code or '??'} " + ack.decode("utf-8", errors="replace").replace("\r", " | ").strip(" |"),
+                          markup=False, highlight=False)
+    except OSError as exc:
+        err.print(f"carerelay: cannot reach {host}:{target}: {exc}")
+        raise typer.Exit(2) from None
+    if refused:
+        raise typer.Exit(1)
+
+
+@hl7_app.command("reprocess")
+def hl7_reprocess(
+    ids: Annotated[list[int] | None, typer.Argument(help="Message ids (default: every message in error)")] = None,
+    status: Annotated[str | None, typer.Option(help="Instead of ids: messages with this status (error…)")] = None,
+    message_type: Annotated[str | None, typer.Option("--type", help="Only this type (ADT, ORU^R01…)")] = None,
+    feed: Annotated[str | None, typer.Option(help="Only this feed")] = None,
+) -> None:
+    """Put stored messages back in the queue and process them now, in arrival order."""
+    from carerelay.integrations.hl7 import store
+    from carerelay.integrations.hl7.feeds import feeds_from, result_policy
+
+    settings = get_settings()
+    db = _database(settings)
+    _require_current(db)
+    clock = SystemClock()
+    query = None if ids else store.MessageQuery(status=status, message_type=message_type, feed=feed)
+    with db.unit_of_work() as session:
+        queued = store.reprocess_messages(session=session, clock=clock, actor=cli_actor("hl7-reprocess"),
+                                          ids=ids or (), query=query)
+    feeds = {f.name: f for f in feeds_from(settings)}
+    stat = tuple(p.strip() for p in settings.hl7_stat_priorities.split(",") if p.strip())
+    results: dict[str, int] = {}
+    while True:
+        with db.unit_of_work() as session:
+            done = store.process_pending(session=session, clock=clock, feeds=feeds, policy=result_policy(settings),
+                                         stat_priorities=stat, limit=50)
+        for item in done:
+            results[item.status] = results.get(item.status, 0) + 1
+            if item.status == "error":
+                err.print(f"message {item.message_id}: {item.note}", markup=False)
+        if not done:
+            break
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(results.items())) or "nothing"
+    out.print(f"queued {len(queued)} message(s); processed: {summary}")
+
+
+@hl7_app.command("purge")
+def hl7_purge(
+    older_than_days: Annotated[int, typer.Option(help="Delete stored messages received more than N days ago")],
+) -> None:
+    """Delete old messages from the store (audited). Results, orders and patients stay."""
+    from carerelay.integrations.hl7 import store
+
+    db = _database(get_settings())
+    _require_current(db)
+    with db.unit_of_work() as session:
+        deleted = store.purge_messages(session=session, clock=SystemClock(), actor=cli_actor("hl7-purge"),
+                                       older_than_days=older_than_days)
+    out.print(f"deleted {deleted} message(s) received more than {older_than_days} days ago")
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default CARERELAY_HOST)")] = None,
@@ -277,9 +362,13 @@ def serve(
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    from carerelay.integrations.hl7.feeds import feeds_from, result_policy
+
+    feeds_from(settings)  # a wrong feed setting stops start-up with one line, before anything binds
+    result_policy(settings)
     db = _database(settings)
     _require_current(db)
-    application = create_app(settings, db=db)
+    application = create_app(settings, db=db, listeners=True)
     config = uvicorn.Config(application, host=host or settings.host, port=port or settings.port,
                             log_config=None, timeout_graceful_shutdown=int(settings.shutdown_grace_seconds))
     uvicorn.Server(config).run()

@@ -109,6 +109,28 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a key ring ({exc})") from None
         return value
 
+    # HL7 v2 over MLLP (integrations/hl7). The default feed listens on mllp_port; more feeds in hl7_feeds.
+    mllp_host: str = Field(default="127.0.0.1", description="Address the MLLP listeners bind.")
+    mllp_port: int = Field(default=2575, ge=0, le=65535, description="Default feed's MLLP port; 0 disables it.")
+    mllp_max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=65536, description="Largest MLLP frame.")
+    mllp_idle_timeout_seconds: float = Field(default=300.0, gt=0, description="Close a silent connection after.")
+    mllp_max_connections: int = Field(default=1000, ge=1, description="Concurrent MLLP connections, all feeds.")
+    mllp_tls_cert: str | None = Field(default=None, description="PEM certificate: the default feed speaks TLS.")
+    mllp_tls_key: str | None = Field(default=None, description="PEM private key for mllp_tls_cert.")
+    mllp_allow: str = Field(default="", description="Default feed IP allow-list: comma-separated CIDRs; empty=any.")
+    hl7_encoding: str = Field(default="utf-8", description="Default feed's charset when MSH-18 is empty.")
+    hl7_ack_mode: Literal["receipt", "processed"] = Field(default="receipt")
+    hl7_message_types: str = Field(default="ADT^*,ORU^R01,ORM^O01",
+                                   description="Default feed: accepted MSH-9 types (comma-separated, ^* wildcard).")
+    hl7_silence_minutes: int = Field(default=0, ge=0, description="Default feed silence threshold; 0 = none.")
+    hl7_timezone: str = Field(default="UTC", description="Zone of HL7 timestamps that carry no offset.")
+    hl7_feeds: str = Field(default="", description="More feeds: a JSON list of objects (see docs/subsystems/hl7.md).")
+    hl7_critical_flags: str = Field(default="HH,LL,AA", description="OBX-8 flags that make a result critical.")
+    hl7_critical_rules: str = Field(default="", description="JSON list of {code, below, above} critical rules.")
+    hl7_stat_priorities: str = Field(default="S,STAT", description="Order priorities that mean STAT.")
+    hl7_provider_id_fields: str = Field(default="npi,unique_id,ehr_username,epic_ser_id",
+                                        description="Directory id fields tried, in order, for an XCN id.")
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

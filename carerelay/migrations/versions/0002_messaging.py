@@ -35,11 +35,16 @@ def upgrade() -> None:
     op.create_table(
         "patients",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("mrn", sa.String(length=60), nullable=False),
+        sa.Column("mrn", sa.String(length=80), nullable=False),
         sa.Column("family_name", sa.String(length=120), nullable=False),
         sa.Column("given_name", sa.String(length=120), nullable=False),
-        sa.Column("birth_date", sa.String(length=10), nullable=True),
+        sa.Column("middle_name", sa.String(length=120), nullable=False),
+        sa.Column("birth_date", sa.Date(), nullable=True),
+        sa.Column("sex", sa.String(length=10), nullable=False),
+        sa.Column("merged_into_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["merged_into_id"], ["patients.id"], name=op.f("fk_patients_merged_into_id_patients")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_patients")),
         sa.UniqueConstraint("mrn", name=op.f("uq_patients_mrn")),
     )

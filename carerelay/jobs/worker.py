@@ -8,6 +8,7 @@ from contextlib import suppress
 
 from anyio import to_thread
 
+from carerelay.alerts.intake import take_handoffs
 from carerelay.core.clock import Clock
 from carerelay.core.db import Database
 from carerelay.jobs.service import fire_due
@@ -20,10 +21,11 @@ TICK_SECONDS = 0.2
 
 
 async def run_forever(db: Database, clock: Clock, channels: dict[str, Channel]) -> None:
-    """Each pass fires due timers, then sends due deliveries (which the timers may just have queued)."""
+    """Each pass fires due timers, turns clinical hand-offs into alerts, then sends due deliveries."""
     while True:
         try:
             await to_thread.run_sync(lambda: fire_due(db=db, clock=clock, limit=500))
+            await to_thread.run_sync(lambda: take_handoffs(db=db, clock=clock))
             await to_thread.run_sync(lambda: deliver_due(db=db, clock=clock, channels=channels))
         except Exception:  # the worker must outlive a database hiccup; each timer retries
             log.exception("worker pass failed; retrying")

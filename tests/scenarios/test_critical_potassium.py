@@ -1,0 +1,87 @@
+"""Scenario 1: critical potassium at 09:30, escalated until the covering cardiologist acknowledges.
+
+The shared ADT sample admits a patient to 4W-412-B with the attending (NPI 1234567890); the lab's ORU
+reports K+ 6.8 (HH). The attending gets a critical-result alert with the value and range; nobody
+acknowledges, so after the policy's wait it goes to cardiology on call, call order 2, who
+acknowledges and records the read-back. The trail shows every step, its time and the reason.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi.testclient import TestClient
+
+from carerelay.alerts.intake import take_handoffs
+from carerelay.core.actor import Actor
+from carerelay.core.clock import FakeClock
+from carerelay.core.db import Database
+from carerelay.integrations.hl7.feeds import Feed
+from carerelay.integrations.hl7.parser import parse
+from carerelay.integrations.hl7.processor import process_message
+from carerelay.jobs import service as jobs
+from carerelay.patients.service import ResultPolicy
+from carerelay.routing.resolver import resolve
+from tests.api.messaging.helpers import user
+from tests.hl7support import SAMPLES
+
+RESULT_AT = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)  # 09:30 in Chicago
+FEED = Feed(name="lab", port=0, timezone="America/Chicago")
+
+
+def _apply(db: Database, clock: FakeClock, sample: str, mrn: str) -> None:
+    text = (SAMPLES / sample).read_bytes().replace(b"MRN1001", mrn.encode())
+    with db.unit_of_work() as session:
+        process_message(session=session, clock=clock, actor=Actor(person_id=None, username="hl7:lab"),
+                        parsed=parse(text), feed=FEED, policy=ResultPolicy(), stat_priorities=("S", "STAT"),
+                        message_id=None)
+
+
+def test_critical_potassium_reaches_the_attending_then_the_covering_cardiologist(
+    client: TestClient, db: Database, clock: FakeClock
+) -> None:
+    admin = user(client, "iadmin")
+    policy = client.post("/api/escalation/policies", headers=admin.headers, json={
+        "name": "critical results", "alert_kind": "critical_result",
+        "steps": [{"address": "target:", "wait_minutes": 5},
+                  {"address": "role:CARD-CALL2-DAY", "wait_minutes": 5}],
+        "fallback_address": "group:OPERATORS"})
+    assert policy.status_code == 201, policy.text
+    clock.set(RESULT_AT)
+    _apply(db, clock, "adt_a01_admit.hl7", "MRN-SCEN1")
+    _apply(db, clock, "oru_r01_critical_potassium.hl7", "MRN-SCEN1")
+    assert take_handoffs(db=db, clock=clock) == 1
+    assert take_handoffs(db=db, clock=clock) == 0
+
+    house = user(client, "ghouse")
+    [alert] = client.get("/api/alerts", headers=house.headers).json()
+    assert alert["kind"] == "critical_result" and alert["priority"] == "critical"
+    assert "6.8" in alert["title"] and "3.5-5.1" in alert["title"] and "MRN-SCEN1" in alert["title"]
+    assert alert["location"].startswith("4W") and alert["choices"] == ["Accept", "Call back"]
+
+    with db.unit_of_work() as session:
+        [covering] = resolve(session, "role:CARD-CALL2-DAY", RESULT_AT).recipients
+    clock.advance(minutes=5)
+    assert jobs.fire_due(db=db, clock=clock) == 1
+    resident = user(client, client.get(f"/api/people/{covering.person_id}",
+                                       headers=admin.headers).json()["username"])
+    assert [a["id"] for a in client.get("/api/alerts", headers=resident.headers).json()] == [alert["id"]]
+
+    clock.advance(minutes=2)
+    accepted = client.post(f"/api/alerts/{alert['id']}/respond", headers=resident.headers,
+                           json={"choice": "Call back"})
+    assert accepted.json()["status"] == "acknowledged"
+    readback = client.post(f"/api/alerts/{alert['id']}/readback", headers=resident.headers,
+                           json={"text": "Potassium 6.8 mmol/L read back to the lab; 10 units insulin IV ordered"})
+    assert readback.json()["status"] == "closed"
+    clock.advance(hours=1)
+    assert jobs.fire_due(db=db, clock=clock) == 0
+
+    trail = client.get(f"/api/alerts/{alert['id']}", headers=user(client, "ccompliance").headers).json()["events"]
+    kinds = [e["kind"] for e in trail]
+    assert kinds[:2] == ["raised", "escalation_started"]
+    assert [k for k in kinds if k in ("acknowledged", "readback")] == ["acknowledged", "readback"]
+    notified = [e for e in trail if e["kind"] == "notified"]
+    assert [e["person_id"] for e in notified] == [house.id, covering.person_id]
+    assert "call order 2" in notified[1]["detail"]["reason"]
+    assert notified[1]["at"] > notified[0]["at"]

@@ -21,9 +21,17 @@ from carerelay.integrations.hl7.feeds import Feed
 from carerelay.integrations.hl7.listener import Hl7Runtime
 from carerelay.integrations.hl7.models import Hl7Message
 
-SAMPLES = Path(__file__).resolve().parents[1].parent.parent / "shared" / "samples" / "hl7"
-if not SAMPLES.exists():  # the worktree layout: /work/wt/<name> and /work/shared
-    SAMPLES = Path("/work/shared/samples/hl7")
+
+def _shared_samples() -> Path:
+    """``shared/`` stands beside the checkout (CI's clone, a worktree's main): look upward for it."""
+    for base in Path(__file__).resolve().parents:
+        candidate = base / "shared" / "samples" / "hl7"
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("shared/samples/hl7 not found beside the checkout")
+
+
+SAMPLES = _shared_samples()
 
 
 def sample(name: str) -> bytes:

@@ -15,7 +15,7 @@ from carerelay.alerts.models import Alert
 from carerelay.core.clock import Clock
 from carerelay.core.db import Database
 from carerelay.escalation.engine import DEFAULT_FALLBACK
-from carerelay.integrations.hl7.store import feed_actor
+from carerelay.integrations.hl7.store import FeedHealth, feed_actor, on_feed_silent
 from carerelay.patients import service as patients
 from carerelay.patients.models import ClinicalHandoff, Encounter, Patient, Unit
 
@@ -47,6 +47,25 @@ def _raise(session: Session, clock: Clock, handoff: ClinicalHandoff) -> Alert:
         location=encounter.location if encounter is not None else None, choices=choices,
         data={"handoff_id": handoff.id, "subject_type": handoff.subject_type, "subject_id": handoff.subject_id},
     )
+
+
+INTEGRATION_ADMINS = "group:INTEGRATION-ADMINS"
+
+
+def _feed_silent(session: Session, clock: Clock, health: FeedHealth) -> None:
+    """"No ADT for 10 minutes" is itself an alert: a silent feed means a census quietly going stale."""
+    since = f"{health.silent_since:%Y-%m-%d %H:%M} UTC" if health.silent_since else "start-up"
+    alerts.raise_alert(
+        session=session, clock=clock, actor=feed_actor(health.feed), kind="feed_silent", priority="urgent",
+        title=f"HL7 feed {health.feed} silent since {since}",
+        body=f"No message on feed {health.feed} for over {health.silence_minutes} minutes "
+             f"(last: {health.last_message_at or 'never'}). Check the sending interface engine.",
+        address=INTEGRATION_ADMINS, source="hl7", source_ref=f"feed:{health.feed}:{since}",
+        data={"feed": health.feed},
+    )
+
+
+on_feed_silent(_feed_silent)
 
 
 def take_handoffs(*, db: Database, clock: Clock, limit: int = 100) -> int:

@@ -656,3 +656,41 @@ def register_patient(*, session: Session, clock: Clock, actor: Actor, demographi
     record(session=session, clock=clock, actor=actor, action="patient.create", object_type="patient",
            object_id=patient.id, detail={"mrn": demographics.mrn, "source": "api"})
     return patient
+
+
+# ---------------------------------------------------------------- for routing (system reads)
+# Routing resolves "the attending of this patient" for the system, not for a person, so these reads
+# are not audited here: the alert or message that uses them is audited with the resolution in it.
+
+
+def find_patient(*, session: Session, ref: str) -> Patient | None:
+    """A patient by id or by MRN, following merges to the surviving record."""
+    patient = _patient_by_mrn(session, ref)
+    if patient is None and ref.isdigit():
+        patient = session.get(Patient, int(ref))
+    return patient
+
+
+def current_care_team(*, session: Session, patient_id: int, role: str) -> list[CareTeamMember]:
+    """Active members of the patient's current encounter in a role: a PV1 role (attending, …), a ROL
+    code (RN) or words of the role's text ("nurse" matches "Primary Nurse")."""
+    wanted = role.strip().lower()
+    rows = session.execute(
+        select(CareTeamMember).join(Encounter, Encounter.id == CareTeamMember.encounter_id)
+        .where(Encounter.patient_id == patient_id, Encounter.status == EncounterStatus.ACTIVE,
+               CareTeamMember.active.is_(True))
+        .order_by(CareTeamMember.id)
+    ).scalars()
+    return [m for m in rows if m.role.lower() == wanted or wanted in m.role_text.lower().split()]
+
+
+def patient_in_bed(*, session: Session, unit_code: str, room: str, bed: str) -> Patient | None:
+    unit = session.execute(select(Unit).where(Unit.code == unit_code)).scalars().first()
+    if unit is None:
+        return None
+    found = session.execute(
+        select(Patient).join(Encounter, Encounter.patient_id == Patient.id).join(Bed, Bed.id == Encounter.bed_id)
+        .where(Encounter.status == EncounterStatus.ACTIVE, Bed.unit_id == unit.id, Bed.room == room, Bed.bed == bed)
+        .limit(1)
+    ).scalar_one_or_none()
+    return found

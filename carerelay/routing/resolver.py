@@ -3,8 +3,8 @@
 ``resolve(address, at)`` never returns silence: it returns recipients *and* the chain of reasons
 ("group Cardiology Physicians → Dr. Amara Okafor"; "skipped Dana Whitaker: inactive"), so an empty
 result can be explained, routed to a fallback and audited (style habit 9). Schemes are registered:
-person, group, team, pager and role (the published schedule) here; others register themselves from
-their own domains (conversation from messaging).
+person, group, team, pager, role (the published schedule), careteam and location (the ADT census)
+here; others register themselves from their own domains (conversation from messaging).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from carerelay.core.errors import Invalid
 from carerelay.directory.models import ContactPoint, Department, Group, GroupMember, Person, VirtualPager
+from carerelay.patients import service as patients
 from carerelay.scheduling import lookup
 from carerelay.scheduling.models import Assignment
 
@@ -185,4 +186,44 @@ def _role(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
                         for o in on if o.person_id is None)
     if not on:
         result.notes.append(f"role:{ref}: no one on the published schedule at {at:%Y-%m-%d %H:%M} UTC")
+    return result
+
+
+def _care_team(session: Session, address: str, at: datetime, patient_ref: str, role: str) -> Resolution:
+    patient = patients.find_patient(session=session, ref=patient_ref)
+    if patient is None:
+        raise Invalid(f"no patient {patient_ref}", field="address")
+    who = f"{patient.family_name}, {patient.given_name} (MRN {patient.mrn})"
+    members = patients.current_care_team(session=session, patient_id=patient.id, role=role)
+    result = people_recipients(session, address, at, [
+        (m.person_id, f"{m.role_text or m.role} of {who} ({m.source})") for m in members if m.person_id is not None])
+    result.notes.extend(f"{m.provider_name or m.provider_id} ({m.role_text or m.role} of {who}) is not in the "
+                        f"directory" for m in members if m.person_id is None)
+    if not members:
+        result.notes.append(f"no {role} on the current care team of {who}")
+    return result
+
+
+@scheme("careteam")
+def _careteam(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
+    """careteam:<patient id or MRN>/<role>, from the ADT care team: attending, consulting, nurse…"""
+    patient_ref, _, role = ref.rpartition("/")
+    if not patient_ref or not role:
+        raise Invalid("write careteam:<patient id or MRN>/<role>, e.g. careteam:MRN1001/attending", field="address")
+    return _care_team(session, f"careteam:{ref}", at, patient_ref, role)
+
+
+@scheme("location")
+def _location(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
+    """location:<unit>/<room>/<bed>/<role>: the role on the care team of the patient in that bed now."""
+    parts = ref.split("/")
+    if len(parts) != 4 or not all(parts):
+        raise Invalid("write location:<unit>/<room>/<bed>/<role>, e.g. location:4W/412/B/nurse", field="address")
+    unit, room, bed, role = parts
+    patient = patients.patient_in_bed(session=session, unit_code=unit, room=room, bed=bed)
+    if patient is None:
+        return Resolution(f"location:{ref}", at, notes=[f"no patient in {unit}-{room}-{bed} on the census now"])
+    result = _care_team(session, f"location:{ref}", at, str(patient.id), role)
+    result.recipients = [Recipient(r.person_id, r.name, f"{r.reason}, in {unit}-{room}-{bed}", r.contacts)
+                         for r in result.recipients]
     return result

@@ -96,7 +96,7 @@ def test_feed_silence_is_reported(client: TestClient, db: Database, clock: FakeC
 
     feeds = [Feed(name="quiet-adt", port=0, silence_minutes=10)]
     seen: list[str] = []
-    store.on_feed_silent(lambda session, health: seen.append(health.feed))
+    store.on_feed_silent(lambda session, clock, health: seen.append(health.feed))
     try:
         with db.unit_of_work() as session:
             assert store.check_feeds(session=session, clock=clock, feeds=feeds)[0].silent_since is None

@@ -343,13 +343,13 @@ class FeedHealth:
     newly_silent: bool = False
 
 
-SilenceHook = Callable[[Session, FeedHealth], None]
+SilenceHook = Callable[[Session, Clock, FeedHealth], None]
 _silence_hooks: list[SilenceHook] = []
 
 
 def on_feed_silent(hook: SilenceHook) -> None:
-    """Register a callback run (in the checker's transaction) when a feed first goes silent.
-    The alerts domain will register one that alerts the integration admins."""
+    """Register a callback run (in the checker's transaction) when a feed first goes silent; the
+    alerts domain registers one that alerts the integration admins."""
     _silence_hooks.append(hook)
 
 
@@ -380,7 +380,7 @@ def check_feeds(*, session: Session, clock: Clock, feeds: Sequence[Feed]) -> lis
             log.warning("hl7 feed silent", extra={"feed": feed.name, "since": silent_since.isoformat()
                                                   if silent_since else None, "threshold_minutes": feed.silence_minutes})
             for hook in list(_silence_hooks):
-                hook(session, health)
+                hook(session, clock, health)
         out.append(health)
     session.flush()
     return out

@@ -43,7 +43,7 @@ def _settings(backend: Backend, tmp_path: Path, idp: OidcIdp, **provider: Any) -
     path = tmp_path / "sso.json"
     path.write_text(json.dumps(config))
     return load_settings(database_url=backend.url, log_format="text", sso_providers_file=str(path),
-                         public_url="http://testserver")
+                         public_url="http://testserver", run_timers=False)
 
 
 @pytest.fixture

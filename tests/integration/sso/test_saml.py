@@ -65,7 +65,7 @@ def saml_env(backend: Backend, tmp_path: Path, db: Database, clock: FakeClock) -
                                 "sp_cert_file": str(sp_cert), "match": {"attribute": "mail", "field": "email"}}]}
     (tmp_path / "sso.json").write_text(json.dumps(providers))
     settings = load_settings(database_url=backend.url, log_format="text", public_url=PUBLIC_URL,
-                             sso_providers_file=str(tmp_path / "sso.json"))
+                             sso_providers_file=str(tmp_path / "sso.json"), run_timers=False)
     with TestClient(create_app(settings, db=db, clock=clock)) as client:
         meta = client.get("/sso/saml/test/metadata")
         assert meta.status_code == 200 and meta.headers["content-type"].startswith("application/samlmetadata+xml")

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,7 @@ async def run_carerelay(base: str, clients: list[tuple[str, int, int]], rate: in
     readers = [asyncio.create_task(_drain(ws, arrivals)) for ws in sockets]
     sent: dict[str, float] = {}
     errors = 0
+    statuses: Counter[str] = Counter()
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
         async def post(i: int) -> None:
@@ -111,11 +113,13 @@ async def run_carerelay(base: str, clients: list[tuple[str, int, int]], rate: in
             try:
                 response = await http.post(f"/api/conversations/{conv}/messages", json={"text": marker},
                                            headers={"Authorization": f"Bearer {token}"})
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 errors += 1
+                statuses[type(exc).__name__] += 1
                 return
             if response.status_code != 201:
                 errors += 1
+                statuses[f"{response.status_code} {response.text[:240]}"] += 1
 
         total = int(rate * seconds)
         started = time.perf_counter()
@@ -140,6 +144,8 @@ async def run_carerelay(base: str, clients: list[tuple[str, int, int]], rate: in
     stats["delivered_per_s"] = round(len(latencies) / elapsed, 1) if elapsed > 0 else 0.0
     stats["lost"] = float(total - len(latencies))
     stats["errors"] = float(errors)
+    if statuses:
+        print("errors seen:", dict(statuses.most_common(5)))
     return stats
 
 

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from carerelay.alerts import service as alerts
@@ -55,13 +57,16 @@ NEW_CONVERSATION_FOR_PATIENT = (
 # -- organization policy -----------------------------------------------------------------------
 
 def get_policy(*, session: Session) -> OrgPolicy:
+    """The one policy row, created with the pocket guide's defaults on first use (concurrent first
+    uses must not collide: ON CONFLICT DO NOTHING)."""
     row = session.get(OrgPolicy, 1)
     if row is None:
-        row = OrgPolicy(id=1, visible_hours=24, search_hours=72, retention_years=18, orders_in_text="warn",
-                        critical_results_in_text="warn", courtesy_replies_silent=True,
-                        attachment_max_bytes=10 * 1024 * 1024, extra={})
-        session.add(row)
-        session.flush()
+        create = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(OrgPolicy)
+        session.execute(create.values(id=1, visible_hours=24, search_hours=72, retention_years=18,
+                                      orders_in_text="warn", critical_results_in_text="warn",
+                                      courtesy_replies_silent=True, attachment_max_bytes=10 * 1024 * 1024,
+                                      extra={}).on_conflict_do_nothing())
+        row = session.get_one(OrgPolicy, 1)
     return row
 
 

@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from carerelay.core.clock import Clock
@@ -22,15 +24,18 @@ NOTIFY_CHANNEL = "carerelay_events"
 
 
 def _next_seq(session: Session, person_id: int) -> int:
-    """One statement takes the next number and holds the row lock until commit."""
+    """One statement takes the next number and holds the row lock until commit.
+
+    A person's first cursor row is created with ON CONFLICT DO NOTHING: two transactions fanning out
+    to the same new person must not collide on its creation (a 409 under load on PostgreSQL).
+    """
+    dialect = session.get_bind().dialect.name
+    create = (pg_insert if dialect == "postgresql" else sqlite_insert)(EventCursor)
+    session.execute(create.values(person_id=person_id, last_seq=0).on_conflict_do_nothing())
     seq = session.execute(
         update(EventCursor).where(EventCursor.person_id == person_id)
         .values(last_seq=EventCursor.last_seq + 1).returning(EventCursor.last_seq)
-    ).scalar_one_or_none()
-    if seq is None:
-        session.add(EventCursor(person_id=person_id, last_seq=1))
-        session.flush()
-        return 1
+    ).scalar_one()
     return int(seq)
 
 

@@ -200,7 +200,8 @@ class FakeGraph(FakeApi):
         self.events: dict[str, dict[str, Any]] = {}
         self.transactions: dict[str, str] = {}
         self.token = secrets.token_hex(8)
-        self.throttle: list[int] = []
+        self.throttle_on: dict[int, int] = {}
+        self.event_requests = 0
         super().__init__()
 
     def transport(self) -> dict[str, Any]:
@@ -229,9 +230,10 @@ class FakeGraph(FakeApi):
         parts = path.split("/")
         if len(parts) < 5 or parts[1] != "v1.0" or parts[2] != "users" or parts[4] != "events":
             return self._error(400, "BadRequest", f"Resource not found for the segment '{path}'.")
-        if self.throttle:
+        self.event_requests += 1
+        if self.event_requests in self.throttle_on:
             return self._error(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.",
-                               {"Retry-After": str(self.throttle.pop(0))})
+                               {"Retry-After": str(self.throttle_on.pop(self.event_requests))})
         upn = parts[3]
         if upn not in self.users:
             return self._error(404, "ErrorInvalidUser", f"The requested user '{upn}' is invalid.")

@@ -497,11 +497,15 @@ def _fail(session: Session, clock: Clock, connector: Connector, run: ExportRun, 
                                                                 "error": str(exc)})
         if first:
             _notify(session, clock, connector, run, "failing")
+            run.detail = {**run.detail, "announced": True}
         return
     run.status = RunStatus.FAILED.value
     run.finished_at = now
     log.error("export run failed", extra={"connector": connector.name, "run_id": run.id, "error": str(exc)})
-    if first or connector.last_alert_at is None or now - connector.last_alert_at >= ALERT_EVERY:
+    # Said once per failing spell, again for a run whose "will retry" mail went out (its end is news),
+    # and otherwise at most hourly while the connector keeps failing.
+    if first or run.detail.get("announced") or connector.last_alert_at is None \
+            or now - connector.last_alert_at >= ALERT_EVERY:
         _notify(session, clock, connector, run, "failed")
     _audit_run(session, clock, connector, run)
 

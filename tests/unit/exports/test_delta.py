@@ -49,7 +49,7 @@ def test_kronos_wfd_delta_across_change_unpublish_publish_and_a_new_pay_period(
     first = run_now(db, clock, cid)
     assert (first.status, first.content, first.period_start) == ("succeeded", "full", "2026-11-23")
     assert len(_rows(first.payload)) == 8 and {r["Action"] for r in _rows(first.payload)} == {"ADD"}
-    assert (tmp_path / "out" / first.file_name).read_bytes() == first.payload  # delivered what is kept
+    assert (tmp_path / "out" / str(first.file_name)).read_bytes() == first.payload  # delivered what is kept
 
     tonight = _slot(db, "CARD-CALL1-NIGHT", date(2026, 11, 24))
     with db.unit_of_work() as session:

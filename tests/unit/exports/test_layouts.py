@@ -62,8 +62,9 @@ def test_kronos_workforce_central(db: Database, clock: FakeClock, tmp_path: Path
 
 
 def test_kronos_workforce_dimensions(db: Database, clock: FakeClock, tmp_path: Path) -> None:
-    base = {"segment_type": "Required", "comment": "carerelay schedule", "business_structure": "MAIN/CARD",
-            "labor_categories": ["Cardiology", "Call"], "pay_code_edit": "ONCALL"}
+    base: dict[str, object] = {"segment_type": "Required", "comment": "carerelay schedule",
+                               "business_structure": "MAIN/CARD", "labor_categories": ["Cardiology", "Call"],
+                               "pay_code_edit": "ONCALL"}
     mappings: dict[str, dict[str, object]] = {code: base for code in CARD}
     payload = _dry(db, clock, tmp_path, mappings, target="kronos_wfd", departments=["CARD"],
                    trigger={"kind": "pay_period", "anchor": "2026-11-23", "length_days": 2},

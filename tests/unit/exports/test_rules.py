@@ -74,7 +74,7 @@ def test_home_shifts_charge_the_home_coid_away_shifts_the_away_coid(
         for code, who in (("CARD-CALL1-NIGHT", park), ("CARD-CALL2-NIGHT", bell)):
             scheduling.update_slot(session=session, clock=clock, actor=ADMIN, slot_id=slots[code].id,
                                    fields=scheduling.SlotFields(person_id=who.id))
-        park_id, bell_id = park.kronos_id, bell.kronos_id
+        park_id, bell_id = str(park.kronos_id), str(bell.kronos_id)
     everything = {"exempt": ["shift", "call"], "non_exempt": ["shift", "call"]}
     rows = {(r["Employee ID"], r["Assignment"]): r for r in _wfc(db, clock, tmp_path, everything,
                                                                  department_coids={"CARD": "CC-CARD-POOL"})}

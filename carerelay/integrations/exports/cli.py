@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy.orm import Session
 
 from carerelay.core.actor import cli_actor
@@ -67,21 +66,17 @@ def _when(value: Any) -> str:
 
 @connector_app.command("list")
 def list_connectors() -> None:
-    """Every connector with its trigger, state and last success."""
+    """Every connector with its trigger, state and last success (one tab-separated line each)."""
+    from carerelay.integrations.exports.transport import describe
+
     db = _open_database()
-    table = Table()
-    for column in ("id", "name", "target", "enabled", "trigger", "content", "destination", "next due", "last success",
-                   "failing since"):
-        table.add_column(column)
+    print("id\tname\ttarget\tenabled\ttrigger\tcontent\tdestination\tnext due\tlast success\tfailing since")
     with _work(db) as (session, _clock):
         for c in service.list_connectors(session=session):
-            parsed = service.parse(c)
-            from carerelay.integrations.exports.transport import describe
-
-            table.add_row(str(c.id), c.name, c.target, "yes" if c.enabled else "no", c.trigger["kind"], c.content,
-                          describe(parsed.transport), _when(c.next_due_at), _when(c.last_success_at),
-                          _when(c.failing_since))
-    out.print(table)
+            fields = (str(c.id), c.name, c.target, "yes" if c.enabled else "no", c.trigger["kind"], c.content,
+                      describe(service.parse(c).transport), _when(c.next_due_at), _when(c.last_success_at),
+                      _when(c.failing_since))
+            print("\t".join(fields))
 
 
 @connector_app.command("show")
@@ -209,15 +204,12 @@ def run_due() -> None:
 
 
 def _print_runs(runs: list[ExportRun]) -> None:
-    table = Table()
-    for column in ("run", "queued", "reason", "status", "content", "rows", "attempts", "file / destination",
-                   "error"):
-        table.add_column(column)
+    print("run\tqueued\treason\tstatus\tcontent\trows\tattempts\tfile / destination\terror")
     for r in runs:
-        table.add_row(str(r.id) + (" (dry)" if r.dry_run else ""), _when(r.queued_at), r.reason, r.status,
-                      r.content or "-", str(r.row_count), str(r.attempts), r.file_name or r.destination or "-",
-                      (r.error or "")[:80])
-    out.print(table)
+        fields = (str(r.id) + (" (dry)" if r.dry_run else ""), _when(r.queued_at), r.reason, r.status,
+                  r.content or "-", str(r.row_count), str(r.attempts), r.file_name or r.destination or "-",
+                  (r.error or "").replace("\n", " ")[:200])
+        print("\t".join(fields))
 
 
 def _print_run(r: ExportRun) -> None:

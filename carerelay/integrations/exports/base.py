@@ -94,6 +94,7 @@ class Scheduled:
 class Row:
     key: str
     values: dict[str, Any]
+    on_date: date | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class Change:
     values: dict[str, Any]
     remote_id: str | None = None
     before: dict[str, Any] | None = None
+    on_date: date | None = None
 
 
 @dataclass

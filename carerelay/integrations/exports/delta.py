@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from carerelay.integrations.exports.base import Change, Row
@@ -30,6 +31,7 @@ class Held:
     digest: str
     values: dict[str, Any]
     remote_id: str | None
+    on_date: date | None = None
 
 
 def diff(previous: dict[str, Held], current: Sequence[Row]) -> list[Change]:
@@ -40,14 +42,14 @@ def diff(previous: dict[str, Held], current: Sequence[Row]) -> list[Change]:
         seen.add(row.key)
         held = previous.get(row.key)
         if held is None:
-            changes.append(Change("add", row.key, row.values))
+            changes.append(Change("add", row.key, row.values, on_date=row.on_date))
         elif held.digest != digest(row.values):
-            changes.append(Change("change", row.key, row.values, held.remote_id, held.values))
+            changes.append(Change("change", row.key, row.values, held.remote_id, held.values, row.on_date))
     for key in sorted(k for k in previous if k not in seen):
         held = previous[key]
-        changes.append(Change("delete", key, held.values, held.remote_id))
+        changes.append(Change("delete", key, held.values, held.remote_id, on_date=held.on_date))
     return changes
 
 
 def full(current: Sequence[Row]) -> list[Change]:
-    return [Change("add", row.key, row.values) for row in current]
+    return [Change("add", row.key, row.values, on_date=row.on_date) for row in current]

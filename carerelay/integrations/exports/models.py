@@ -11,11 +11,11 @@ the schedule now and this state, so a failed run changes nothing here and the ne
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carerelay.core.db import Base, UTCDateTime
@@ -118,4 +118,6 @@ class ExportState(Base):
     values: Mapped[dict[str, Any]] = mapped_column(JSON)
     # The other side's id for the item (a Graph event id), when it gives one.
     remote_id: Mapped[str | None] = mapped_column(String(500))
+    # The slot's local date: an item that ages out of the window is forgotten, never deleted remotely.
+    on_date: Mapped[date | None] = mapped_column(Date)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

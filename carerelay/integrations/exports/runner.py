@@ -30,7 +30,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select
@@ -179,11 +179,12 @@ class Built:
     content_type: str
     excluded: list[dict[str, Any]] = field(default_factory=list)
     unmapped: list[dict[str, Any]] = field(default_factory=list)
+    window: tuple[date, date] | None = None
 
 
 def _held(session: Session, connector_id: int) -> dict[str, Held]:
     rows = session.execute(select(ExportState).where(ExportState.connector_id == connector_id)).scalars()
-    return {r.key: Held(r.digest, r.values, r.remote_id) for r in rows}
+    return {r.key: Held(r.digest, r.values, r.remote_id, r.on_date) for r in rows}
 
 
 def _file_name(connector: Connector, target: Target, options: Any, now: datetime, period: str | None,
@@ -216,6 +217,8 @@ def build(*, session: Session, clock: Clock, connector: Connector, run_id: int) 
     new_period = period_start is not None and connector.state_period != period_start and target.direction != "api"
     previous = {} if new_period else held
     start, end = target.window(ctx)
+    # Items that left the window by the passing of time (or a narrower window) are not deletions.
+    previous = {k: h for k, h in previous.items() if h.on_date is None or start <= h.on_date <= end}
     gathered = gather(session=session, target=target, mapping_key=connector.mapping_key,
                       person_key=connector.person_key, department_ids=connector.department_ids, from_date=start,
                       to_date=end)
@@ -254,7 +257,7 @@ def build(*, session: Session, clock: Clock, connector: Connector, run_id: int) 
         if (file_name or "").endswith(".xlsx") else target.content_type
     return Built(ctx=ctx, rows=rows, send=send, state_changes=state_changes, full_replace=new_period, content=content,
                  period_start=period_start, file_name=file_name, payload=payload, content_type=media,
-                 excluded=excluded, unmapped=gathered.unmapped)
+                 excluded=excluded, unmapped=gathered.unmapped, window=(start, end))
 
 
 def _plan(changes: list[Change]) -> bytes:
@@ -409,11 +412,15 @@ def _send(prepared: Attempt) -> PushOutcome:
 
 
 def _apply_state(session: Session, clock: Clock, connector_id: int, done: list[tuple[Change, str | None]],
-                 replace_all: bool) -> None:
+                 replace_all: bool, window: tuple[date, date] | None) -> None:
     now = clock.now()
     if replace_all:
         session.execute(delete(ExportState).where(ExportState.connector_id == connector_id))
         session.flush()
+    elif window is not None:
+        session.execute(delete(ExportState).where(ExportState.connector_id == connector_id,
+                                                  or_(ExportState.on_date < window[0],
+                                                      ExportState.on_date > window[1])))
     for change, remote_id in done:
         row = None if replace_all else session.get(ExportState, (connector_id, change.key))
         if change.action == "delete":
@@ -426,6 +433,7 @@ def _apply_state(session: Session, clock: Clock, connector_id: int, done: list[t
         row.digest = digest(change.values)
         row.values = change.values
         row.remote_id = remote_id if remote_id is not None else change.remote_id
+        row.on_date = change.on_date
         row.updated_at = now
     session.flush()
 
@@ -445,7 +453,8 @@ def _record(db: Database, clock: Clock, prepared: Attempt, outcome: PushOutcome)
             run.destination = outcome.calls[0]["destination"] if outcome.calls else run.destination
         if outcome.error is None or api:
             # API pushes keep what they managed (Graph ids); a file counts only once it is delivered.
-            _apply_state(session, clock, connector.id, outcome.done, built.full_replace)
+            _apply_state(session, clock, connector.id, outcome.done, built.full_replace,
+                         built.window if outcome.error is None else None)
             if built.period_start is not None:
                 connector.state_period = built.period_start
         run.lease_until = None

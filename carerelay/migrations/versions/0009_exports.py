@@ -94,6 +94,7 @@ def upgrade() -> None:
         sa.Column("digest", sa.String(length=64), nullable=False),
         sa.Column("values", sa.JSON(), nullable=False),
         sa.Column("remote_id", sa.String(length=500), nullable=True),
+        sa.Column("on_date", sa.Date(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["connector_id"],

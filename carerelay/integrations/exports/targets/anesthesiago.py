@@ -44,7 +44,7 @@ class AnesthesiaGo(Target):
         return "unnamed slot" if item.person is None else None
 
     def rows(self, ctx: BuildContext) -> list[Row]:
-        return [Row(f"slot:{item.slot_id}", {
+        return [Row(f"slot:{item.slot_id}", on_date=item.on_date, values={
             "date": item.on_date.isoformat(), "employee_id": item.person.key,
             "name": item.person.display_name, "assignment_id": item.mapping["assignment_id"],
             "assignment_name": item.assignment_name, "start": item.starts_at.isoformat(),

@@ -53,7 +53,7 @@ class ScheduleBackup(CsvTarget):
         for item in ordered:
             start, end = item.local(item.starts_at), item.local(item.ends_at)
             contacts = item.person.contacts if item.person is not None else {}
-            rows.append(Row(f"slot:{item.slot_id}", {
+            rows.append(Row(f"slot:{item.slot_id}", on_date=item.on_date, values={
                 "Date": item.on_date.isoformat(), "Department": item.department_name,
                 "Assignment": item.assignment_name, "Call Order": item.call_order,
                 "Start": f"{start:%Y-%m-%d} {hhmm(start)}", "End": f"{end:%Y-%m-%d} {hhmm(end)}",

@@ -49,7 +49,7 @@ class EpicOnCallFinder(CsvTarget):
             start, end = item.local(item.starts_at), item.local(item.ends_at)
             person = item.person
             note = " ".join(part for part in (m["note_prefix"], item.notes or "") if part)
-            rows.append(Row(f"slot:{item.slot_id}", {
+            rows.append(Row(f"slot:{item.slot_id}", on_date=item.on_date, values={
                 "Team ID": m["team_id"], "Team Name": m["team_name"] or item.assignment_name, "Role": m["role"],
                 "Start Date": us_date(start), "Start Time": hhmm(start), "End Date": us_date(end),
                 "End Time": hhmm(end),
@@ -108,7 +108,7 @@ class EpicOpTime(CsvTarget):
             tz = ctx.options.output_timezone or item.timezone
             start, end = item.local(item.starts_at, tz), item.local(item.ends_at, tz)
             m = item.mapping
-            rows.append(Row(f"slot:{item.slot_id}", {
+            rows.append(Row(f"slot:{item.slot_id}", on_date=item.on_date, values={
                 "SER ID": item.person.key, "Provider Name": item.person.display_name,
                 "Import Group": m["import_group"], "Resource Type": m["resource_type"], "Role": m["role"],
                 "Start Date": us_date(start), "Start Time": hhmm(start), "End Date": us_date(end),

@@ -110,7 +110,7 @@ class KronosWorkforceCentral(CsvTarget):
             assert item.person is not None
             start, end = item.local(item.starts_at), item.local(item.ends_at)
             coid, away = cost_center(item, ctx.options)
-            rows.append(Row(f"slot:{item.slot_id}", {
+            rows.append(Row(f"slot:{item.slot_id}", on_date=item.on_date, values={
                 "Employee ID": item.person.key, "Start Date": us_date(start), "Start Time": hhmm(start),
                 "End Date": us_date(end), "End Time": hhmm(end), "Department ID": department_id(item, ctx.options),
                 "COID": coid, "Transfer": away, "Pay Code": item.mapping["pay_code"],
@@ -164,7 +164,7 @@ class KronosWorkforceDimensions(CsvTarget):
             if item.person is not None and transfer is None:
                 coid, away = cost_center(item, ctx.options)
                 transfer = coid if away else None
-            rows.append(Row(f"slot:{item.slot_id}", {
+            rows.append(Row(f"slot:{item.slot_id}", on_date=item.on_date, values={
                 "Employee ID": item.person.key if item.person is not None else "",
                 "Shift Date": start.date().isoformat(), "Start Date Time": f"{start:%Y-%m-%dT%H:%M}",
                 "End Date Time": f"{end:%Y-%m-%dT%H:%M}", "Segment Type": m["segment_type"],

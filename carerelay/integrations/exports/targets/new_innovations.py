@@ -45,7 +45,7 @@ class NewInnovations(CsvTarget):
             m = item.mapping
             start, end = item.local(item.starts_at), item.local(item.ends_at)
             notes = " ".join(part for part in (m["notes"] or "", item.notes or "") if part)
-            rows.append(Row(f"slot:{item.slot_id}", {
+            rows.append(Row(f"slot:{item.slot_id}", on_date=item.on_date, values={
                 "Person ID": item.person.key, "Name": item.person.display_name,
                 "NI Duty Hour Name": m["duty_hour_name"], "NI Assignment Name": m["assignment_name"],
                 "Start Date": us_date(start), "Start Time": hhmm(start), "End Date": us_date(end),

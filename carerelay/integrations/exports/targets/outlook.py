@@ -79,8 +79,8 @@ class Outlook(Target):
         return "unnamed slot" if item.person is None else None
 
     def rows(self, ctx: BuildContext) -> list[Row]:
-        return [Row(f"slot:{item.slot_id}:person:{item.person.id}", _event(item, ctx.options))
-                for item in ctx.items if item.person is not None]
+        return [Row(f"slot:{item.slot_id}:person:{item.person.id}", on_date=item.on_date,
+                    values=_event(item, ctx.options)) for item in ctx.items if item.person is not None]
 
     def push(self, ctx: BuildContext, http: Http, changes: Sequence[Change], rows: Sequence[Row]) -> PushOutcome:
         outcome = PushOutcome(calls=http.calls)

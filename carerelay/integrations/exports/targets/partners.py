@@ -60,7 +60,8 @@ class ClinicalPartner(Target):
         rows = []
         for item in ctx.items:
             for ref in item.mapping["teams"]:
-                rows.append(Row(f"slot:{item.slot_id}:{ref['site']}:{ref['team']}", _entry(item, ref)))
+                rows.append(Row(f"slot:{item.slot_id}:{ref['site']}:{ref['team']}", on_date=item.on_date,
+                                values=_entry(item, ref)))
         return rows
 
     def push(self, ctx: BuildContext, http: Http, changes: Sequence[Change], rows: Sequence[Row]) -> PushOutcome:

@@ -135,6 +135,27 @@ def map_assignment(
         out.print(f"{assignment}: {c.mapping_key} mapping {'removed' if parsed is None else 'set'}")
 
 
+@connector_app.command("enable")
+def enable(ref: Ref, actor: ActorOpt = "cli") -> None:
+    """Let the connector's trigger run it."""
+    _set_enabled(ref, True, actor)
+
+
+@connector_app.command("disable")
+def disable(ref: Ref, actor: ActorOpt = "cli") -> None:
+    """Stop the connector's trigger (history and state are kept)."""
+    _set_enabled(ref, False, actor)
+
+
+def _set_enabled(ref: str, enabled: bool, actor: str) -> None:
+    db = _open_database()
+    with _work(db) as (session, clock):
+        c = service.find_connector(session=session, ref=ref)
+        service.update_connector(session=session, clock=clock, actor=cli_actor(actor), connector_id=c.id,
+                                 changes={"enabled": enabled})
+        out.print(f"connector {c.id} {c.name} {'enabled' if enabled else 'disabled'}")
+
+
 @connector_app.command("run")
 def run(
     ref: Ref,

@@ -115,9 +115,12 @@ def upload_sftp(transport: SftpTransport, file_name: str, payload: bytes) -> str
         async with await _connect(transport) as conn, conn.start_sftp_client() as sftp:
             async with sftp.open(partial, "wb") as handle:
                 await handle.write(payload)
-            if await sftp.exists(final):
-                await sftp.remove(final)
-            await sftp.rename(partial, final)
+            try:  # OpenSSH's posix-rename replaces the old file atomically: readers see one or the other
+                await sftp.posix_rename(partial, final)
+            except asyncssh.SFTPOpUnsupported:
+                if await sftp.exists(final):
+                    await sftp.remove(final)
+                await sftp.rename(partial, final)
 
     try:
         _run(put)

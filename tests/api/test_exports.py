@@ -81,3 +81,18 @@ def test_payload_download_is_audited(client: TestClient, tmp_path: Path) -> None
     audit = client.get("/api/audit", headers=admin.headers, params={"action": "exports.download_payload"}).json()
     entries = audit["items"] if isinstance(audit, dict) else audit
     assert [e["object_id"] for e in entries][:1] == [str(run["id"])]
+
+
+def test_a_scheduler_withdraws_a_published_schedule(client: TestClient) -> None:
+    scheduler = user(client, "sscheduler")
+    card = next(s for s in client.get("/api/scheduling/schedules", headers=scheduler.headers).json()
+                if s["name"].startswith("Cardiology"))
+    withdrawn = client.post(f"/api/scheduling/schedules/{card['id']}/unpublish", headers=scheduler.headers)
+    assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "draft"
+    again = client.post(f"/api/scheduling/schedules/{card['id']}/unpublish", headers=scheduler.headers)
+    assert again.status_code == 409
+    changes = client.get(f"/api/scheduling/schedules/{card['id']}/changes", headers=scheduler.headers).json()
+    assert changes[-1]["action"] == "schedule.unpublish"
+    hospitalist_scheduler = user(client, "jpatel")
+    assert client.post(f"/api/scheduling/schedules/{card['id']}/publish",
+                       headers=hospitalist_scheduler.headers).status_code == 403

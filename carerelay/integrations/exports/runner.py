@@ -109,6 +109,7 @@ def request_run(*, session: Session, clock: Clock, actor: Actor, connector_id: i
     """An administrator's "run now": queued for the worker, which sends it within seconds."""
     service.check_export_admin(actor)
     connector = service.get_connector(session=session, connector_id=connector_id)
+    session.execute(select(Connector.id).where(Connector.id == connector.id).with_for_update())
     if not connector.enabled:
         raise Conflict(f"connector {connector.name} is disabled; enable it or use a dry run", field="enabled")
     run = queue_run(session=session, clock=clock, connector=connector, reason="manual", requested_by=actor.username)
@@ -363,6 +364,11 @@ def _prepare(db: Database, clock: Clock, run_id: int) -> Attempt | None:
         if not claimable:
             return None
         connector = session.get_one(Connector, run.connector_id)
+        if not connector.enabled and not run.dry_run:
+            run.status = RunStatus.FAILED.value
+            run.error = "the connector was disabled before this run was sent"
+            run.finished_at = now
+            return None
         run.status = RunStatus.SENDING.value
         run.lease_until = now + LEASE
         run.attempts += 1
@@ -376,6 +382,11 @@ def _prepare(db: Database, clock: Clock, run_id: int) -> Attempt | None:
                 built = build(session=session, clock=clock, connector=connector, run_id=run.id)
         except ExportError as exc:
             _fail(session, clock, connector, run, exc)
+            return None
+        except Exception as exc:  # a bug must fail the run loudly (e-mail), not loop silently in the worker
+            log.exception("building an export failed", extra={"connector": connector.name, "run_id": run.id})
+            _fail(session, clock, connector, run, ExportError(f"internal error while building the run: "
+                                                              f"{type(exc).__name__}: {exc}", retryable=False))
             return None
         _store_built(run, built)
         nothing = not built.state_changes and (
@@ -403,11 +414,17 @@ def _send(prepared: Attempt) -> PushOutcome:
                 return prepared.target.push(built.ctx, Http(transport, client, calls), built.send, built.rows)
         except ExportError as exc:
             return PushOutcome(calls=calls, error=exc)
+        except Exception as exc:  # an answer we could not read: recorded and retried, never left hanging
+            log.exception("export push failed unexpectedly", extra={"run_id": prepared.run_id})
+            return PushOutcome(calls=calls, error=ExportError(f"{type(exc).__name__}: {exc}"))
     try:
         assert built.file_name is not None
         where = deliver_file(prepared.transport, built.file_name, built.payload)
     except ExportError as exc:
         return PushOutcome(error=exc)
+    except Exception as exc:
+        log.exception("export transfer failed unexpectedly", extra={"run_id": prepared.run_id})
+        return PushOutcome(error=ExportError(f"{type(exc).__name__}: {exc}"))
     return PushOutcome(done=[(c, None) for c in built.state_changes], calls=[{"destination": where}])
 
 
@@ -577,6 +594,9 @@ def _import(db: Database, clock: Clock, prepared: Attempt) -> ExportRun:
         error = None
     except ExportError as exc:
         found, error = None, exc
+    except Exception as exc:
+        log.exception("reading the import file failed unexpectedly", extra={"run_id": prepared.run_id})
+        found, error = None, ExportError(f"{type(exc).__name__}: {exc}")
     with db.unit_of_work() as session:
         run = session.get_one(ExportRun, prepared.run_id)
         connector = session.get_one(Connector, prepared.connector_id)
@@ -609,6 +629,11 @@ def _import(db: Database, clock: Clock, prepared: Attempt) -> ExportRun:
                     savepoint.rollback()
         except ExportError as exc:
             _fail(session, clock, connector, run, exc)
+            return run
+        except Exception as exc:
+            log.exception("applying the import failed", extra={"run_id": run.id})
+            _fail(session, clock, connector, run, ExportError(f"internal error while importing: "
+                                                              f"{type(exc).__name__}: {exc}", retryable=False))
             return run
         run.row_count = report.rows
         run.detail = report.summary()

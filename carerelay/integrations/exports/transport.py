@@ -13,13 +13,15 @@ import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import asyncssh
 import httpx2
 
 from carerelay.integrations.exports.base import ExportError
 from carerelay.integrations.exports.config import FolderTransport, HttpTransport, SftpTransport
+
+if TYPE_CHECKING:
+    import asyncssh
 
 T = TypeVar("T")
 
@@ -75,6 +77,8 @@ def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 async def _connect(transport: SftpTransport) -> asyncssh.SSHClientConnection:
+    import asyncssh  # imported when a transfer happens: it costs every process half a second otherwise
+
     password = secret(transport.secret_env)
     keys = [transport.key_file] if transport.key_file else None
     if not Path(transport.known_hosts).is_file():
@@ -87,6 +91,8 @@ async def _connect(transport: SftpTransport) -> asyncssh.SSHClientConnection:
 
 
 def _sftp_error(transport: SftpTransport, exc: BaseException) -> ExportError:
+    import asyncssh
+
     where = f"{transport.host}:{transport.port}"
     if isinstance(exc, ExportError):
         return exc
@@ -107,6 +113,8 @@ def _sftp_error(transport: SftpTransport, exc: BaseException) -> ExportError:
 
 
 def upload_sftp(transport: SftpTransport, file_name: str, payload: bytes) -> str:
+    import asyncssh
+
     remote_dir = transport.path.rstrip("/") or "/"
     final = f"{remote_dir}/{file_name}" if remote_dir != "." else file_name
     partial = f"{final}.part"
@@ -131,6 +139,8 @@ def upload_sftp(transport: SftpTransport, file_name: str, payload: bytes) -> str
 
 def fetch_sftp(transport: SftpTransport, pattern: str) -> tuple[str, bytes] | None:
     """The newest file in the remote directory whose name matches ``pattern``, or None."""
+    import asyncssh
+
 
     async def get() -> tuple[str, bytes] | None:
         found: tuple[str, bytes] | None = None

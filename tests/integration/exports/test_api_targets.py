@@ -211,3 +211,34 @@ def test_anesthesiago_receives_each_changed_date_whole(db: Database, clock: Fake
         assert len(server.days["2026-11-24"]) == 4
     finally:
         server.close()
+
+
+def test_an_answer_that_cannot_be_read_is_recorded_and_retried_not_left_hanging(
+    db: Database, clock: FakeClock, graph: FakeGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.exports_peers import Reply
+
+    original = graph.handle
+
+    def garbled(method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], raw: bytes) -> Reply:
+        if method == "POST" and path.endswith("/events"):
+            return Reply(201, b"<html>proxy error</html>")
+        return original(method, path, query, headers, raw)
+
+    monkeypatch.setattr(graph, "handle", garbled)
+    run = run_now(db, clock, _outlook(db, clock, graph))
+    assert run.status == "retrying" and "JSONDecodeError" in (run.error or "")
+
+
+def test_a_run_of_a_connector_disabled_meanwhile_is_not_sent(db: Database, clock: FakeClock,
+                                                            graph: FakeGraph) -> None:
+    from carerelay.integrations.exports import service
+
+    cid = _outlook(db, clock, graph)
+    with db.unit_of_work() as session:
+        run_id = runner.request_run(session=session, clock=clock, actor=ADMIN, connector_id=cid).id
+        service.update_connector(session=session, clock=clock, actor=ADMIN, connector_id=cid,
+                                 changes={"enabled": False})
+    runner.send_due(db=db, clock=clock)
+    run = get_run(db, run_id)
+    assert run.status == "failed" and "disabled" in (run.error or "") and graph.events == {}

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any, ClassVar, Literal
 
-from openpyxl import Workbook
-from openpyxl.styles import Font
 from pydantic import Field
 
 from carerelay.core.schemas import Input
@@ -68,6 +66,9 @@ class ScheduleBackup(CsvTarget):
     def render(self, ctx: BuildContext, changes: Sequence[Change], delta: bool) -> bytes:
         if ctx.options.format == "csv":
             return super().render(ctx, changes, delta)
+        from openpyxl import Workbook  # loaded when a workbook is written, not by every process
+        from openpyxl.styles import Font
+
         book = Workbook()
         sheet = book.active
         sheet.title = "Schedule"

@@ -156,3 +156,27 @@ def test_configuration_mistakes_are_refused_naming_the_field(
     with db.unit_of_work() as session, pytest.raises(Invalid) as refused:
         make_connector(session, clock, **values)
     assert refused.value.field == field
+
+
+def test_an_unnamed_slot_goes_to_epic_as_a_placeholder_with_its_number(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    with db.unit_of_work() as session:
+        card = department(session, "CARD").id
+        schedule = scheduling.find_schedule(session=session, department_id=card, on_date=date(2026, 11, 24))
+        assert schedule is not None
+        night = next(s for s in scheduling.list_slots(session=session, schedule_id=schedule.id,
+                                                      on_date=date(2026, 11, 24))
+                     if s.assignment.code == "CARD-CALL2-NIGHT")
+        locum = scheduling.SlotFields(placeholder_name="Locum cardiologist", placeholder_contact="+15550142000",
+                                      notes="agency shift")
+        scheduling.update_slot(session=session, clock=clock, actor=ADMIN, slot_id=night.id, fields=locum)
+        connector = make_connector(session, clock, target="epic_on_call_finder", departments=["CARD"],
+                                   transport=folder(tmp_path), options={"past_days": 0, "future_days": 0,
+                                                                        "placeholder_id": "PLACEHOLDER"})
+        map_codes(session, clock, connector, {"CARD-CALL2-NIGHT": {"team_id": "CARD-ONCALL", "note_prefix": "NB:"}})
+        run = runner.dry_run(session=session, clock=clock, actor=ADMIN, connector_id=connector.id)
+    assert run.payload is not None
+    [row] = list(csv.DictReader(io.StringIO(run.payload.decode())))
+    assert (row["Provider ID"], row["Provider Name"], row["Phone"], row["Call Order"], row["Note"]) == (
+        "PLACEHOLDER", "Locum cardiologist", "+15550142000", "2", "NB: agency shift")

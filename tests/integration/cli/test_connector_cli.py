@@ -43,16 +43,17 @@ def test_connector_commands(demo_db: Database, tmp_path: Path) -> None:
         "options": {"past_days": 0, "future_days": 0}}))
     created = cli.invoke(app, ["connector", "create", str(config), "--actor", "iadmin"])
     assert created.exit_code == 0, created.output
-    assert "connector 1 epic-ocf" in created.output
+    assert "epic-ocf (epic_on_call_finder) created" in created.output  # after the demo's four
     mapped = cli.invoke(app, ["connector", "map", "epic-ocf", "CARD-CALL1-NIGHT", '{"team_id": "CARD-NIGHT"}'])
     assert mapped.exit_code == 0, mapped.output
 
     dry = cli.invoke(app, ["connector", "run", "epic-ocf", "--dry-run"])
     assert dry.exit_code == 0 and "dry_run" in dry.output and "not sent: CARD-CALL2-DAY" in dry.output
     assert not (tmp_path / "out").exists()
-    real = cli.invoke(app, ["connector", "run", "1"])
+    real = cli.invoke(app, ["connector", "run", "epic-ocf"])
     assert real.exit_code == 0, real.output
-    assert "succeeded" in real.output and (tmp_path / "out" / "oncall_2.csv").exists()
+    run_id = real.output.split()[1].rstrip(":")
+    assert "succeeded" in real.output and (tmp_path / "out" / f"oncall_{run_id}.csv").exists()
 
     listed = cli.invoke(app, ["connector", "list"])
     assert "epic-ocf" in listed.output and "interval" in listed.output
@@ -62,8 +63,9 @@ def test_connector_commands(demo_db: Database, tmp_path: Path) -> None:
     assert '"target": "epic_on_call_finder"' in shown.output
 
     saved = tmp_path / "sent.csv"
-    downloaded = cli.invoke(app, ["connector", "download", "2", "-o", str(saved)])
-    assert downloaded.exit_code == 0 and saved.read_bytes() == (tmp_path / "out" / "oncall_2.csv").read_bytes()
+    downloaded = cli.invoke(app, ["connector", "download", run_id, "-o", str(saved)])
+    assert downloaded.exit_code == 0
+    assert saved.read_bytes() == (tmp_path / "out" / f"oncall_{run_id}.csv").read_bytes()
     assert saved.read_text().startswith("Team ID,Team Name")
 
     bad = tmp_path / "bad.json"

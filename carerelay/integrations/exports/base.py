@@ -17,7 +17,6 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from carerelay.core.schemas import Input
 from carerelay.scheduling.timeline import zone
@@ -109,7 +108,8 @@ class Change:
 
 @dataclass
 class BuildContext:
-    session: Session
+    """What a target knows while it builds rows; it never holds a session (rows are built from ``items``)."""
+
     connector_id: int
     name: str
     now: datetime

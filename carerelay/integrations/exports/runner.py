@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -206,7 +206,7 @@ def build(*, session: Session, clock: Clock, connector: Connector, run_id: int) 
     parsed = service.parse(connector)
     target = parsed.target
     now = clock.now()
-    ctx = BuildContext(session=session, connector_id=connector.id, name=connector.name, now=now,
+    ctx = BuildContext(connector_id=connector.id, name=connector.name, now=now,
                        timezone=connector.timezone, options=parsed.options, person_key=connector.person_key)
     period_start = None
     if isinstance(parsed.trigger, PayPeriod):
@@ -398,7 +398,6 @@ def _prepare(db: Database, clock: Clock, run_id: int) -> Attempt | None:
             run.lease_until = None
             run.detail = {"note": "nothing changed for this connector since its last successful run"}
             return None
-        built.ctx = replace(built.ctx, session=None)  # type: ignore[arg-type]
         return Attempt(run.id, connector.id, parsed.target, parsed.transport, built)
 
 

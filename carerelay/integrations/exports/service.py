@@ -184,10 +184,7 @@ def update_connector(
 
 
 def _as_values(session: Session, connector: Connector) -> dict[str, Any]:
-    codes = None
-    if connector.department_ids:
-        codes = [d.code for d in session.execute(
-            select(Department).where(Department.id.in_(connector.department_ids))).scalars()]
+    codes = department_codes(session, connector)
     return {"target": connector.target, "enabled": connector.enabled, "person_key": connector.person_key,
             "mapping_key": connector.mapping_key, "departments": codes, "timezone": connector.timezone,
             "trigger": connector.trigger, "content": connector.content, "transport": connector.transport,
@@ -196,7 +193,10 @@ def _as_values(session: Session, connector: Connector) -> dict[str, Any]:
 
 
 def department_codes(session: Session, connector: Connector) -> list[str] | None:
-    return _as_values(session, connector)["departments"]  # type: ignore[no-any-return]
+    if not connector.department_ids:
+        return None
+    return [d.code for d in session.execute(
+        select(Department).where(Department.id.in_(connector.department_ids)).order_by(Department.code)).scalars()]
 
 
 def get_connector(*, session: Session, connector_id: int) -> Connector:

@@ -40,6 +40,8 @@ from carerelay.core.errors import (
 )
 from carerelay.directory.api import router as directory_router
 from carerelay.escalation.api import router as escalation_router
+from carerelay.integrations.exports import worker as exports_worker
+from carerelay.integrations.exports.api import router as exports_router
 from carerelay.integrations.hl7.api import router as hl7_router
 from carerelay.integrations.hl7.listener import Hl7Runtime
 from carerelay.integrations.scim.api import PREFIX as SCIM_PREFIX
@@ -162,10 +164,11 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         if database.dialect == "postgresql":
             url = database.engine.url.render_as_string(hide_password=False)
             listener = asyncio.create_task(pglisten.listen_forever(url, hub))
-        timers = None
+        timers = exports = None
         if settings.run_timers:
             timers = asyncio.create_task(jobs_worker.run_forever(database, app.state.clock,
                                                                  build_channels(settings)))
+            exports = asyncio.create_task(exports_worker.run_forever(database, app.state.clock))
         hl7_runtime = None
         if listeners:
             hl7_runtime = Hl7Runtime(db=database, settings=settings, clock=app.state.clock)
@@ -177,6 +180,8 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         finally:
             if hl7_runtime is not None:
                 await hl7_runtime.stop()
+            if exports is not None:
+                await exports_worker.stop(exports)
             if timers is not None:
                 await jobs_worker.stop(timers)
             if listener is not None:
@@ -233,6 +238,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
 
     for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
                    alerts_router, escalation_router, routing_router, scheduling_router, audit_router, scim_router,
-                   sso_router, hl7_router, web_router):
+                   sso_router, hl7_router, exports_router, web_router):
         app.include_router(router)
     return app

@@ -6,6 +6,7 @@ from carerelay.auth import models as auth_models
 from carerelay.core.db import Base
 from carerelay.directory import models as directory_models
 from carerelay.escalation import models as escalation_models
+from carerelay.integrations.exports import models as exports_models
 from carerelay.integrations.hl7 import models as hl7_models
 from carerelay.integrations.ldap import models as ldap_models
 from carerelay.integrations.scim import models as scim_models
@@ -20,6 +21,7 @@ from carerelay.scheduling import models as scheduling_models
 
 metadata = Base.metadata
 
-__all__ = ["alerts_models", "audit_models", "auth_models", "directory_models", "escalation_models", "hl7_models",
+__all__ = ["alerts_models", "audit_models", "auth_models", "directory_models", "escalation_models", "exports_models",
+           "hl7_models",
            "jobs_models", "ldap_models", "messaging_models", "metadata", "notifications_models", "patients_models",
            "realtime_models", "routing_models", "scheduling_models", "scim_models", "sso_models"]

@@ -169,6 +169,14 @@ def publish_schedule(
     return VersionOut.model_validate(version)
 
 
+@router.post("/schedules/{schedule_id}/unpublish", response_model=ScheduleOut)
+def unpublish_schedule(
+    schedule_id: int, session: DbSession, clock: ClockDep, actor: Actor = allow(*EDITORS)
+) -> ScheduleOut:
+    schedule = service.unpublish_schedule(session=session, clock=clock, actor=actor, schedule_id=schedule_id)
+    return ScheduleOut.model_validate(schedule)
+
+
 @router.get("/schedules/{schedule_id}/versions", response_model=list[VersionOut])
 def list_versions(schedule_id: int, session: DbSession, actor: Actor = signed_in()) -> list[VersionOut]:
     service.access_schedule(session=session, actor=actor, schedule_id=schedule_id)

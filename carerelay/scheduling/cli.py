@@ -213,6 +213,14 @@ def publish(schedule_id: Annotated[int, typer.Argument()], actor: ActorOpt = "cl
         out.print(f"schedule {schedule_id} published as version {version.version} ({len(version.slots)} slots)")
 
 
+@schedule_app.command("unpublish")
+def unpublish(schedule_id: Annotated[int, typer.Argument()], actor: ActorOpt = "cli") -> None:
+    """Withdraw a published schedule: lookup and exports stop counting it until it is published again."""
+    with _work() as (session, clock):
+        service.unpublish_schedule(session=session, clock=clock, actor=_actor(actor), schedule_id=schedule_id)
+        out.print(f"schedule {schedule_id} is a draft again")
+
+
 @schedule_app.command("show")
 def show(schedule_id: Annotated[int, typer.Argument()]) -> None:
     """Print a schedule's slots in local time."""

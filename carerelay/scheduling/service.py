@@ -8,6 +8,7 @@ publishing again cuts a new version with a snapshot of every slot.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -141,6 +142,32 @@ def update_assignment(
     return assignment
 
 
+def set_assignment_mapping(
+    *, session: Session, clock: Clock, actor: Actor, assignment_id: int, key: str, fields: dict[str, Any] | None
+) -> Assignment:
+    """Set (or with ``None`` remove) one export's fields in an assignment's mapping.
+
+    Export mappings are integration settings, so integration administrators may set them as well as
+    the department's schedulers; the rest of the assignment stays theirs.
+    """
+    assignment = get_assignment(session=session, assignment_id=assignment_id)
+    if not actor.has_any(Role.INTEGRATION_ADMIN.value):
+        check_may_edit(session=session, actor=actor, department_id=assignment.department_id)
+    before = assignment.mapping.get(key)
+    mapping = dict(assignment.mapping)
+    if fields is None:
+        mapping.pop(key, None)
+    else:
+        mapping[key] = fields
+    assignment.mapping = mapping
+    assignment.updated_at = clock.now()
+    session.flush()
+    audit.record(session=session, clock=clock, actor=actor, action="scheduling.set_assignment_mapping",
+                 object_type="assignment", object_id=assignment_id,
+                 detail={"key": key, "before": before, "after": fields})
+    return assignment
+
+
 def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date | time | datetime) else value
 
@@ -270,6 +297,61 @@ def publish_schedule(*, session: Session, clock: Clock, actor: Actor, schedule_i
                  object_type="schedule", object_id=schedule_id,
                  detail={"version": schedule.version, "slots": len(snapshot)})
     return version
+
+
+def unpublish_schedule(*, session: Session, clock: Clock, actor: Actor, schedule_id: int) -> Schedule:
+    """Withdraw a published schedule (published by mistake): it stops counting for lookup and exports.
+
+    The withdrawal goes to the change log (``schedule.unpublish``) so delta exports remove what they
+    sent; the versions stay. Publishing again cuts a new version.
+    """
+    schedule = get_schedule(session=session, schedule_id=schedule_id)
+    check_may_edit(session=session, actor=actor, department_id=schedule.department_id)
+    if schedule.status != ScheduleStatus.PUBLISHED:
+        raise Conflict(f"schedule {schedule_id} is not published", field="status")
+    now = clock.now()
+    session.add(ScheduleChange(schedule_id=schedule.id, after_version=schedule.version, at=now,
+                               actor_id=actor.person_id, actor_name=actor.username, action="schedule.unpublish",
+                               slot_id=None, before={"status": schedule.status}, after={"status": "draft"}))
+    schedule.status = ScheduleStatus.DRAFT.value
+    schedule.updated_at = now
+    session.flush()
+    audit.record(session=session, clock=clock, actor=actor, action="scheduling.unpublish_schedule",
+                 object_type="schedule", object_id=schedule_id, detail={"version": schedule.version})
+    return schedule
+
+
+def change_watermark(*, session: Session, department_ids: Sequence[int] | None = None) -> tuple[int, int, int]:
+    """(last change id, last version id, last withdrawal id) of schedules in scope.
+
+    It moves whenever what exports read moves. Connectors compare it with the one they saw last
+    instead of hooking into every write, so a change made by any node, the CLI or a vendor sync is
+    noticed the same way.
+    """
+    changes = select(func.max(ScheduleChange.id))
+    versions = select(func.max(ScheduleVersion.id))
+    withdrawals = select(func.max(ScheduleChange.id)).where(ScheduleChange.action == "schedule.unpublish")
+    if department_ids is not None:
+        scoped = select(Schedule.id).where(Schedule.department_id.in_(department_ids))
+        changes = changes.where(ScheduleChange.schedule_id.in_(scoped))
+        versions = versions.where(ScheduleVersion.schedule_id.in_(scoped))
+        withdrawals = withdrawals.where(ScheduleChange.schedule_id.in_(scoped))
+    return (session.execute(changes).scalar_one_or_none() or 0, session.execute(versions).scalar_one_or_none() or 0,
+            session.execute(withdrawals).scalar_one_or_none() or 0)
+
+
+def list_published_slots(
+    *, session: Session, from_date: date, to_date: date, department_ids: Sequence[int] | None = None
+) -> list[Slot]:
+    """Slots of published schedules dated ``from_date``..``to_date`` (local dates, inclusive), for exports."""
+    query = (select(Slot).join(Schedule, Slot.schedule_id == Schedule.id)
+             .join(Assignment, Slot.assignment_id == Assignment.id)
+             .where(Schedule.status == ScheduleStatus.PUBLISHED.value, Slot.on_date >= from_date,
+                    Slot.on_date <= to_date)
+             .order_by(Slot.on_date, Slot.starts_at, Assignment.call_order, Slot.id))
+    if department_ids is not None:
+        query = query.where(Slot.department_id.in_(department_ids))
+    return list(session.execute(query).scalars())
 
 
 def list_versions(*, session: Session, schedule_id: int) -> list[ScheduleVersion]:

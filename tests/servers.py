@@ -32,8 +32,11 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def wait_until_ready(base_url: str, process: subprocess.Popen[str], log_path: Path, timeout: float = 30) -> None:
-    """Poll /readyz; this waits on a real process starting, not on time passing in the system under test."""
+def wait_until_ready(base_url: str, process: subprocess.Popen[str], log_path: Path, timeout: float = 120) -> None:
+    """Poll /readyz; this waits on a real process starting, not on time passing in the system under test.
+
+    The bound is generous because a loaded 2-core CI machine can take half a minute to import and
+    migrate-check; a server that is merely slow must not fail a test about something else."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

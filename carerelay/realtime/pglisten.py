@@ -11,6 +11,7 @@ import logging
 from contextlib import suppress
 
 import psycopg
+from psycopg import sql
 
 from carerelay.realtime.hub import Hub
 from carerelay.realtime.service import NOTIFY_CHANNEL
@@ -22,12 +23,26 @@ def _libpq_url(sqlalchemy_url: str) -> str:
     return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+def _person_ids(payload: str) -> list[int]:
+    """A payload we cannot read wakes no one rather than ending the listener: sockets still catch up
+    from the database at their next wake, so a stray NOTIFY can cost latency, never an event."""
+    ids: list[int] = []
+    for part in payload.split(","):
+        try:
+            ids.append(int(part))
+        except ValueError:
+            if part:
+                log.warning("ignored an unreadable event notification", extra={"payload": payload[:200]})
+    return ids
+
+
 async def listen_forever(database_url: str, hub: Hub, ready: asyncio.Event | None = None) -> None:
     delay = 0.5
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(_libpq_url(database_url), autocommit=True) as conn:
-                await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                schema = (await (await conn.execute("SELECT current_schema()")).fetchone() or ("public",))[0]
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(f"{NOTIFY_CHANNEL}_{schema}")))
                 delay = 0.5
                 hub.wake_all()
                 if ready is not None:
@@ -35,7 +50,7 @@ async def listen_forever(database_url: str, hub: Hub, ready: asyncio.Event | Non
                 gen = conn.notifies()
                 try:
                     async for note in gen:
-                        hub.wake(int(p) for p in note.payload.split(",") if p)
+                        hub.wake(_person_ids(note.payload))
                 finally:
                     await gen.aclose()
         except asyncio.CancelledError:

@@ -55,7 +55,8 @@ def emit(
     wake: set[int] = session.info.setdefault(WAKE_KEY, set())
     wake.update(seqs)
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, :payload)"),
+        # One channel per schema: installations (or test runs) sharing a database never hear each other.
+        session.execute(text("SELECT pg_notify(:channel || '_' || current_schema(), :payload)"),
                         {"channel": NOTIFY_CHANNEL, "payload": ",".join(map(str, sorted(seqs)))})
     return seqs
 

@@ -58,6 +58,8 @@ from carerelay.realtime.api import router as realtime_router
 from carerelay.realtime.hub import Hub
 from carerelay.routing.api import router as routing_router
 from carerelay.scheduling.api import router as scheduling_router
+from carerelay.staffing import runner as staffing_runner
+from carerelay.staffing.api import router as staffing_router
 from carerelay.web.pages import router as web_router
 
 log = logging.getLogger("carerelay.app")
@@ -163,9 +165,11 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             url = database.engine.url.render_as_string(hide_password=False)
             listener = asyncio.create_task(pglisten.listen_forever(url, hub))
         timers = None
+        staffing_feeds = None
         if settings.run_timers:
             timers = asyncio.create_task(jobs_worker.run_forever(database, app.state.clock,
                                                                  build_channels(settings)))
+            staffing_feeds = asyncio.create_task(staffing_runner.run_forever(database, app.state.clock))
         hl7_runtime = None
         if listeners:
             hl7_runtime = Hl7Runtime(db=database, settings=settings, clock=app.state.clock)
@@ -179,6 +183,8 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
                 await hl7_runtime.stop()
             if timers is not None:
                 await jobs_worker.stop(timers)
+            if staffing_feeds is not None:
+                await jobs_worker.stop(staffing_feeds)
             if listener is not None:
                 await pglisten.stop(listener)
             hub.bind(None)
@@ -233,6 +239,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
 
     for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
                    alerts_router, escalation_router, routing_router, scheduling_router, audit_router, scim_router,
-                   sso_router, hl7_router, web_router):
+                   sso_router, hl7_router, staffing_router, web_router):
         app.include_router(router)
     return app

@@ -369,7 +369,7 @@ def apply_items(*, session: Session, clock: Clock, feed: StaffingFeed, run: Staf
                     if change.outcome == "created" and change.assignment is not None:
                         counts["applied"] += 1
                         report.assignments.append(change.assignment)
-                    else:
+                    elif change.outcome in ("unchanged", "past"):
                         counts["unchanged"] += 1
                     if change.conflicts:
                         counts["conflicts"] += len(change.conflicts)

@@ -16,8 +16,8 @@ Every source — the charge nurse (``manual``), a flat file (``file``), an assig
    ends theirs elsewhere (a move, reported to the charge nurse they left) unless a more trusted
    source holds them there, which is again a conflict.
 5. History is kept: an assignment is never deleted, only ended (``ends_at`` moves, ``planned_ends_at``
-   stays, ``end_reason`` and ``replaced_by_id`` say why), and the past is never rewritten: nothing
-   starts before now, so what routing did earlier stays true in the record.
+   stays, ``end_reason`` and ``replaced_by_id`` say why), and the past is never rewritten: a change
+   takes effect from now whenever someone else held the place (or the person) earlier.
 
 A charge nurse at the keyboard gets errors (``interactive``); feeds get a ``Change`` describing a
 refusal, so a file reports it on its row and an HL7 message in its notes. Nothing here commits.
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from carerelay.alerts import service as alerts
@@ -170,8 +170,8 @@ def check_person(session: Session, person_id: int, *, field: str = "person_id") 
 
 def check_window(settings: UnitSettings, now: datetime, starts_at: datetime | None, ends_at: datetime | None,
                  *, prefix: str = "") -> tuple[datetime, datetime]:
-    """Default: from now (or the given start) to the end of the unit's shift then."""
-    start = now if starts_at is None else starts_at
+    """Default: the unit's shift in progress (or the shift the given start falls in)."""
+    start = shift_at(settings, now).starts_at if starts_at is None else starts_at
     end = ends_at if ends_at is not None else shift_at(settings, start).ends_at
     if end <= start:
         raise Invalid(f"ends {end:%Y-%m-%d %H:%M} UTC, at or before it starts ({start:%Y-%m-%d %H:%M} UTC)",
@@ -316,10 +316,26 @@ def _record_conflict(session: Session, clock: Clock, kind: str, existing: StaffA
     return row
 
 
+def _past_taken(session: Session, p: Proposal, now: datetime) -> bool:
+    rows = session.execute(select(StaffAssignment).where(
+        StaffAssignment.starts_at < now, StaffAssignment.ends_at > p.starts_at,
+        StaffAssignment.ends_at > StaffAssignment.starts_at,
+        or_(StaffAssignment.person_id == p.person.id,
+            (StaffAssignment.unit_id == p.target.unit.id) & (StaffAssignment.care_role == p.role.value)))).scalars()
+    for row in rows:
+        if _same_target(row, p.target) and row.care_role == p.role.value and (
+                row.person_id == p.person.id or p.role in roles.EXCLUSIVE):
+            return True
+        if (row.person_id == p.person.id and row.unit_id != p.target.unit.id and p.role not in roles.MULTI_UNIT
+                and row.care_role not in roles.MULTI_UNIT):
+            return True
+    return False
+
+
 def apply(*, session: Session, clock: Clock, actor: Actor, proposal: Proposal, settings: UnitSettings,
           replace: bool = False, interactive: bool = False, notices: Notices | None = None) -> Change:
-    """Apply one proposal under the rules of the module docstring. Assignments never start in the
-    past: what routing did then stays the record, so a start before now takes effect from now."""
+    """Apply one proposal under the rules of the module docstring. Only the time still to come is
+    decided; a start in the past stands when nobody else held the place then."""
     p = proposal
     now = clock.now()
     tz = settings.timezone
@@ -327,7 +343,7 @@ def apply(*, session: Session, clock: Clock, actor: Actor, proposal: Proposal, s
         if interactive:
             raise Invalid(f"ends {p.ends_at:%Y-%m-%d %H:%M} UTC, which is in the past", field="ends_at")
         return Change("past", message="ends in the past")
-    start, end = max(p.starts_at, now), p.ends_at
+    start, end = max(p.starts_at, now), p.ends_at  # decisions are about the time still to come
     rank = settings.rank
     superseded: list[tuple[StaffAssignment, str]] = []  # the source's own earlier word: ended entirely
     carve: list[tuple[StaffAssignment, str]] = []  # [start, end) taken out of these
@@ -337,6 +353,10 @@ def apply(*, session: Session, clock: Clock, actor: Actor, proposal: Proposal, s
 
     def handled(row: StaffAssignment) -> bool:
         return any(row is r for r, _ in superseded) or any(row is r for r, _ in carve)
+
+    # A stated start in the past stands only if nobody else held the place (or the person) then:
+    # otherwise it takes effect from now, and the record of who was assigned earlier stays true.
+    past_taken = p.starts_at < now and _past_taken(session, p, now)
 
     # The source's own earlier word about the same key (a vendor's assignment id, a patient's ROL).
     if p.external_key is not None:
@@ -414,6 +434,8 @@ def apply(*, session: Session, clock: Clock, actor: Actor, proposal: Proposal, s
             change.conflicts.append(_record_conflict(session, clock, kind, row, p, "existing_kept", message, notices))
         return change
 
+    if not (carve or superseded or past_taken):
+        start = p.starts_at
     row = StaffAssignment(
         unit_id=p.target.unit.id, room=p.target.room, bed_id=p.target.bed.id if p.target.bed is not None else None,
         person_id=p.person.id, care_role=p.role.value, starts_at=start, ends_at=end, planned_ends_at=end,
@@ -557,8 +579,10 @@ def end_assignment(*, session: Session, clock: Clock, actor: Actor, assignment_i
     when = at or now
     if when < now:
         raise Invalid("an assignment cannot be ended in the past", field="at")
-    if row.ends_at <= when:
-        raise Invalid(f"the assignment already ends at {row.ends_at:%Y-%m-%d %H:%M} UTC", field="at")
+    if row.ends_at <= max(when, row.starts_at):
+        state = ("was already cancelled" if row.ends_at <= row.starts_at
+                 else f"already ends at {row.ends_at:%Y-%m-%d %H:%M} UTC")
+        raise Invalid(f"the assignment {state}", field="at")
     before = (row.starts_at, row.ends_at)
     row.ends_at = max(when, row.starts_at)
     row.end_reason = (reason or f"ended by {actor.username}")[:300]

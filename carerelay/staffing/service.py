@@ -186,11 +186,13 @@ def settings_of(session: Session, unit: Unit) -> UnitSettings:
     return settings_for(session, unit)
 
 
-def manual_origin(session: Session, actor: Actor, unit: Unit, now: datetime) -> str:
+def manual_origin(session: Session, actor: Actor, unit: Unit, now: datetime, starts_at: datetime | None = None) -> str:
+    """"assigned by charge nurse Dana Whitaker" when the actor is in charge now or when it starts."""
     if actor.person_id is None:
         return f"assigned by {actor.username}"
     person = session.get_one(Person, actor.person_id)
-    charge = any(a.person_id == actor.person_id for a in lookup.charge_nurses(session, unit_id=unit.id, at=now))
+    charge = any(a.person_id == actor.person_id for instant in {now, max(starts_at or now, now)}
+                 for a in lookup.charge_nurses(session, unit_id=unit.id, at=instant))
     return f"assigned by {'charge nurse ' if charge else ''}{person.display_name}"
 
 
@@ -524,7 +526,8 @@ def _manual_proposal(session: Session, clock: Clock, actor: Actor, item: Assignm
     settings = settings_for(session, target.unit)
     start, end = check_window(settings, now, item.starts_at, item.ends_at, prefix=prefix)
     return Proposal(target=target, person=person, role=role, starts_at=start, ends_at=end,
-                    source=Source.MANUAL.value, origin=manual_origin(session, actor, target.unit, now), batch=batch,
+                    source=Source.MANUAL.value, origin=manual_origin(session, actor, target.unit, now, start),
+                    batch=batch,
                     assigned_by_id=actor.person_id), settings
 
 
@@ -642,7 +645,7 @@ def copy_shift(*, session: Session, clock: Clock, actor: Actor, unit: str, into:
     rows = [r for r in list_assignments(session=session, unit=found.code, start=source.starts_at, end=source.ends_at)
             if r.starts_at < source.ends_at and r.ends_at > source.starts_at]
     batch = new_batch("copy")
-    origin = manual_origin(session, actor, found, now) + f" (copied from {source.label})"
+    origin = manual_origin(session, actor, found, now, target.starts_at) + f" (copied from {source.label})"
     notices = Notices()
     seen: set[tuple[int | None, str, int, str]] = set()
     for row in rows:

@@ -25,14 +25,21 @@ class Adapter(Protocol):
               end: datetime) -> list[FeedItem]: ...
 
 
+class _BadInstant(ValueError):
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 def _instant(value: Any, name: str) -> datetime | None:
     if value in (None, ""):
         return None
-    if not isinstance(value, str):
-        raise ValueError(f"{name} is not a string")
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise _BadInstant(name, f"{value!r} is not an ISO 8601 instant") from None
     if parsed.tzinfo is None:
-        raise ValueError(f"{name} {value!r} has no offset (send Z or +HH:MM)")
+        raise _BadInstant(name, f"{value!r} has no offset (send Z or +HH:MM)")
     return parsed.astimezone(UTC)
 
 
@@ -61,6 +68,6 @@ def read_item(obj: Any, where_default: str, unit_default: str = "") -> FeedItem:
         return FeedItem(**{**item.__dict__, "problem": ("action", f"action {action!r} is upsert or end")})
     try:
         starts_at, ends_at = _instant(obj.get("start"), "start"), _instant(obj.get("end"), "end")
-    except ValueError as exc:
-        return FeedItem(**{**item.__dict__, "problem": ("start" if "start" in str(exc) else "end", str(exc))})
+    except _BadInstant as exc:
+        return FeedItem(**{**item.__dict__, "problem": (exc.name, str(exc))})
     return FeedItem(**{**item.__dict__, "starts_at": starts_at, "ends_at": ends_at})

@@ -77,7 +77,7 @@ def test_a_file_through_the_api_and_its_conflict(client: TestClient) -> None:
     assert feed.status_code == 201, feed.text
     feed_id = feed.json()["id"]
     wrong = client.post(f"/api/staffing/feeds/{feed_id}/files", headers=admin.headers, params={"name": "x.csv"},
-                        content=csv_bytes("N804,4W,412,B,RN1"), )
+                        content=csv_bytes("N804,4W,412,B,RN1"))
     assert wrong.status_code == 422
     assert wrong.json()["errors"][0] == {"row": 1, "where": "header", "field": "Employee ID",
                                          "message": "missing column 'Employee ID' (the person)"}
@@ -85,7 +85,8 @@ def test_a_file_through_the_api_and_its_conflict(client: TestClient) -> None:
                        content=csv_bytes("N804,4W,412,B,RN1", "N804,4W,499,A,RN1",
                                          header="Employee ID,Unit,Room,Bed,Job"))
     assert good.status_code == 422 and good.json()["status"] == "rejected"
-    assert good.json()["errors"] == [{"row": 3, "where": "row 3", "field": "Room", "message": "no room '499' on unit 4W"}]
+    assert good.json()["errors"] == [{"row": 3, "where": "row 3", "field": "Room",
+                                      "message": "no room '499' on unit 4W"}]
     fixed = client.post(f"/api/staffing/feeds/{feed_id}/files", headers=admin.headers, params={"name": "z.csv"},
                         content=csv_bytes("N804,4W,412,B,RN1", header="Employee ID,Unit,Room,Bed,Job"))
     assert fixed.status_code == 200 and fixed.json()["conflicts"] == 1
@@ -114,7 +115,8 @@ def test_an_assignment_system_pushes_with_its_own_token(client: TestClient) -> N
                          headers={"Authorization": f"Bearer {token}"})
     assert pushed.status_code == 200 and pushed.json()["applied"] == 1, pushed.text
     who = client.get("/api/routing/resolve", params={"address": "location:4W/403/A/nurse"}, headers=admin.headers)
-    assert who.json()["recipients"][0]["reason"].startswith("4W-403-A primary nurse, from rauland push (assignment R-1)")
+    reason = who.json()["recipients"][0]["reason"]
+    assert reason.startswith("4W-403-A primary nurse, from rauland push (assignment R-1)")
     bad = client.post("/api/staffing/push", headers={"Authorization": f"Bearer {token}"},
                       json={"changes": [{**change, "assignmentId": "R-2", "location": {"unit": "4W", "room": "403",
                                                                                       "bed": "Q"}}]})

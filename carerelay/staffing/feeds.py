@@ -17,6 +17,7 @@ A failed or rejected run raises an alert for the integration admins (once per fi
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from carerelay.patients import service as patients
 from carerelay.staffing import roles, service
 from carerelay.staffing.models import FeedKind, Source, StaffAssignment, StaffingFeed, StaffingFeedRun
 from carerelay.staffing.shifts import UnitSettings, settings_for
+
+log = logging.getLogger("carerelay.staffing")
 
 INTEGRATION_ADMINS = "group:INTEGRATION-ADMINS"
 DEFAULT_INTERVAL_MINUTES = 30
@@ -459,13 +462,18 @@ def _finish(session: Session, clock: Clock, feed: StaffingFeed, run: StaffingFee
                                f"{first['message']}" if first else "")
         ref = f"feed:{feed.id}:{run.file_sha256 or f'{run.started_at:%Y-%m-%d}:{run.error}'}"[:200]
         if alerts.find_by_source(session=session, source="staffing", source_ref=ref) is None:
-            alerts.raise_alert(
-                session=session, clock=clock, actor=feed_actor(feed), kind="staffing_feed_failed", priority="urgent",
-                title=f"Staffing feed {feed.name}: {what} {run.status}"[:300],
-                body=f"{detail}\nNothing from it was applied. Run {run.id}: GET /api/staffing/feeds/{feed.id}/runs"[
-                    :5000],
-                address=INTEGRATION_ADMINS, source="staffing", source_ref=ref,
-                data={"feed_id": feed.id, "run_id": run.id})
+            try:
+                with session.begin_nested():
+                    alerts.raise_alert(
+                        session=session, clock=clock, actor=feed_actor(feed), kind="staffing_feed_failed",
+                        priority="urgent", title=f"Staffing feed {feed.name}: {what} {run.status}"[:300],
+                        body=f"{detail}\nNothing from it was applied. Run {run.id}: "
+                             f"GET /api/staffing/feeds/{feed.id}/runs"[:5000],
+                        address=INTEGRATION_ADMINS, source="staffing", source_ref=ref,
+                        data={"feed_id": feed.id, "run_id": run.id})
+            except Invalid as exc:  # no such group here: the run still records the failure
+                log.error("staffing feed failure not alerted", extra={"feed": feed.name, "run_id": run.id,
+                                                                      "reason": exc.message})
 
 
 def feed_source(feed: StaffingFeed) -> str:

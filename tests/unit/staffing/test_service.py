@@ -142,6 +142,18 @@ def test_a_file_does_not_overrule_the_charge_nurse_and_says_so(db: Database, clo
         assert who(session, "location:4W/401/A/nurse", clock.now()) == ["tquinn"]
 
 
+def test_a_file_naming_two_nurses_for_one_bed_is_refused_by_row(db: Database, clock: FakeClock) -> None:
+    with db.unit_of_work() as session:
+        feed = file_feed(session, clock)
+        report = file_import.import_file(session=session, clock=clock, feed=feed, name="two.csv", trigger="test",
+                                         content=csv_bytes("N804,4W,402,A,RN,,", "N806,4W,402,A,RN,,",
+                                                           "N806,4W,402,B,RN,2026-11-24 18:00,2026-11-24 09:00"))
+        assert report.run.status == "rejected" and report.run.applied == 0
+        assert [(e["row"], e["field"]) for e in report.run.errors] == [(3, "bed"), (4, "end")]
+        assert "4W-402-A already has Kwame Asante, RN" in report.run.errors[0]["message"]
+        assert who(session, "location:4W/402/A/nurse", clock.now()) == ["dwhitaker"]
+
+
 def test_the_units_precedence_decides(db: Database, clock: FakeClock) -> None:
     with db.unit_of_work() as session:
         service.configure_unit(session=session, clock=clock, actor=ADMIN, unit="4W", shift_changes=None,

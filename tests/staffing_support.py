@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 
 from carerelay.core.actor import cli_actor
 from carerelay.core.clock import Clock
+from carerelay.core.db import Database
 from carerelay.directory.models import Person
 from carerelay.routing.resolver import resolve
-from carerelay.staffing import feeds, service
+from carerelay.staffing import feeds, handover, service
 from carerelay.staffing.models import StaffingFeed
 
 ADMIN = cli_actor("test")
@@ -50,3 +51,11 @@ def file_feed(session: Session, clock: Clock, name: str = "staffing files", **ex
 
 def csv_bytes(*rows: str, header: str = "person,unit,room,bed,role,start,end") -> bytes:
     return ("\n".join([header, *rows]) + "\n").encode()
+
+
+def arm(db: Database, clock: Clock, *units: str) -> None:
+    """Hand-over timers from the test's clock: real-server tests (on the system clock) share the demo
+    database and may already have fired the demo's and re-armed them for their own today."""
+    with db.unit_of_work() as session:
+        for code in units:
+            handover.reschedule(session=session, clock=clock, unit=service.get_unit(session, code))

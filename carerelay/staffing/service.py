@@ -768,10 +768,11 @@ def board(*, session: Session, clock: Clock, actor: Actor, unit: str, at: dateti
     rows = lookup.active_at(session, at=when, unit_id=found.id)
     occupied = patients.occupied_beds(session=session, unit_id=found.id)
     beds = []
+    wide = [r for r in rows if r.bed_id is None and r.care_role == CareRole.PRIMARY_NURSE]  # a room's or the unit's
     for bed in patients.unit_beds(session=session, unit_id=found.id):
         mine = [r for r in rows if r.bed_id == bed.id]
-        in_room = [r for r in rows if r.bed_id is None and r.room == bed.room and r.care_role == CareRole.PRIMARY_NURSE]
-        has_nurse = any(r.care_role == CareRole.PRIMARY_NURSE for r in mine) or bool(in_room)
+        has_nurse = any(r.care_role == CareRole.PRIMARY_NURSE for r in mine) or any(
+            r.room in ("", bed.room) for r in wide)
         beds.append(BedView(bed.id, bed.room, bed.bed, lookup.place(found.code, bed.room, bed.bed),
                             bed.id in occupied, mine, bed.id in occupied and not has_nurse))
     rooms: dict[str, list[StaffAssignment]] = {}

@@ -18,7 +18,7 @@ from carerelay.core.db import Database
 from carerelay.jobs import service as jobs
 from tests.api.messaging.helpers import User, user
 from tests.scenarios.test_critical_potassium import _apply
-from tests.staffing_support import NIGHT_START, csv_bytes
+from tests.staffing_support import NIGHT_START, arm, csv_bytes
 
 CALL_AT = datetime(2026, 11, 24, 20, 5, tzinfo=UTC)  # 14:05 in Chicago, the sample's submitTimestamp
 BED = "location:4W/412/B/nurse"
@@ -54,6 +54,7 @@ def test_bed_calls_follow_the_assignments_across_the_hand_over(
         "steps": [{"address": "target:", "wait_minutes": 3}], "repeat": 3})
     assert policy.status_code == 201, policy.text
     _apply(db, clock, "adt_a01_admit.hl7", "MRN-NC1")  # Jane Doe in 4W-412-B
+    arm(db, clock, "4W")
 
     # 14:05: the bathroom call rings the nurse the charge nurse assigned to the bed.
     clock.set(CALL_AT)
@@ -83,7 +84,8 @@ def test_bed_calls_follow_the_assignments_across_the_hand_over(
     assert "not acknowledged within 3 minutes: 4W-412-B primary nurse, assigned by charge nurse Greta Olsen, RN " \
            "for 19:00–07:00" in steps[1][1]
     handovers = client.get("/api/staffing/units/4W/handovers", headers=greta.headers).json()
-    assert handovers[0]["change_at"].startswith("2026-11-25T01:00") and handovers[0]["ended"] >= 15
+    [done] = [h for h in handovers if h["fired_at"].startswith("2026-11-25T01:00")]
+    assert done["change_at"].startswith("2026-11-25T01:00") and done["ended"] >= 14
 
     # 19:10: the same address now rings the night nurse from the first step.
     clock.set(NIGHT_START + timedelta(minutes=10))

@@ -19,7 +19,7 @@ from carerelay.staffing import handover, service
 from carerelay.staffing.models import StaffingHandover
 from tests.hl7support import SAMPLES
 from tests.scenarios.test_critical_potassium import FEED, _apply
-from tests.staffing_support import ADMIN, NEXT_DAY_START, NIGHT_START, assign, pid, who
+from tests.staffing_support import ADMIN, NEXT_DAY_START, NIGHT_START, arm, assign, pid, who
 
 
 def _timers(db: Database, unit: str) -> dict[str, str]:
@@ -29,12 +29,14 @@ def _timers(db: Database, unit: str) -> dict[str, str]:
                 for kind in ("check", "change")}
 
 
-def test_the_demo_units_have_their_timers(db: Database) -> None:
+def test_a_unit_has_its_next_check_and_change(db: Database, clock: FakeClock) -> None:
+    arm(db, clock, "4W")
     assert _timers(db, "4W") == {"check": (NIGHT_START - timedelta(minutes=30)).isoformat(),
                                  "change": NIGHT_START.isoformat()}
 
 
 def test_unassigned_occupied_beds_are_flagged_before_the_shift(db: Database, clock: FakeClock) -> None:
+    arm(db, clock, "4W")
     _apply(db, clock, "adt_a01_admit.hl7", "MRN-HO1")  # 4W-412-B, which has nurses day and night
     raw = (SAMPLES / "adt_a01_admit.hl7").read_bytes().replace(b"MRN1001", b"MRN-HO2").replace(b"4W^412^B",
                                                                                                b"4W^420^A")
@@ -55,6 +57,7 @@ def test_unassigned_occupied_beds_are_flagged_before_the_shift(db: Database, clo
 
 
 def test_the_shift_change_ends_what_was_not_renewed(db: Database, clock: FakeClock) -> None:
+    arm(db, clock, "4W")
     with db.unit_of_work() as session:
         assign(session, clock, "4W", "tech", "lhartmann", starts_at=NIGHT_START)  # renewed for the night
         assign(session, clock, "4W", "unit_clerk", "kasante", ends_at=NIGHT_START + timedelta(hours=4))
@@ -63,7 +66,8 @@ def test_the_shift_change_ends_what_was_not_renewed(db: Database, clock: FakeClo
     with db.unit_of_work() as session:
         unit = service.get_unit(session, "4W")
         [done] = session.execute(select(StaffingHandover).where(StaffingHandover.unit_id == unit.id,
-                                                                StaffingHandover.change_at == NIGHT_START)
+                                                                StaffingHandover.change_at == NIGHT_START,
+                                                                StaffingHandover.fired_at == NIGHT_START)
                                  ).scalars().all()
         assert (done.ended, done.renewed, done.continuing) == (14, 1, 1)
         assert who(session, "location:4W/412/B/nurse", clock.now()) == ["lferreira"]

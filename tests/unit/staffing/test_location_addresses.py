@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from carerelay.alerts import service as alerts
@@ -16,8 +15,8 @@ from carerelay.core.db import Database
 from carerelay.core.errors import Invalid
 from carerelay.routing.resolver import resolve
 from carerelay.staffing import lookup, service
-from tests.scenarios.test_critical_potassium import _apply
 from tests.staffing_support import ADMIN, NIGHT_START, assign, pid, who
+from tests.unit.staffing.test_service import _adt
 
 
 def test_a_bed_reaches_its_nurse_with_the_reason(db: Database, clock: FakeClock) -> None:
@@ -74,11 +73,12 @@ def test_most_specific_first_bed_room_unit(db: Database, clock: FakeClock) -> No
         assert who(session, "location:4W/412/B/tech", clock.now()) == ["lhartmann", "msingh"]
 
 
-def test_other_roles_still_come_from_the_adt_care_team(client: TestClient, db: Database, clock: FakeClock) -> None:
-    _apply(db, clock, "adt_a01_admit.hl7", "MRN-LOC1")
+def test_other_roles_still_come_from_the_adt_care_team(db: Database, clock: FakeClock) -> None:
+    # a bed of its own: real-server tests commit admissions to 4W-412-B in the shared database
+    _adt(db, clock, "adt_a01_admit.hl7", MRN1001="MRN-LOC1", **{"4W_412_B": "4W_419_B"})
     with db.unit_of_work() as session:
-        assert who(session, "location:4W/412/B/attending", clock.now()) == ["ghouse"]
-        assert "attending of DOE, JANE (MRN MRN-LOC1)" in resolve(session, "location:4W/412/B/attending",
+        assert who(session, "location:4W/419/B/attending", clock.now()) == ["ghouse"]
+        assert "attending of DOE, JANE (MRN MRN-LOC1)" in resolve(session, "location:4W/419/B/attending",
                                                                    clock.now()).recipients[0].reason
         for bad in ("location:4W/412/nurse", "location:4W/attending", "location:4W//B/nurse"):
             with pytest.raises(Invalid):

@@ -92,3 +92,15 @@ def test_inactive_people_are_skipped_for_the_charge_nurse(db: Database, clock: F
         session.get_one(Person, pid(session, "cnurse")).active = False
         gone = resolve(session, "location:4W/412/B/nurse", clock.now())
         assert gone.person_ids == [pid(session, "dwhitaker")] and "skipped Carol Nurse, RN: inactive" in gone.explain()
+
+
+def test_the_demo_staffs_every_unit_day_and_night(db: Database, clock: FakeClock) -> None:
+    night = NIGHT_START + timedelta(hours=3)
+    with db.unit_of_work() as session:
+        for unit, day_charge, night_charge in (("4W", "dwhitaker", "golsen"), ("ICU", "pnovak", "cmurphy"),
+                                               ("ED", "jgreene", "prenner")):
+            assert who(session, f"location:{unit}/charge_nurse", clock.now()) == [day_charge]
+            assert who(session, f"location:{unit}/charge_nurse", night) == [night_charge]
+            assert who(session, f"location:{unit}/tech", clock.now())
+        assert who(session, "location:4W/412/B/nurse", night) == ["lferreira"]
+        assert who(session, "location:ICU/2/A/nurse", clock.now()) == ["hlee"]

@@ -864,10 +864,6 @@ def apply_adt_roles(*, session: Session, clock: Clock, actor: Actor, encounter_i
     return notes
 
 
-def where_assigned(*, session: Session, person_id: int, at: datetime) -> list[StaffAssignment]:
-    return lookup.active_at(session, at=at, person_id=person_id)
-
-
 @dataclass(frozen=True)
 class AssignmentView:
     """An assignment as people read it: names, not ids."""

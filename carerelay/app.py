@@ -60,6 +60,8 @@ from carerelay.realtime.api import router as realtime_router
 from carerelay.realtime.hub import Hub
 from carerelay.routing.api import router as routing_router
 from carerelay.scheduling.api import router as scheduling_router
+from carerelay.staffing import runner as staffing_runner
+from carerelay.staffing.api import router as staffing_router
 from carerelay.web.pages import router as web_router
 
 log = logging.getLogger("carerelay.app")
@@ -164,11 +166,13 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         if database.dialect == "postgresql":
             url = database.engine.url.render_as_string(hide_password=False)
             listener = asyncio.create_task(pglisten.listen_forever(url, hub))
-        timers = exports = None
+        # Background loops of this node, stopped in reverse order at shutdown.
+        background: list[asyncio.Task[None]] = []
         if settings.run_timers:
-            timers = asyncio.create_task(jobs_worker.run_forever(database, app.state.clock,
-                                                                 build_channels(settings)))
-            exports = asyncio.create_task(exports_worker.run_forever(database, app.state.clock))
+            background.append(asyncio.create_task(jobs_worker.run_forever(database, app.state.clock,
+                                                                          build_channels(settings))))
+            background.append(asyncio.create_task(exports_worker.run_forever(database, app.state.clock)))
+            background.append(asyncio.create_task(staffing_runner.run_forever(database, app.state.clock)))
         hl7_runtime = None
         if listeners:
             hl7_runtime = Hl7Runtime(db=database, settings=settings, clock=app.state.clock)
@@ -180,10 +184,8 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         finally:
             if hl7_runtime is not None:
                 await hl7_runtime.stop()
-            if exports is not None:
-                await exports_worker.stop(exports)
-            if timers is not None:
-                await jobs_worker.stop(timers)
+            for task in reversed(background):
+                await jobs_worker.stop(task)
             if listener is not None:
                 await pglisten.stop(listener)
             hub.bind(None)
@@ -238,6 +240,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
 
     for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
                    alerts_router, escalation_router, routing_router, scheduling_router, audit_router, scim_router,
-                   sso_router, hl7_router, exports_router, web_router):
+                   sso_router, hl7_router, exports_router, staffing_router, web_router):
         app.include_router(router)
     return app

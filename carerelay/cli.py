@@ -19,6 +19,7 @@ from carerelay.core.db import Database, make_engine
 from carerelay.core.migrate import current_revision, head_revision, is_current, upgrade
 from carerelay.integrations.exports.cli import connector_app
 from carerelay.scheduling.cli import schedule_app
+from carerelay.staffing.cli import staffing_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="carerelay: clinical communication platform")
@@ -42,6 +43,7 @@ app.add_typer(scim_app, name="scim")
 ldap_app = typer.Typer(no_args_is_help=True, help="LDAP / Active Directory sync.")
 app.add_typer(ldap_app, name="ldap")
 app.add_typer(connector_app, name="connector")
+app.add_typer(staffing_app, name="staffing")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -28,6 +28,7 @@ from carerelay.directory.models import (
 from carerelay.integrations.exports.demo import load_demo_connectors
 from carerelay.patients.models import Bed, Unit
 from carerelay.scheduling.demo import load_demo_schedules
+from carerelay.staffing.demo import load_demo_assignments
 
 DEMO_PASSWORD = "carerelay-demo"
 EMAIL_DOMAIN = "demo-health.example"
@@ -191,6 +192,7 @@ def load_demo(*, session: Session, clock: Clock, actor: Actor) -> LoadReport:
     _load_devices(session, clock, actor, depts, people, report)
     load_demo_schedules(session=session, clock=clock, actor=actor, people=people, count=report.add)
     load_demo_connectors(session=session, clock=clock, actor=actor, count=report.add)
+    load_demo_assignments(session=session, clock=clock, actor=actor, count=report.add)
     return report
 
 

@@ -63,10 +63,13 @@ class Policy:
     signed_in: bool
     roles: frozenset[str]
     scim_token: bool = False
+    token_kind: str | None = None
 
     def describe(self) -> str:
         if self.scim_token:
             return "SCIM provisioning token"
+        if self.token_kind:
+            return f"{self.token_kind} token"
         if not self.signed_in:
             return "public"
         return "signed in" if not self.roles else "roles: " + ", ".join(sorted(self.roles))
@@ -175,6 +178,23 @@ def allow(*roles: Role) -> Any:
 def scim_provisioning() -> Any:
     """SCIM routes: an identity provider's provisioning token, not a user session."""
     return Depends(_policy_dependency(Policy(signed_in=False, roles=frozenset(), scim_token=True)))
+
+
+def system_token(kind: str, authenticate: Callable[[Session, str], Any]) -> Any:
+    """Routes another system calls with a bearer token of its own (an assignment system pushing
+    changes), never a person's session. ``authenticate`` turns the token into what the route needs
+    (the feed) or raises ``Unauthenticated``."""
+
+    def token_dep(request: Request, session: DbSession) -> Any:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not token:
+            raise Unauthenticated(f"send the {kind} bearer token in the Authorization header")
+        return authenticate(session, token)
+
+    token_dep.__carerelay_policy__ = Policy(  # type: ignore[attr-defined]
+        signed_in=True, roles=frozenset({f"{kind} token"}), token_kind=kind)
+    return Depends(token_dep)
 
 
 def policy_of(call: Any) -> Policy | None:

@@ -694,3 +694,41 @@ def patient_in_bed(*, session: Session, unit_code: str, room: str, bed: str) -> 
         .limit(1)
     ).scalar_one_or_none()
     return found
+
+
+# ---------------------------------------------------------------- for staffing (system reads)
+# Staff assignments name units and beds and look at which beds are occupied; like routing's reads
+# these are not audited here (the staffing change or check that uses them is).
+
+
+def find_unit(*, session: Session, code: str) -> Unit | None:
+    return session.execute(select(Unit).where(Unit.code == code).order_by(Unit.id).limit(1)).scalar_one_or_none()
+
+
+def list_units(*, session: Session) -> list[Unit]:
+    return list(session.execute(select(Unit).order_by(Unit.code, Unit.id)).scalars())
+
+
+def find_bed(*, session: Session, unit_id: int, room: str, bed: str) -> Bed | None:
+    return session.execute(select(Bed).where(Bed.unit_id == unit_id, Bed.room == room, Bed.bed == bed)
+                           ).scalar_one_or_none()
+
+
+def unit_beds(*, session: Session, unit_id: int) -> list[Bed]:
+    return list(session.execute(select(Bed).where(Bed.unit_id == unit_id).order_by(Bed.room, Bed.bed)).scalars())
+
+
+def occupied_beds(*, session: Session, unit_id: int) -> dict[int, int]:
+    """bed id → patient id for every bed of the unit with an active encounter in it (the ADT census)."""
+    rows = session.execute(select(Encounter.bed_id, Encounter.patient_id)
+                           .where(Encounter.unit_id == unit_id, Encounter.status == EncounterStatus.ACTIVE,
+                                  Encounter.bed_id.is_not(None))).all()
+    return {bed_id: patient_id for bed_id, patient_id in rows if bed_id is not None}
+
+
+def encounter_place(*, session: Session, encounter_id: int) -> tuple[bool, int | None, int | None] | None:
+    """(active, unit id, bed id) of an encounter now; None when there is no such encounter."""
+    enc = session.get(Encounter, encounter_id)
+    if enc is None:
+        return None
+    return enc.status == EncounterStatus.ACTIVE, enc.unit_id, enc.bed_id

@@ -3,8 +3,9 @@
 ``resolve(address, at)`` never returns silence: it returns recipients *and* the chain of reasons
 ("group Cardiology Physicians → Dr. Amara Okafor"; "skipped Dana Whitaker: inactive"), so an empty
 result can be explained, routed to a fallback and audited (style habit 9). Schemes are registered:
-person, group, team, pager, role (the published schedule), careteam and location (the ADT census)
-here; others register themselves from their own domains (conversation from messaging).
+person, group, team, pager, role (the published schedule), careteam (the ADT care team) and location
+(staff assignments for care roles, the ADT care team for others) here; others register themselves
+from their own domains (conversation from messaging).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from carerelay.directory.models import ContactPoint, Department, Group, GroupMem
 from carerelay.patients import service as patients
 from carerelay.scheduling import lookup
 from carerelay.scheduling.models import Assignment
+from carerelay.staffing import lookup as staffing
 
 MAX_DEPTH = 4
 CONTACT_ORDER = {"app": 0, "sms": 1, "pager": 2, "phone": 3, "email": 4}
@@ -215,11 +217,25 @@ def _careteam(session: Session, ref: str, at: datetime, depth: int) -> Resolutio
 
 @scheme("location")
 def _location(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
-    """location:<unit>/<room>/<bed>/<role>: the role on the care team of the patient in that bed now."""
+    """location:<unit>/<room>/<bed>/<role> or location:<unit>/<role>. A care role (nurse, tech,
+    charge_nurse…) resolves from the staff assignments in effect at ``at``, falling back to the unit's
+    charge nurse; any other role (attending, consulting…) is that of the ADT care team of the patient
+    in the bed now."""
     parts = ref.split("/")
-    if len(parts) != 4 or not all(parts):
-        raise Invalid("write location:<unit>/<room>/<bed>/<role>, e.g. location:4W/412/B/nurse", field="address")
-    unit, room, bed, role = parts
+    if len(parts) not in (2, 4) or not all(parts):
+        raise Invalid("write location:<unit>/<room>/<bed>/<role> (e.g. location:4W/412/B/nurse) or "
+                      "location:<unit>/<role> (e.g. location:4W/charge_nurse)", field="address")
+    unit, role = parts[0], parts[-1]
+    room, bed = (parts[1], parts[2]) if len(parts) == 4 else ("", "")
+    care_role = staffing.find_role(role)
+    if care_role is not None:
+        answer = staffing.resolve_location(session, unit_code=unit, room=room, bed=bed, role=care_role, at=at)
+        result = people_recipients(session, f"location:{ref}", at, answer.recipients)
+        result.notes.extend(answer.notes)
+        return result
+    if len(parts) == 2:
+        raise Invalid(f"{role!r} is not a care role of a unit; name a bed (location:{unit}/<room>/<bed>/{role})",
+                      field="address")
     patient = patients.patient_in_bed(session=session, unit_code=unit, room=room, bed=bed)
     if patient is None:
         return Resolution(f"location:{ref}", at, notes=[f"no patient in {unit}-{room}-{bed} on the census now"])

@@ -1,4 +1,6 @@
-"""careteam: and location: addresses resolve from the ADT census; a silent feed alerts its admins."""
+"""careteam: addresses (and location: for non-nursing roles) resolve from the ADT census; a silent feed
+alerts its admins. Care roles at a bed (nurse, tech…) come from staff assignments: tests/unit/staffing.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ def test_care_team_and_bed_addresses(client: TestClient, db: Database, clock: Fa
         assert attending.person_ids == [house.id]
         assert "attending of DOE, JANE (MRN MRN-CT1)" in attending.recipients[0].reason
         bedside = resolve(session, "location:4W/412/B/nurse", clock.now())
-        assert bedside.person_ids == [nurse.id] and "in 4W-412-B" in bedside.recipients[0].reason
-        empty_bed = resolve(session, "location:4W/401/A/nurse", clock.now())
+        assert bedside.person_ids == [nurse.id] and "4W-412-B primary nurse" in bedside.recipients[0].reason
+        empty_bed = resolve(session, "location:4W/401/A/attending", clock.now())
         assert empty_bed.empty and "no patient in 4W-401-A" in empty_bed.explain()
         nobody = resolve(session, "careteam:MRN-CT1/chaplain", clock.now())
         assert nobody.empty and "no chaplain" in nobody.explain()

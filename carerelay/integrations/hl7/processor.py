@@ -31,6 +31,7 @@ from carerelay.patients.service import (
     ResultPolicy,
     ResultReport,
 )
+from carerelay.staffing import service as staffing
 
 PATIENT_TYPES = ("ADT", "ORU", "ORM")
 
@@ -272,8 +273,16 @@ def process_message(*, session: Session, clock: Clock, actor: Actor, parsed: Par
     if code == "ADT":
         if trigger not in patients.ADT_EVENTS:
             return Outcome(MessageStatus.FILTERED, f"ADT^{trigger} is not acted on")
-        outcome = patients.apply_adt(session=session, clock=clock, actor=actor,
-                                     event=adt_event(parsed, feed, message_id), provider_fields=feed.provider_fields)
+        event = adt_event(parsed, feed, message_id)
+        outcome = patients.apply_adt(session=session, clock=clock, actor=actor, event=event,
+                                     provider_fields=feed.provider_fields)
+        if outcome.encounter_id is not None:
+            # ROL care roles (RN…) are staff assignments too; a transfer or discharge ends them.
+            roles_sent = event.care_team if event.event not in ("A03", "A11", "A12", "A13") else ()
+            outcome.notes.extend(staffing.apply_adt_roles(
+                session=session, clock=clock, actor=actor, encounter_id=outcome.encounter_id, entries=roles_sent,
+                provider_fields=feed.provider_fields,
+                message_ref=f"HL7 message {message_id}" if message_id is not None else f"HL7 {parsed.control_id}"))
         return Outcome(MessageStatus.PROCESSED, "; ".join(outcome.notes))
     if code == "ORU" and trigger == "R01":
         rows = patients.record_results(session=session, clock=clock, actor=actor,

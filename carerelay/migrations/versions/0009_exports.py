@@ -1,7 +1,7 @@
 """Export connectors: configuration, run history with payloads, and what each other side holds
 
 Revision ID: 0009_exports
-Revises: 0006_escalation
+Revises: 0008_staff_assignments
 Create Date: 2026-12-01 08:28:58.491265
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_exports"
-down_revision: str | None = "0006_escalation"
+down_revision: str | None = "0008_staff_assignments"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

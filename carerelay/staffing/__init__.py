@@ -1,0 +1,1 @@
+"""Staff assignments: who is caring for which bed, room or unit this shift, and where that came from."""

@@ -1,0 +1,1 @@
+"""Assignment systems (Rauland Sync and the like): pluggable adapters polled over REST, and pushes."""

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from carerelay.core.clock import FakeClock
@@ -46,6 +46,24 @@ def test_search_only_covers_the_callers_conversations(client: TestClient) -> Non
     assert client.get("/api/messages/search", headers=other.headers, params={"q": "zebra"}).json() == []
     assert len(client.get("/api/messages/search", headers=doc.headers, params={"q": "zebra"}).json()) == 1
     assert client.get("/api/messages/search", headers=doc.headers, params={"q": "!!!"}).status_code == 422
+
+
+def test_a_common_word_elsewhere_does_not_hide_the_callers_matches(
+    client: TestClient, db: Database, clock: FakeClock
+) -> None:
+    nurse, doc, other = user(client, "cnurse"), user(client, "jwilson"), user(client, "hpark")
+    send(client, nurse, direct(client, nurse, doc), "potassium recheck for 412-B at noon")
+    elsewhere = direct(client, other, nurse)  # the doctor is not in this one
+    clock.advance(minutes=10)
+    with db.unit_of_work() as session:
+        session.execute(insert(Message), [
+            {"conversation_id": elsewhere, "seq": n, "sender_id": other.id, "kind": "text",
+             "body": f"potassium trend {n}", "priority": "routine", "needs_ack": False, "silent": False,
+             "created_at": clock.now(), "warnings_confirmed": []}
+            for n in range(1, 2_501)])
+    found = client.get("/api/messages/search", headers=doc.headers, params={"q": "potassium"})
+    assert [m["text"] for m in found.json()] == ["potassium recheck for 412-B at noon"]
+    assert len(client.get("/api/messages/search", headers=nurse.headers, params={"q": "potassium"}).json()) == 50
 
 
 def test_windows_are_organization_settings(client: TestClient, clock: FakeClock) -> None:

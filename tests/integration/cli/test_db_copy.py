@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import sqlite3
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 
 from carerelay.auth.models import AuthSession
 from carerelay.auth.service import start_session
@@ -30,7 +29,7 @@ from carerelay.ops.dbcopy import copy_database
 from carerelay.patients import service as patients
 from carerelay.patients.models import Patient
 from carerelay.schema import metadata
-from tests.conftest import postgres_url
+from tests.conftest import fresh_backend
 
 CLI = [sys.executable, "-m", "carerelay"]
 
@@ -41,21 +40,10 @@ def _run(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def target() -> Iterator[str]:
-    """A fresh, empty PostgreSQL schema, as a URL any process can use."""
-    url = postgres_url()
-    if url is None:
-        pytest.skip("db copy needs PostgreSQL: no server at 127.0.0.1:5432 and CARERELAY_TEST_POSTGRES_URL unset")
-    schema = f"crcopy_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = make_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{url}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+def target(tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema, as a URL any process can use (skipped, saying why, without one)."""
+    with fresh_backend("postgresql", tmp_path) as backend:
+        yield backend.cli_url()
 
 
 def _actor(db: Database, username: str) -> Actor:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import swagger_ui_bundle
-from anyio import to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -49,7 +48,6 @@ from carerelay.integrations.scim.api import scim_error_response, scim_validation
 from carerelay.integrations.sso.api import router as sso_router
 from carerelay.integrations.sso.config import load_providers
 from carerelay.jobs import worker as jobs_worker
-from carerelay.messaging import retention
 from carerelay.messaging.api import router as messaging_router
 from carerelay.notifications.service import build_channels
 from carerelay.ops.api import router as ops_router
@@ -166,7 +164,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             listener = asyncio.create_task(pglisten.listen_forever(url, hub))
         timers = None
         if settings.run_timers:
-            await to_thread.run_sync(retention.schedule_daily_purge, database, app.state.clock)
             timers = asyncio.create_task(jobs_worker.run_forever(database, app.state.clock,
                                                                  build_channels(settings)))
         hl7_runtime = None

@@ -6,6 +6,7 @@ import json
 import signal
 import socket
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx2 as httpx
@@ -15,6 +16,8 @@ from sqlalchemy import Engine, func, select
 from carerelay.auth.models import AuthSession
 from carerelay.demo import DEMO_PASSWORD
 from carerelay.directory.models import Person
+from carerelay.jobs.models import Timer
+from carerelay.messaging.retention import PURGE_KEY
 from tests.api.messaging.helpers import png
 from tests.conftest import Backend
 from tests.servers import ServerProcess, running_server
@@ -35,12 +38,28 @@ def test_serve_sign_in_and_graceful_shutdown(backend: Backend, engine: Engine, t
         upload = httpx.post(f"{server.base_url}/api/attachments", headers=bearer,
                             files={"file": ("photo.png", png(), "image/png")}, timeout=10)
         assert upload.status_code == 201, upload.text
+        _wait_for_the_daily_purge(engine)
         server.process.send_signal(signal.SIGTERM)
         # After its graceful shutdown uvicorn re-raises SIGTERM, as service managers expect.
         assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
         log = server.log()
     assert "carerelay shutdown complete" in log
     assert '"level": "INFO"' in log
+
+
+def _wait_for_the_daily_purge(engine: Engine, timeout: float = 30) -> None:
+    """The node's worker purged at once and planned the next purge a day later (polling a real process)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            due = conn.execute(select(Timer.due_at).where(Timer.key == PURGE_KEY, Timer.fired_at.is_(None),
+                                                          Timer.cancelled_at.is_(None))).scalars().all()
+            fired = conn.execute(select(func.count()).select_from(Timer).where(
+                Timer.key == PURGE_KEY, Timer.fired_at.is_not(None))).scalar_one()
+        if fired and len(due) == 1 and due[0] - datetime.now(UTC) > timedelta(hours=23):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no daily purge planned: pending {due}, fired {fired}")
 
 
 def _read_head(sock: socket.socket) -> bytes:

@@ -42,8 +42,10 @@ class Settings(BaseSettings):
 
     session_idle_minutes: int = Field(default=12 * 60, ge=1, description="Sign-in session idle timeout.")
     session_max_hours: int = Field(default=7 * 24, ge=1)
-    shared_device_idle_minutes: int = Field(default=15, ge=1, description="Idle timeout on shared unit devices.")
-    pin_lock_minutes: int = Field(default=10, ge=1, description="Idle minutes before a PIN is needed again.")
+    shared_device_idle_minutes: int = Field(
+        default=15, ge=1, description="Idle timeout on shared unit devices (default of the organization's policy).")
+    pin_lock_minutes: int = Field(
+        default=10, ge=1, description="Idle minutes before a PIN is needed (default of the organization's policy).")
     cookie_secure: bool = Field(default=False, description="Set true behind HTTPS.")
     login_backoff_after: int = Field(default=3, ge=1, description="Failed sign-ins before back-off.")
     login_lockout_after: int = Field(default=10, ge=2, description="Failed sign-ins before lock-out.")

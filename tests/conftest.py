@@ -13,6 +13,7 @@ import base64
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,16 @@ def _drop_backend(backend: Backend) -> None:
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{backend.schema}" CASCADE'))
     admin.dispose()
+
+
+@contextmanager
+def fresh_backend(name: str, tmp: Path) -> Iterator[Backend]:
+    """An empty database of a test's own (a new SQLite file, or a new PostgreSQL schema), not migrated."""
+    created = _create_backend(name, tmp)
+    try:
+        yield created
+    finally:
+        _drop_backend(created)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from carerelay.auth import devices, service
+from carerelay.auth import policy as auth_policy
 from carerelay.auth.deps import (
     SESSION_COOKIE,
     ClockDep,
@@ -17,6 +18,8 @@ from carerelay.auth.deps import (
     signed_in,
 )
 from carerelay.auth.schemas import (
+    AuthPolicyOut,
+    AuthPolicyPatch,
     ChangePasswordIn,
     MeOut,
     PinIn,
@@ -168,3 +171,20 @@ def unlock(body: PinIn, request: Request, session: DbSession, clock: ClockDep, s
     devices.unlock_session(session=session, clock=clock, settings=settings, token=token, pin=body.pin,
                            ip=client_ip(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/policy", response_model=AuthPolicyOut)
+def get_policy(session: DbSession, settings: SettingsDep, actor: Actor = signed_in()) -> AuthPolicyOut:
+    """The organization's session limits in force (a shared device's idle timeout, the PIN lock)."""
+    limits = auth_policy.session_limits(session=session, settings=settings)
+    return AuthPolicyOut(shared_device_idle_minutes=limits.shared_device_idle_minutes,
+                         pin_lock_minutes=limits.pin_lock_minutes, from_settings=list(limits.from_settings))
+
+
+@router.patch("/policy", response_model=AuthPolicyOut)
+def update_policy(body: AuthPolicyPatch, session: DbSession, clock: ClockDep, settings: SettingsDep,
+                  actor: Actor = allow(Role.SYSTEM_ADMIN)) -> AuthPolicyOut:
+    limits = auth_policy.update_session_limits(session=session, clock=clock, settings=settings, actor=actor,
+                                               changes=body.model_dump(exclude_unset=True))
+    return AuthPolicyOut(shared_device_idle_minutes=limits.shared_device_idle_minutes,
+                         pin_lock_minutes=limits.pin_lock_minutes, from_settings=list(limits.from_settings))

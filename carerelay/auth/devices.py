@@ -3,9 +3,10 @@
 A shared device (registered in the directory with ``shared=True`` for a unit) is handed from person
 to person. Signing in on it opens a session of kind ``shared`` bound to the person and records a
 :class:`DeviceBinding`; the previous person's session on that device ends at the same moment, so a
-phone left in the med room never keeps showing the last nurse's alerts. Alerts follow people: the
-realtime layer asks :func:`delivery_targets` for a person's live sessions (with the device each is
-on) and never sends to a device for its own sake.
+phone left in the med room never keeps showing the last nurse's alerts: the end is announced to that
+session's open WebSocket, which closes. Alerts follow people: events are written per person, and each
+socket asks :func:`delivery_targets` whether its session is still one of the person's live sessions
+before it sends anything; nothing is ever sent to a device for its own sake.
 
 On a personal device a person may set a PIN; an idle session then locks (see ``authenticate``) and
 the PIN unlocks it. Five wrong PINs end the session: a full sign-in is needed again.
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 from carerelay.audit import service as audit
 from carerelay.auth import service
 from carerelay.auth.models import AuthSession, Credential, DeviceBinding
+from carerelay.auth.policy import SessionLimits, session_limits
 from carerelay.config import Settings
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
@@ -46,13 +48,16 @@ def sign_in_on_shared_device(
     previous = list(session.execute(
         select(DeviceBinding).where(DeviceBinding.device_id == device.id, DeviceBinding.ended_at.is_(None))
     ).scalars())
+    reason = f"next person signed in on {device.identifier}"[:120]
     for binding in previous:
         binding.ended_at = now
-        binding.end_reason = f"next person signed in on {device.identifier}"[:120]
+        binding.end_reason = reason
         old = session.get(AuthSession, binding.auth_session_id)
         if old is not None and old.revoked_at is None:
             old.revoked_at = now
-            old.revoke_reason = binding.end_reason
+            old.revoke_reason = reason
+            service.announce_session_end(session=session, clock=clock, person_id=old.person_id,
+                                         session_ids=[old.id], reason=reason)
     session.add(DeviceBinding(device_id=device.id, person_id=result.person.id, auth_session_id=result.session.id,
                               started_at=now))
     session.flush()
@@ -71,24 +76,35 @@ class DeliveryTarget:
     device_id: int | None
 
 
-def delivery_targets(*, session: Session, clock: Clock, settings: Settings, person_id: int) -> list[DeliveryTarget]:
-    """Where an alert for this person goes now: their live sessions, each with the device it is bound to."""
+def delivery_targets(
+    *, session: Session, clock: Clock, settings: Settings, person_id: int, session_id: int | None = None
+) -> list[DeliveryTarget]:
+    """Where an alert for this person goes now: their live sessions, each with the device it is bound to.
+
+    The WebSocket asks this before every batch it sends (``session_id``: only that session), so a socket
+    whose session ended — handed over, idle, signed out, revoked — is never a place an event goes.
+    """
     now = clock.now()
-    rows = session.execute(
+    query = (
         select(AuthSession, DeviceBinding.device_id)
         .outerjoin(DeviceBinding, (DeviceBinding.auth_session_id == AuthSession.id)
                    & DeviceBinding.ended_at.is_(None))
         .where(AuthSession.person_id == person_id, AuthSession.revoked_at.is_(None), AuthSession.expires_at > now)
         .order_by(AuthSession.id)
-    ).all()
+    )
+    if session_id is not None:
+        query = query.where(AuthSession.id == session_id)
+    rows = session.execute(query).all()
+    limits: SessionLimits | None = None
     found = []
     for auth_session, device_id in rows:
-        idle = settings.shared_device_idle_minutes if auth_session.kind == service.SHARED \
-            else settings.session_idle_minutes
-        if auth_session.last_seen_at + timedelta(minutes=idle) <= now:
-            continue
         if auth_session.kind == service.SHARED and device_id is None:
             continue  # a shared session whose binding ended is not a place to deliver
+        idle_for = now - auth_session.last_seen_at
+        if idle_for >= timedelta(minutes=1):  # no limit is shorter: skip the policy read for busy sessions
+            limits = limits or session_limits(session=session, settings=settings)
+            if idle_for >= service.idle_limit(limits, settings, auth_session.kind):
+                continue
         found.append(DeliveryTarget(auth_session.id, auth_session.kind, device_id))
     return found
 
@@ -150,6 +166,8 @@ def unlock_session(*, session: Session, clock: Clock, settings: Settings, token:
     idle = settings.session_idle_minutes
     if row.last_seen_at + timedelta(minutes=idle) <= now:
         row.revoked_at, row.revoke_reason = now, "idle timeout"
+        service.announce_session_end(session=session, clock=clock, person_id=row.person_id, session_ids=[row.id],
+                                     reason="idle timeout")
         raise Unauthenticated("the session ended after being idle; sign in again", keep_changes=True)
     try:
         good: bool = service._hasher.verify(cred.pin_hash, pin)
@@ -160,6 +178,8 @@ def unlock_session(*, session: Session, clock: Clock, settings: Settings, token:
         ended = row.pin_failures >= service.PIN_ATTEMPTS
         if ended:
             row.revoked_at, row.revoke_reason = now, "too many wrong PINs"
+            service.announce_session_end(session=session, clock=clock, person_id=row.person_id,
+                                         session_ids=[row.id], reason="too many wrong PINs")
         audit.record(session=session, clock=clock, actor=who, action="auth.unlock_session", object_type="session",
                      object_id=row.id, outcome="failure", detail={"failures": row.pin_failures, "ended": ended})
         message = "too many wrong PINs: the session has ended; sign in again" if ended else "wrong PIN"

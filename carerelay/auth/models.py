@@ -73,3 +73,14 @@ class DeviceBinding(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_reason: Mapped[str | None] = mapped_column(String(120))
+
+
+class AuthPolicy(Base):
+    """The organization's session policy (one row). An empty value means the CARERELAY_* setting applies,
+    so an installation that never touches it behaves exactly as its configuration says."""
+
+    __tablename__ = "auth_policy"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shared_device_idle_minutes: Mapped[int | None] = mapped_column(Integer)
+    pin_lock_minutes: Mapped[int | None] = mapped_column(Integer)

@@ -80,3 +80,19 @@ class SharedDeviceSignInIn(Input):
 
 class PinIn(Input):
     pin: Annotated[str, StringConstraints(min_length=4, max_length=8, pattern=r"^\d+$")]
+
+
+Minutes = Annotated[int, Field(strict=True, ge=1, le=24 * 60)]
+
+
+class AuthPolicyOut(Output):
+    shared_device_idle_minutes: int = Field(description="A shared unit device's session ends after this idle time.")
+    pin_lock_minutes: int = Field(description="A personal session with a PIN locks after this idle time.")
+    from_settings: list[str] = Field(description="Fields the organization left empty: the node's setting applies.")
+
+
+class AuthPolicyPatch(Input):
+    """Send a field as null to hand it back to the node's CARERELAY_* setting."""
+
+    shared_device_idle_minutes: Minutes | None = None
+    pin_lock_minutes: Minutes | None = None

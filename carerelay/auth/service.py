@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from carerelay.audit import service as audit
 from carerelay.auth.models import AuthSession, Credential, DeviceBinding, LoginThrottle
+from carerelay.auth.policy import SessionLimits, session_limits
 from carerelay.config import Settings
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
@@ -187,34 +188,56 @@ def start_session(
     return SignedIn(token=token, session=auth_session, person=person)
 
 
-def authenticate(*, session: Session, clock: Clock, settings: Settings, token: str) -> tuple[AuthSession, Person]:
-    """Resolve a presented token to a live session, sliding its idle timeout forward."""
+def authenticate(
+    *, session: Session, clock: Clock, settings: Settings, token: str, activity: bool = True
+) -> tuple[AuthSession, Person]:
+    """Resolve a presented token to a live session, sliding its idle timeout forward.
+
+    ``activity=False`` is a connection merely staying open (the WebSocket's periodic check): it keeps a
+    personal session alive, but not a shared device's, whose idle timeout exists precisely for the phone
+    left on the charger with the app open.
+    """
     now = clock.now()
     found = session.execute(
         select(AuthSession).where(AuthSession.token_hash == _token_hash(token))
     ).scalar_one_or_none()
     if found is None or found.revoked_at is not None or found.expires_at <= now:
         raise Unauthenticated("not signed in, or the session has ended")
-    idle = settings.shared_device_idle_minutes if found.kind == SHARED else settings.session_idle_minutes
-    if found.last_seen_at + timedelta(minutes=idle) <= now:
-        found.revoked_at = now
-        found.revoke_reason = "idle timeout"
-        _end_bindings(session, now, [found.id], "idle timeout")
-        raise Unauthenticated("the session ended after being idle; sign in again", keep_changes=True)
-    if found.locked_at is None and found.kind != SHARED and \
-            found.last_seen_at + timedelta(minutes=settings.pin_lock_minutes) <= now:
-        cred = session.get(Credential, found.person_id)
-        if cred is not None and cred.pin_hash:
-            found.locked_at = now
+    idle_for = now - found.last_seen_at
+    # Every limit is at least a minute, so a session seen within the last minute needs no policy read.
+    if idle_for >= timedelta(minutes=1):
+        _check_idle(session, clock, settings, found, idle_for)
     if found.locked_at is not None:
         raise Unauthenticated(SESSION_LOCKED, keep_changes=True)
     person = session.get(Person, found.person_id)
     if person is None or not person.active:
         raise Unauthenticated("this account is not active")
     # Write the slide at most once a minute so reads do not all become writes.
-    if now - found.last_seen_at > timedelta(minutes=1):
+    if idle_for > timedelta(minutes=1) and (activity or found.kind != SHARED):
         found.last_seen_at = now
     return found, person
+
+
+def idle_limit(limits: SessionLimits, settings: Settings, kind: str) -> timedelta:
+    """How long a session of this kind may go unused before it ends."""
+    minutes = limits.shared_device_idle_minutes if kind == SHARED else settings.session_idle_minutes
+    return timedelta(minutes=minutes)
+
+
+def _check_idle(session: Session, clock: Clock, settings: Settings, found: AuthSession, idle_for: timedelta) -> None:
+    limits = session_limits(session=session, settings=settings)
+    if idle_for >= idle_limit(limits, settings, found.kind):
+        now = clock.now()
+        found.revoked_at = now
+        found.revoke_reason = "idle timeout"
+        announce_session_end(session=session, clock=clock, person_id=found.person_id, session_ids=[found.id],
+                             reason="idle timeout")
+        _end_bindings(session, now, [found.id], "idle timeout")
+        raise Unauthenticated("the session ended after being idle; sign in again", keep_changes=True)
+    if found.locked_at is None and found.kind != SHARED and idle_for >= timedelta(minutes=limits.pin_lock_minutes):
+        cred = session.get(Credential, found.person_id)
+        if cred is not None and cred.pin_hash:
+            found.locked_at = clock.now()
 
 
 def sign_out(*, session: Session, clock: Clock, actor: Actor) -> None:
@@ -224,7 +247,8 @@ def sign_out(*, session: Session, clock: Clock, actor: Actor) -> None:
     if row is not None and row.revoked_at is None:
         row.revoked_at = clock.now()
         row.revoke_reason = "signed out"
-        _announce_end(session, clock, row.person_id, [row.id], "signed out")
+        announce_session_end(session=session, clock=clock, person_id=row.person_id, session_ids=[row.id],
+                             reason="signed out")
         _end_bindings(session, clock.now(), [row.id], "signed out")
     audit.record(session=session, clock=clock, actor=actor, action="auth.sign_out", object_type="session",
                  object_id=actor.session_id)
@@ -246,16 +270,24 @@ def revoke_session(*, session: Session, clock: Clock, actor: Actor, session_id: 
     if row is None or not may:
         raise NotFound(f"no session {session_id}")
     if row.revoked_at is None:
-        row.revoked_at = clock.now()
-        row.revoke_reason = f"revoked by {actor.username}"
-        _announce_end(session, clock, row.person_id, [row.id], row.revoke_reason)
-        _end_bindings(session, clock.now(), [row.id], row.revoke_reason or "revoked")
+        reason = f"revoked by {actor.username}"
+        row.revoked_at, row.revoke_reason = clock.now(), reason
+        announce_session_end(session=session, clock=clock, person_id=row.person_id, session_ids=[row.id],
+                             reason=reason)
+        _end_bindings(session, clock.now(), [row.id], reason)
     audit.record(session=session, clock=clock, actor=actor, action="auth.revoke_session", object_type="session",
                  object_id=session_id)
 
 
-def _announce_end(session: Session, clock: Clock, person_id: int, session_ids: list[int], reason: str) -> None:
-    """Live connections of an ended session close at once: alerts must reach live sessions only."""
+def announce_session_end(
+    *, session: Session, clock: Clock, person_id: int, session_ids: list[int], reason: str
+) -> None:
+    """Live connections of an ended session close at once: alerts must reach live sessions only.
+
+    Every path that ends a session calls this in the same transaction, so in a person's event stream
+    the ``session.ended`` event comes before anything emitted after the end, and its commit wakes the
+    sockets to read it.
+    """
     if session_ids:
         realtime.emit(session=session, clock=clock, person_ids=[person_id], kind="session.ended",
                       payload={"session_ids": session_ids, "reason": reason})
@@ -272,7 +304,7 @@ def revoke_all_sessions(*, session: Session, clock: Clock, person_id: int, reaso
         update(DeviceBinding).where(DeviceBinding.person_id == person_id, DeviceBinding.ended_at.is_(None))
         .values(ended_at=clock.now(), end_reason=reason[:120])
     )
-    _announce_end(session, clock, person_id, ids, reason)
+    announce_session_end(session=session, clock=clock, person_id=person_id, session_ids=ids, reason=reason)
     return len(ids)
 
 

@@ -12,6 +12,7 @@ from carerelay.alerts.intake import take_handoffs
 from carerelay.core.clock import Clock
 from carerelay.core.db import Database
 from carerelay.jobs.service import fire_due
+from carerelay.messaging.retention import schedule_daily_purge
 from carerelay.notifications.channels import Channel
 from carerelay.notifications.service import deliver_due
 
@@ -21,9 +22,17 @@ TICK_SECONDS = 0.2
 
 
 async def run_forever(db: Database, clock: Clock, channels: dict[str, Channel]) -> None:
-    """Each pass fires due timers, turns clinical hand-offs into alerts, then sends due deliveries."""
+    """Each pass fires due timers, turns clinical hand-offs into alerts, then sends due deliveries.
+
+    The first pass also makes sure the periodic work is planned (the daily retention purge); it is
+    done here rather than at start-up so a busy database delays the purge, never the node's readiness.
+    """
+    planned = False
     while True:
         try:
+            if not planned:
+                await to_thread.run_sync(schedule_daily_purge, db, clock)
+                planned = True
             await to_thread.run_sync(lambda: fire_due(db=db, clock=clock, limit=500))
             await to_thread.run_sync(lambda: take_handoffs(db=db, clock=clock))
             await to_thread.run_sync(lambda: deliver_due(db=db, clock=clock, channels=channels))

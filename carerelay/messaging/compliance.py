@@ -54,7 +54,7 @@ def discover(*, session: Session, clock: Clock, actor: Actor, query: Discovery, 
     """Everything retained, whatever its age; the search itself is audited."""
     stmt = select(Message)
     if query.text:
-        stmt = stmt.where(Message.id.in_(service._fts_ids(session, query.text, 100_000)))
+        stmt = stmt.where(service.text_matches(session, query.text, since=query.since))
     if query.patient_id is not None:
         stmt = stmt.where(Message.patient_id == query.patient_id)
     if query.person_id is not None:

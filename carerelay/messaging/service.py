@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, text
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    and_,
+    bindparam,
+    column,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -26,6 +38,7 @@ from carerelay.alerts.models import Alert
 from carerelay.audit import service as audit
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
+from carerelay.core.db import UTCDateTime
 from carerelay.core.errors import Conflict, Forbidden, Invalid, NotFound
 from carerelay.directory.models import Person
 from carerelay.escalation.engine import on_notify
@@ -665,35 +678,44 @@ def forward(
 
 # -- search ------------------------------------------------------------------------------------
 
-def _fts_ids(session: Session, query: str, limit: int) -> list[int]:
+def text_matches(session: Session, query: str, *, since: datetime | None = None) -> ColumnElement[bool]:
+    """A condition on ``messages`` for full-text search (FTS5 on SQLite, tsvector on PostgreSQL).
+
+    It is a filter inside the caller's query, never a capped list of matching ids taken first: with a
+    cap, the newest matches across the whole hospital would crowd out a person's own older ones.
+    ``since`` lets SQLite's index skip matches older than the window: no message of the window has an
+    id below the smallest id written since then, so the bound is exact.
+    """
     words = [w for w in "".join(ch if ch.isalnum() else " " for ch in query).split() if w]
     if not words:
         raise Invalid("search for at least one word", field="q")
     if session.get_bind().dialect.name == "postgresql":
         # Words are letters and digits only here, so the tsquery syntax cannot be injected.
-        sql = text("SELECT id FROM messages WHERE search_vector @@ to_tsquery('simple', :q) "
-                   "ORDER BY id DESC LIMIT :n")
-        return list(session.execute(sql, {"q": " & ".join(f"{w}:*" for w in words), "n": limit}).scalars())
-    fts = " ".join(f'"{w}"*' for w in words)
-    sql = text("SELECT rowid FROM messages_fts WHERE messages_fts MATCH :q ORDER BY rowid DESC LIMIT :n")
-    return list(session.execute(sql, {"q": fts, "n": limit}).scalars())
+        tsquery = func.to_tsquery(literal_column("'simple'"), " & ".join(f"{w}:*" for w in words))
+        return literal_column("messages.search_vector").bool_op("@@")(tsquery)
+    sql = "SELECT rowid FROM messages_fts WHERE messages_fts MATCH :fts_query"
+    params: list[BindParameter[Any]] = [bindparam("fts_query", " ".join(f'"{w}"*' for w in words))]
+    if since is not None:
+        sql += " AND rowid >= (SELECT min(+id) FROM messages WHERE created_at >= :fts_since)"
+        params.append(bindparam("fts_since", since, type_=UTCDateTime()))
+    return Message.id.in_(text(sql).bindparams(*params).columns(column("rowid", Integer)))
 
 
 def search_messages(*, session: Session, clock: Clock, actor: Actor, query: str, limit: int = 50) -> list[MessageView]:
-    """(1)(2) Full-text search of the caller's conversations over the last ``search_hours``."""
+    """(1)(2) Full-text search of the caller's conversations over the last ``search_hours``.
+
+    Membership, the window and the words are one query, so every match the caller may see is a
+    candidate, however common the word is elsewhere.
+    """
     me = _require_person(actor)
     since = clock.now() - timedelta(hours=get_policy(session=session).search_hours)
-    candidates = _fts_ids(session, query, 2000)
-    if not candidates:
-        rows: list[Message] = []
-    else:
-        rows = list(session.execute(
-            select(Message)
-            .join(ConversationMember, and_(ConversationMember.conversation_id == Message.conversation_id,
-                                           ConversationMember.person_id == me))
-            .where(Message.id.in_(candidates), Message.created_at >= since)
-            .order_by(Message.created_at.desc()).limit(limit)
-        ).scalars())
+    rows = list(session.execute(
+        select(Message)
+        .join(ConversationMember, and_(ConversationMember.conversation_id == Message.conversation_id,
+                                       ConversationMember.person_id == me))
+        .where(Message.created_at >= since, text_matches(session, query, since=since))
+        .order_by(Message.id.desc()).limit(limit)
+    ).scalars())
     audit.record(session=session, clock=clock, actor=actor, action="message.search", object_type="person",
                  object_id=me, detail={"query": query, "results": len(rows)})
     return views(session, rows)

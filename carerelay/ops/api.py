@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -11,6 +13,8 @@ from carerelay.auth.deps import get_db, public
 from carerelay.core.actor import Actor
 from carerelay.core.migrate import head_revision, revision_of
 from carerelay.ops.metrics import REGISTRY
+
+log = logging.getLogger("carerelay.ops")
 
 router = APIRouter(tags=["operations"])
 
@@ -27,6 +31,8 @@ def readyz(request: Request, actor: Actor = public()) -> JSONResponse:
         with get_db(request).unit_of_work() as session:
             current = revision_of(session.connection())
     except SQLAlchemyError as exc:
+        # The public answer names the kind of failure; the log, for the operator, has the driver's words.
+        log.warning("not ready: database unreachable", extra={"error": str(exc).splitlines()[0][:300]})
         return JSONResponse({"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"},
                             status_code=503)
     head = head_revision()

@@ -3,7 +3,9 @@
 Protocol (JSON text frames):
   server → client  {"type": "hello", "last_seq": N}
                    {"type": "event", "seq": N, "kind": "message.new" | "receipt.changed" | …, "data": {…}}
-                   {"type": "session_ended", "detail": "…"}   then close code 4001
+                   {"type": "session_ended", "detail": "…"}   then close code 4001: the session ended
+                   (signed out, revoked, password reset, the next person signed in on a shared
+                   device, idle timeout); no event is sent once its end has committed
                    {"type": "error", "detail": "…"}
   client → server  {"type": "receipt", "state": "delivered" | "read" | "acknowledged", "message_ids": [...]}
                    {"type": "ping"}
@@ -23,9 +25,12 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from starlette.websockets import WebSocketState
 
+from carerelay.auth import devices
 from carerelay.auth import service as auth
 from carerelay.auth.deps import get_clock, get_db, get_settings_dep, presented_token, ws_signed_in
+from carerelay.config import Settings
 from carerelay.core.actor import Actor
+from carerelay.core.clock import Clock
 from carerelay.core.db import Database
 from carerelay.core.errors import CarerelayError
 from carerelay.messaging import service as messaging
@@ -41,10 +46,23 @@ SESSION_CHECK_SECONDS = 5.0
 SESSION_ENDED = 4001
 
 
-def _fetch(db: Database, person_id: int, after: int) -> list[dict[str, Any]]:
+def _fetch(
+    db: Database, clock: Clock, settings: Settings, actor: Actor, after: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """The person's events after ``after``, and whether this socket's session may still receive them.
+
+    The session is checked after the events are read: if it is still one of the person's delivery
+    targets then, every event just read was written while it was live. Once it is not (handed over to
+    the next person on a shared device, idle, signed out, revoked), nothing read is sent.
+    """
+    assert actor.person_id is not None and actor.session_id is not None
     with db.read_only() as session:
-        return [{"type": "event", "seq": e.seq, "kind": e.kind, "data": e.payload}
-                for e in service.events_after(session=session, person_id=person_id, after_seq=after, limit=BATCH)]
+        frames = [{"type": "event", "seq": e.seq, "kind": e.kind, "data": e.payload}
+                  for e in service.events_after(session=session, person_id=actor.person_id, after_seq=after,
+                                                limit=BATCH)]
+        live = bool(devices.delivery_targets(session=session, clock=clock, settings=settings,
+                                             person_id=actor.person_id, session_id=actor.session_id))
+    return frames, live
 
 
 def _last_seq(db: Database, person_id: int) -> int:
@@ -59,6 +77,7 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
     db = get_db(websocket)
     hub: Hub = websocket.app.state.hub
     clock = get_clock(websocket)
+    settings = get_settings_dep(websocket)
     token = presented_token(websocket) or ""
     await websocket.accept()
     subscription = hub.subscribe(person_id)
@@ -68,11 +87,15 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
         await websocket.send_json({"type": "hello", "last_seq": cursor})
         checked = clock.now()
         while not receiver.done():
-            batch = await to_thread.run_sync(_fetch, db, person_id, cursor)
+            batch, live = await to_thread.run_sync(_fetch, db, clock, settings, actor, cursor)
             ended: str | None = None
+            if not live:
+                ended = (_announced_end(batch, actor) or await to_thread.run_sync(_session_problem, websocket, token)
+                         or "this session has ended")
+                batch = []
             for frame in batch:
-                if frame["kind"] == "session.ended" and actor.session_id in frame["data"]["session_ids"]:
-                    ended = f"this session ended: {frame['data']['reason']}"
+                ended = _announced_end([frame], actor)
+                if ended:
                     break
                 await websocket.send_json(frame)
                 cursor = frame["seq"]
@@ -97,12 +120,23 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
             await receiver
 
 
+def _announced_end(frames: list[dict[str, Any]], actor: Actor) -> str | None:
+    for frame in frames:
+        if frame["kind"] == "session.ended" and actor.session_id in frame["data"]["session_ids"]:
+            return f"this session ended: {frame['data']['reason']}"
+    return None
+
+
 def _session_problem(websocket: WebSocket, token: str) -> str | None:
-    """A password reset or sign-out elsewhere ends this socket too: alerts go to live sessions only."""
+    """A password reset or sign-out elsewhere ends this socket too: alerts go to live sessions only.
+
+    An open socket is presence, not use: it keeps a personal session alive but lets a shared device's
+    session idle out (and records that end, announced like any other).
+    """
     try:
         with get_db(websocket).unit_of_work() as session:
             auth.authenticate(session=session, clock=get_clock(websocket), settings=get_settings_dep(websocket),
-                              token=token)
+                              token=token, activity=False)
     except CarerelayError as exc:
         return exc.message
     return None

@@ -13,6 +13,7 @@ from carerelay.auth.deps import SESSION_COOKIE
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
 from carerelay.demo import DEMO_PASSWORD
+from carerelay.directory.models import Person
 from tests.conftest import sign_in
 
 
@@ -116,6 +117,24 @@ def test_admin_reset_ends_sessions_and_only_admins_may(client: TestClient) -> No
     assert response.status_code == 200 and response.json()["sessions_ended"] == 1
     assert client.get("/api/auth/me", headers=user).status_code == 401
     sign_in(client, "cnurse", "reset-by-it-desk")
+
+
+def test_an_admin_reset_clears_a_lock_out_at_once(client: TestClient, clock: FakeClock, db: Database) -> None:
+    wrong = {"username": "arahman", "password": "not-it-at-all"}
+    for _ in range(10):
+        assert client.post("/api/auth/sign-in", json=wrong).status_code == 401
+        clock.advance(seconds=600)  # past each back-off, so every attempt counts
+    locked = client.post("/api/auth/sign-in", json={**wrong, "password": DEMO_PASSWORD})
+    assert locked.status_code == 429 and "locked" in locked.json()["detail"]
+    admin = sign_in(client, "admin")
+    with db.unit_of_work() as session:
+        person_id = session.execute(select(Person.id).where(Person.username == "arahman")).scalar_one()
+    reset = client.post("/api/auth/reset-password", headers=admin,
+                        json={"person_id": person_id, "new_password": "reset-by-it-desk"})
+    assert reset.status_code == 200
+    signed = client.post("/api/auth/sign-in", json={"username": "arahman", "password": "reset-by-it-desk"})
+    assert signed.status_code == 200  # no waiting out the lock-out after IT has reset the password
+    assert _failures_audited(db, "arahman") == 10
 
 
 def test_totp_second_factor(client: TestClient, clock: FakeClock) -> None:

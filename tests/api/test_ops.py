@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from carerelay.core.db import Database
+from carerelay.app import create_app
+from carerelay.config import load_settings
+from carerelay.core.clock import FakeClock
+from carerelay.core.db import Database, make_engine
+from tests.servers import free_port
 
 
 def test_health_and_ready(client: TestClient) -> None:
@@ -20,6 +27,21 @@ def test_not_ready_when_the_schema_is_behind(client: TestClient, db: Database) -
     response = client.get("/readyz")
     assert response.status_code == 503
     assert "carerelay db upgrade" in response.json()["migrations"]
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_not_ready_when_the_database_is_unreachable(kind: str, tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    url = (f"postgresql://postgres@127.0.0.1:{free_port()}/carerelay" if kind == "postgresql"
+           else f"sqlite:///{tmp_path / 'no-such-directory' / 'carerelay.db'}")
+    settings = load_settings(database_url=url, log_format="text", run_timers=False)
+    app = create_app(settings, db=Database(make_engine(url)), clock=FakeClock())
+    client = TestClient(app)  # no lifespan: nothing else tries the database
+    assert client.get("/healthz").status_code == 200  # the process is fine; only readiness fails
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "database": "unreachable: OperationalError"}
+    assert any("database unreachable" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
 
 
 def test_metrics_count_requests(client: TestClient) -> None:

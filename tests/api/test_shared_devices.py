@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from starlette.websockets import WebSocketDisconnect
 
 from carerelay.auth import devices
 from carerelay.auth.models import DeviceBinding
@@ -111,3 +115,111 @@ def test_pin_unlocks_an_idle_personal_session(client: TestClient, clock: FakeClo
     ended = client.post("/api/auth/unlock", headers=headers, json={"pin": "0000"})
     assert "too many wrong PINs" in ended.json()["detail"]
     assert client.post("/api/auth/unlock", headers=headers, json={"pin": "4719"}).status_code == 401
+
+
+def _alert(client: TestClient, operator: dict[str, str], person_id: int, title: str) -> int:
+    response = client.post("/api/alerts", headers=operator,
+                           json={"title": title, "address": f"person:{person_id}", "priority": "critical"})
+    assert response.status_code == 201, response.text
+    alert_id: int = response.json()["id"]
+    return alert_id
+
+
+def _next_alert(ws: Any) -> dict[str, Any]:
+    """The next alert.new frame, skipping other events (a session of this person ending elsewhere)."""
+    for _ in range(20):
+        frame: dict[str, Any] = ws.receive_json()
+        if frame.get("kind") == "alert.new":
+            return frame
+    raise AssertionError("no alert.new frame")
+
+
+def _closed_without_another_frame(ws: Any, reason: str) -> None:
+    """The socket's next frames are exactly session_ended and the close: nothing of the person after the end."""
+    ended = ws.receive_json()
+    assert ended["type"] == "session_ended" and reason in ended["detail"], ended
+    with pytest.raises(WebSocketDisconnect) as closed:
+        ws.receive_json()
+    assert closed.value.code == 4001
+
+
+def test_handover_closes_the_previous_nurses_socket_and_her_alerts_follow_her(client: TestClient, db: Database) -> None:
+    first, second = NURSES
+    first_id, _ = _ids(db, first)
+    second_id, _ = _ids(db, second)
+    operator = sign_in(client, "ooperator")
+    first_on_device = _shared_sign_in(client, first)
+    first_phone = sign_in(client, first)
+    with client.websocket_connect("/api/ws", headers=first_on_device) as device_ws, \
+            client.websocket_connect("/api/ws", headers=first_phone) as phone_ws:
+        assert device_ws.receive_json()["type"] == "hello" and phone_ws.receive_json()["type"] == "hello"
+        before = _alert(client, operator, first_id, "K+ 6.8 (HH) bed 412-B")
+        assert _next_alert(device_ws)["data"]["id"] == before  # hers while she holds the device
+
+        second_on_device = _shared_sign_in(client, second)
+        # Her next alert is written before her old socket looks again: it must still never show there.
+        after = _alert(client, operator, first_id, "Troponin 2.1 (HH) bed 412-B")
+        _closed_without_another_frame(device_ws, "next person signed in on 4W-SHARED-01")
+        assert [_next_alert(phone_ws)["data"]["id"] for _ in range(2)] == [before, after]  # her own phone
+
+        with client.websocket_connect("/api/ws", headers=second_on_device) as second_ws:
+            assert second_ws.receive_json()["type"] == "hello"
+            theirs = _alert(client, operator, second_id, "Lactate 4.9 (HH) bed 410-A")
+            frame = _next_alert(second_ws)
+            assert frame["data"]["id"] == theirs and frame["data"]["id"] != after
+    refused = client.get("/api/auth/me", headers=first_on_device)
+    assert refused.status_code == 401
+
+
+def test_an_idle_shared_session_stops_receiving_on_the_organizations_timeout(
+    client: TestClient, db: Database, clock: FakeClock
+) -> None:
+    nurse = NURSES[0]
+    person_id, _ = _ids(db, nurse)
+    admin, operator = sign_in(client, "admin"), sign_in(client, "ooperator")
+    changed = client.patch("/api/auth/policy", headers=admin, json={"shared_device_idle_minutes": 30})
+    assert changed.status_code == 200 and changed.json()["shared_device_idle_minutes"] == 30
+    on_device = _shared_sign_in(client, nurse)
+    with client.websocket_connect("/api/ws", headers=on_device) as ws:
+        assert ws.receive_json()["type"] == "hello"
+        clock.advance(minutes=29)
+        first = _alert(client, operator, person_id, "K+ 6.8 (HH) bed 412-B")
+        assert _next_alert(ws)["data"]["id"] == first  # an open socket alone is not use of a shared device
+        clock.advance(minutes=2)
+        _alert(client, operator, person_id, "K+ 7.1 (HH) bed 412-B")
+        _closed_without_another_frame(ws, "idle")
+    assert client.get("/api/auth/me", headers=on_device).status_code == 401
+
+
+def test_running_out_of_pin_attempts_closes_the_socket(client: TestClient, db: Database) -> None:
+    nurse = NURSES[0]
+    person_id, _ = _ids(db, nurse)
+    operator, phone = sign_in(client, "ooperator"), sign_in(client, nurse)
+    assert client.put("/api/auth/pin", headers=phone, json={"pin": "4719"}).status_code == 204
+    with client.websocket_connect("/api/ws", headers=phone) as ws:
+        assert ws.receive_json()["type"] == "hello"
+        assert client.post("/api/auth/lock", headers=phone).status_code == 204
+        for _ in range(5):
+            assert client.post("/api/auth/unlock", headers=phone, json={"pin": "0000"}).status_code == 401
+        _alert(client, operator, person_id, "K+ 6.8 (HH) bed 412-B")
+        _closed_without_another_frame(ws, "too many wrong PINs")
+
+
+def test_session_policy_is_the_organizations_with_the_settings_as_defaults(
+    client: TestClient, settings: Settings
+) -> None:
+    admin, nurse = sign_in(client, "admin"), sign_in(client, NURSES[0])
+    default = client.get("/api/auth/policy", headers=nurse).json()
+    assert default == {"shared_device_idle_minutes": settings.shared_device_idle_minutes,
+                       "pin_lock_minutes": settings.pin_lock_minutes,
+                       "from_settings": ["shared_device_idle_minutes", "pin_lock_minutes"]}
+    assert client.patch("/api/auth/policy", headers=nurse, json={"pin_lock_minutes": 5}).status_code == 403
+    assert client.patch("/api/auth/policy", headers=admin, json={"pin_lock_minutes": 0}).status_code == 422
+    set_both = client.patch("/api/auth/policy", headers=admin,
+                            json={"shared_device_idle_minutes": 45, "pin_lock_minutes": 5}).json()
+    assert set_both == {"shared_device_idle_minutes": 45, "pin_lock_minutes": 5, "from_settings": []}
+    back = client.patch("/api/auth/policy", headers=admin, json={"shared_device_idle_minutes": None}).json()
+    assert back["shared_device_idle_minutes"] == settings.shared_device_idle_minutes
+    assert back["from_settings"] == ["shared_device_idle_minutes"]
+    trail = client.get("/api/audit", headers=admin, params={"action": "auth.update_policy"})
+    assert trail.status_code == 200 and len(trail.json()) == 2

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from carerelay.audit.models import AuditEntry
 from carerelay.core.db import Database
-from carerelay.messaging.models import Message
+from carerelay.messaging.models import Conversation, Message
 from tests.api.messaging.helpers import direct, send, user
 
 
@@ -44,6 +44,23 @@ def test_conversation_to_a_group_address_reaches_its_members(client: TestClient)
     assert set(cardiology["member_ids"]) <= set(conv.json()["member_ids"])
     bad = client.post("/api/conversations", headers=nurse.headers, json={"kind": "address", "address": "nowhere:1"})
     assert bad.status_code == 422 and bad.json()["field"] == "address"
+
+
+def test_an_address_that_reaches_no_one_is_refused_and_nothing_is_stored(client: TestClient, db: Database) -> None:
+    nurse, admin = user(client, "cnurse"), user(client, "admin")
+    gone = user(client, "golsen")
+    team = client.post("/api/groups", headers=admin.headers,
+                       json={"code": "NIGHT-FLOAT", "name": "Night float", "member_ids": [gone.id]})
+    assert team.status_code == 201, team.text
+    client.patch(f"/api/people/{gone.id}", headers=admin.headers, json={"active": False})
+    with db.unit_of_work() as session:
+        before = session.execute(select(func.count()).select_from(Conversation)).scalar_one()
+    refused = client.post("/api/conversations", headers=nurse.headers,
+                          json={"kind": "address", "address": f"group:{team.json()['id']}"})
+    assert refused.status_code == 422 and refused.json()["field"] == "address"
+    assert "reaches no one right now" in refused.json()["detail"]
+    with db.unit_of_work() as session:
+        assert session.execute(select(func.count()).select_from(Conversation)).scalar_one() == before
 
 
 def test_deactivated_recipient_is_refused_and_nothing_is_stored(client: TestClient, db: Database) -> None:
@@ -129,6 +146,25 @@ def test_order_text_needs_confirmation_and_can_be_blocked(client: TestClient) ->
     assert blocked.status_code == 422 and "does not allow" in blocked.json()["detail"]
     critical = client.post(url, headers=nurse.headers, json={"text": "critical potassium 6.8"})
     assert critical.json()["warnings"] == ["critical_result"]
+
+
+def test_critical_result_text_can_be_blocked(client: TestClient, db: Database) -> None:
+    nurse, doc, admin = user(client, "cnurse"), user(client, "jwilson"), user(client, "admin")
+    conv = direct(client, nurse, doc)
+    url = f"/api/conversations/{conv}/messages"
+    assert client.patch("/api/messaging/policy", headers=admin.headers,
+                        json={"critical_results_in_text": "block"}).status_code == 200
+    with db.unit_of_work() as session:
+        before = session.execute(select(func.count()).select_from(Message)).scalar_one()
+    for text in ("critical potassium 6.8", "Troponin critical high 2.1, call me"):
+        blocked = client.post(url, headers=nurse.headers, json={"text": text, "confirm": ["critical_result"]})
+        assert blocked.status_code == 422 and blocked.json()["field"] == "text", blocked.text
+        assert blocked.json()["detail"].startswith("Not sent.") and "does not allow" in blocked.json()["detail"]
+    with db.unit_of_work() as session:
+        assert session.execute(select(func.count()).select_from(Message)).scalar_one() == before
+    assert send(client, nurse, conv, "potassium recheck is due at 14:00")["warnings_confirmed"] == []
+    assert client.post(url, headers=nurse.headers, json={"text": "give 40 mEq KCl now"}).json()["warnings"] == [
+        "orders"]  # the other policy keeps its own setting
 
 
 def test_courtesy_reply_is_silent(client: TestClient) -> None:

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from tests.api.messaging.helpers import direct, send, user
+from tests.api.messaging.helpers import User, direct, png, send, user
 
 
 def _until(ws: Any, kind: str) -> dict[str, Any]:
@@ -39,6 +39,67 @@ def test_message_and_read_receipt_arrive_live(client: TestClient) -> None:
         assert _until(doc_ws, "error")["type"] == "error"
         doc_ws.send_json({"type": "ping"})
         assert _until(doc_ws, "pong")["type"] == "pong"
+
+
+def _photo(client: TestClient, who: User, seed: int) -> tuple[int, bytes]:
+    image = png(width=2 + seed, height=2)
+    response = client.post("/api/attachments", headers=who.headers, files={"file": ("camera.png", image, "image/png")})
+    assert response.status_code == 201, response.text
+    attachment_id: int = response.json()["id"]
+    return attachment_id, image
+
+
+def test_two_sessions_exchange_text_and_images_live_with_receipts(client: TestClient) -> None:
+    nurse, doc = user(client, "cnurse"), user(client, "jwilson")
+    conv = direct(client, nurse, doc)
+    with client.websocket_connect("/api/ws", headers=nurse.headers) as nurse_ws, \
+            client.websocket_connect("/api/ws", headers=doc.headers) as doc_ws:
+        assert nurse_ws.receive_json()["type"] == "hello" and doc_ws.receive_json()["type"] == "hello"
+        for sender, sender_ws, reader, reader_ws, seed, text in (
+                (nurse, nurse_ws, doc, doc_ws, 1, "wound on the left heel, 412-B"),
+                (doc, doc_ws, nurse, nurse_ws, 2, "compare with this one from Monday")):
+            attachment_id, image = _photo(client, sender, seed)
+            sent = send(client, sender, conv, text, attachment_ids=[attachment_id])
+            arrived = _until(reader_ws, "message.new")["data"]
+            assert (arrived["id"], arrived["text"]) == (sent["id"], text)
+            assert arrived["attachments"] == [{"id": attachment_id, "content_type": "image/png", "size": len(image)}]
+            served = client.get(f"/api/attachments/{attachment_id}", headers=reader.headers)
+            assert served.content == image and served.headers["cache-control"] == "no-store"
+            assert served.headers["content-disposition"] == "inline"
+            reader_ws.send_json({"type": "receipt", "state": "delivered", "message_ids": [sent["id"]]})
+            reader_ws.send_json({"type": "receipt", "state": "read", "message_ids": [sent["id"]]})
+            states: list[tuple[bool, bool]] = []
+            while len(states) < 2:  # skipping the echoes of the reader's own earlier receipts
+                receipt = _until(sender_ws, "receipt.changed")["data"]["receipts"][0]
+                if receipt["message_id"] == sent["id"]:
+                    assert receipt["person_id"] == reader.id
+                    states.append((receipt["delivered_at"] is not None, receipt["read_at"] is not None))
+            assert states == [(True, False), (True, True)]
+            seen = client.get(f"/api/messages/{sent['id']}/receipts", headers=sender.headers).json()
+            assert [(r["person_id"], bool(r["read_at"])) for r in seen] == [(reader.id, True)]
+
+
+def test_conversation_changes_arrive_live(client: TestClient) -> None:
+    nurse, doc, pharmacist = user(client, "cnurse"), user(client, "jwilson"), user(client, "hpark")
+    with client.websocket_connect("/api/ws", headers=nurse.headers) as nurse_ws, \
+            client.websocket_connect("/api/ws", headers=doc.headers) as doc_ws, \
+            client.websocket_connect("/api/ws", headers=pharmacist.headers) as third_ws:
+        for ws in (nurse_ws, doc_ws, third_ws):
+            assert ws.receive_json()["type"] == "hello"
+        created = client.post("/api/conversations", headers=nurse.headers,
+                              json={"kind": "group", "member_ids": [doc.id], "title": "412-B wound care"})
+        assert created.status_code == 201
+        conv = created.json()["id"]
+        for ws in (nurse_ws, doc_ws):
+            frame = _until(ws, "conversation.new")["data"]
+            assert frame["id"] == conv and frame["title"] == "412-B wound care"
+            assert sorted(frame["member_ids"]) == sorted([nurse.id, doc.id])
+        added = client.post(f"/api/conversations/{conv}/members", headers=doc.headers,
+                            json={"person_id": pharmacist.id})
+        assert added.status_code == 200
+        for ws in (nurse_ws, doc_ws, third_ws):  # the newcomer learns of it the same way
+            frame = _until(ws, "conversation.changed")["data"]
+            assert frame["id"] == conv and sorted(frame["member_ids"]) == sorted([nurse.id, doc.id, pharmacist.id])
 
 
 def test_reconnect_with_last_seen_gets_everything_missed_once(client: TestClient) -> None:

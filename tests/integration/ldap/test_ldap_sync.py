@@ -22,7 +22,7 @@ from carerelay.core.db import Database, make_engine
 from carerelay.core.migrate import upgrade
 from carerelay.directory.models import ContactPoint, Group, GroupMember, Person
 from carerelay.integrations.ldap import service as ldap
-from tests.conftest import sign_in
+from tests.conftest import fresh_backend, sign_in
 from tests.integration.ldap.slapd import SUFFIX, Slapd, running_slapd, slapd_missing
 
 pytestmark = pytest.mark.skipif(slapd_missing() is not None, reason=slapd_missing() or "")
@@ -180,6 +180,27 @@ def test_incremental_run_reads_only_changes_and_deactivates_leavers(
     assert _person(db, f"ann{tree.tag}").active is True
 
 
+def test_progress_is_reported_stage_by_stage(tree: Tree, slapd: Slapd, db: Database, clock: FakeClock) -> None:
+    _seed(tree)
+    seen: list[tuple[str, int, int | None]] = []
+
+    def note(stage: str, done: int, total: int | None) -> None:
+        seen.append((stage, done, total))
+
+    _run(db, clock, tree.config(slapd.url), progress=note)
+    assert seen == [("reading the directory", n, None) for n in (1, 2, 3)] + \
+        [("comparing", n, 3) for n in (1, 2, 3)] + [("applying", n, 3) for n in (1, 2, 3)]
+
+    tree.modify(tree.person_dn(f"raj{tree.tag}"), title="Charge RN")
+    seen.clear()
+    _run(db, clock, tree.config(slapd.url), progress=note)
+    assert seen == [("reading the roster", n, None) for n in (1, 2, 3)] + [("reading changes", 1, None),
+                                                                           ("comparing", 1, 1), ("applying", 1, 1)]
+    seen.clear()
+    _run(db, clock, tree.config(slapd.url), progress=note, dry_run=True, full=True)
+    assert [stage for stage, _, _ in seen] == ["reading the directory"] * 3 + ["comparing"] * 3  # nothing applied
+
+
 def test_group_membership_follows_the_directory(tree: Tree, slapd: Slapd, db: Database, clock: FakeClock) -> None:
     _seed(tree)
     _run(db, clock, tree.config(slapd.url))
@@ -232,10 +253,15 @@ def test_unreachable_directory_is_one_clear_error(db: Database, clock: FakeClock
         ldap.parse_attribute_map("username=uid,phone_number=telephoneNumber")
 
 
-def test_cli_dry_run_then_sync(tree: Tree, slapd: Slapd, tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_cli_dry_run_then_sync(tree: Tree, slapd: Slapd, tmp_path: Path, database: str) -> None:
     """As an operator runs it, against a database of its own (the CLI commits for real)."""
     _seed(tree)
-    url = f"sqlite:///{tmp_path / 'ldap-cli.db'}"
+    with fresh_backend(database, tmp_path) as backend:
+        _cli_dry_run_then_sync(tree, slapd, tmp_path, backend.cli_url())
+
+
+def _cli_dry_run_then_sync(tree: Tree, slapd: Slapd, tmp_path: Path, url: str) -> None:
     engine = make_engine(url)
     upgrade(engine)
     env = {**os.environ, "CARERELAY_DATABASE_URL": url, "CARERELAY_LDAP_URL": slapd.url,

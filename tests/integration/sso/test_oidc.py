@@ -148,6 +148,29 @@ def test_jit_creates_the_person_when_enabled(
         assert person.ms_upn == "new.hire@hospital.example" and person.family_name == "Hire"
 
 
+def test_sign_in_matches_by_an_external_id(
+    backend: Backend, tmp_path: Path, idp: OidcIdp, db: Database, clock: FakeClock
+) -> None:
+    """The IdP sends the workforce system's id (here the Kronos id as an ``employee_id`` claim), no e-mail match."""
+    sso_service._discovery.clear()
+    settings = _settings(backend, tmp_path, idp, match={"claim": "employee_id", "field": "kronos_id"})
+    with db.unit_of_work() as session:
+        kronos = session.execute(select(Person.kronos_id).where(Person.username == "cnurse")).scalar_one()
+    assert kronos
+    with TestClient(create_app(settings, db=db, clock=clock)) as client:
+        idp.user = {"sub": "idp-user-7", "employee_id": kronos, "email": "someone.else@elsewhere.example"}
+        done = client.get(_through_idp(client))
+        assert done.status_code == 200, done.text
+        assert client.get("/api/auth/me").json()["username"] == "cnurse"
+        client.cookies.clear()
+        idp.user = {"sub": "idp-user-8", "employee_id": kronos.lower() + "0"}
+        refused = client.get(_through_idp(client))
+        assert refused.status_code == 401 and "no carerelay account has kronos_id" in refused.text
+        idp.user = {"sub": "idp-user-9", "email": "cnurse@demo-health.example"}  # the claim is missing
+        missing = client.get(_through_idp(client))
+        assert missing.status_code == 401 and "employee_id" in missing.text
+
+
 def test_backchannel_logout_ends_the_sessions(sso_client: TestClient, idp: OidcIdp, db: Database) -> None:
     idp.user = {"sub": "idp-user-9", "email": _demo_email(db, "cnurse")}
     assert sso_client.get(_through_idp(sso_client)).status_code == 200

@@ -42,11 +42,13 @@ from carerelay.directory.api import router as directory_router
 from carerelay.escalation.api import router as escalation_router
 from carerelay.integrations.hl7.api import router as hl7_router
 from carerelay.integrations.hl7.listener import Hl7Runtime
+from carerelay.integrations.paging.api import router as paging_router
 from carerelay.integrations.scim.api import PREFIX as SCIM_PREFIX
 from carerelay.integrations.scim.api import router as scim_router
 from carerelay.integrations.scim.api import scim_error_response, scim_validation_response
 from carerelay.integrations.sso.api import router as sso_router
 from carerelay.integrations.sso.config import load_providers
+from carerelay.integrations.wctp.api import router as wctp_router
 from carerelay.jobs import worker as jobs_worker
 from carerelay.messaging.api import router as messaging_router
 from carerelay.notifications.service import build_channels
@@ -233,6 +235,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
 
     for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
                    alerts_router, escalation_router, routing_router, scheduling_router, audit_router, scim_router,
-                   sso_router, hl7_router, web_router):
+                   sso_router, hl7_router, web_router, wctp_router, paging_router):
         app.include_router(router)
     return app

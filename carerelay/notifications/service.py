@@ -134,3 +134,7 @@ def deliver_due(*, db: Database, clock: Clock, channels: Mapping[str, Channel], 
 
 def deliveries_for_alert(*, session: Session, alert_id: int) -> list[Delivery]:
     return list(session.execute(select(Delivery).where(Delivery.alert_id == alert_id).order_by(Delivery.id)).scalars())
+
+
+def find_delivery(*, session: Session, delivery_id: int) -> Delivery | None:
+    return session.get(Delivery, delivery_id)

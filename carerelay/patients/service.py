@@ -694,3 +694,16 @@ def patient_in_bed(*, session: Session, unit_code: str, room: str, bed: str) -> 
         .limit(1)
     ).scalar_one_or_none()
     return found
+
+
+def find_bed(*, session: Session, unit_code: str, room: str, bed: str) -> tuple[Unit, Bed] | None:
+    """A bed by unit code, room and bed (case as written on the unit's board); None if there is none."""
+    found = session.execute(
+        select(Unit, Bed).join(Bed, Bed.unit_id == Unit.id)
+        .where(Unit.code == unit_code, Bed.room == room, Bed.bed == bed).order_by(Unit.id).limit(1)
+    ).first()
+    return (found[0], found[1]) if found is not None else None
+
+
+def find_unit(*, session: Session, unit_code: str) -> Unit | None:
+    return session.execute(select(Unit).where(Unit.code == unit_code).order_by(Unit.id).limit(1)).scalar_one_or_none()

@@ -570,3 +570,11 @@ def read_document(raw: bytes, *, max_bytes: int) -> Document:
             raise WctpError(OPERATION_NOT_SUPPORTED, f"{name} is not supported here")
         raise WctpError(XML_VALIDATION, f"unknown operation {name}")
     return Document(version, _attr(root, "wctpToken"), reader(kids[0]), name)
+
+
+def read_element(node: etree._Element) -> Operation:
+    """One operation element found inside another (a poll answer's wctp-Message)."""
+    reader = READERS.get(local_name(node))
+    if reader is None:
+        raise WctpError(OPERATION_NOT_SUPPORTED, f"{local_name(node)} is not supported here")
+    return reader(node)

@@ -43,12 +43,14 @@ from carerelay.escalation.api import router as escalation_router
 from carerelay.integrations.hl7.api import router as hl7_router
 from carerelay.integrations.hl7.listener import Hl7Runtime
 from carerelay.integrations.paging.api import router as paging_router
+from carerelay.integrations.paging.listeners import PagingRuntime
 from carerelay.integrations.scim.api import PREFIX as SCIM_PREFIX
 from carerelay.integrations.scim.api import router as scim_router
 from carerelay.integrations.scim.api import scim_error_response, scim_validation_response
 from carerelay.integrations.sso.api import router as sso_router
 from carerelay.integrations.sso.config import load_providers
 from carerelay.integrations.wctp.api import router as wctp_router
+from carerelay.integrations.wctp.worker import WctpWorker
 from carerelay.jobs import worker as jobs_worker
 from carerelay.messaging.api import router as messaging_router
 from carerelay.notifications.service import build_channels
@@ -165,22 +167,31 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             url = database.engine.url.render_as_string(hide_password=False)
             listener = asyncio.create_task(pglisten.listen_forever(url, hub))
         timers = None
+        wctp_worker = WctpWorker(settings)
         if settings.run_timers:
-            timers = asyncio.create_task(jobs_worker.run_forever(database, app.state.clock,
-                                                                 build_channels(settings)))
+            timers = asyncio.create_task(jobs_worker.run_forever(
+                database, app.state.clock, build_channels(settings),
+                also=[lambda: wctp_worker.run_once(database, app.state.clock)]))
         hl7_runtime = None
+        paging_runtime = None
         if listeners:
             hl7_runtime = Hl7Runtime(db=database, settings=settings, clock=app.state.clock)
             await hl7_runtime.start()
+            paging_runtime = PagingRuntime(db=database, settings=settings, clock=app.state.clock)
+            await paging_runtime.start()
         app.state.hl7 = hl7_runtime
+        app.state.paging = paging_runtime
         log.info("carerelay started", extra={"version": __version__, "database": database.dialect})
         try:
             yield
         finally:
+            if paging_runtime is not None:
+                await paging_runtime.stop()
             if hl7_runtime is not None:
                 await hl7_runtime.stop()
             if timers is not None:
                 await jobs_worker.stop(timers)
+            wctp_worker.close()
             if listener is not None:
                 await pglisten.stop(listener)
             hub.bind(None)

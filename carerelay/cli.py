@@ -366,6 +366,11 @@ def serve(
 
     feeds_from(settings)  # a wrong feed setting stops start-up with one line, before anything binds
     result_policy(settings)
+    from carerelay.integrations.paging.listeners import allow_list
+    from carerelay.integrations.wctp.gateways import gateways_from
+
+    allow_list(settings)
+    gateways_from(settings)
     db = _database(settings)
     _require_current(db)
     application = create_app(settings, db=db, listeners=True)

@@ -32,8 +32,9 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def wait_until_ready(base_url: str, process: subprocess.Popen[str], log_path: Path, timeout: float = 30) -> None:
-    """Poll /readyz; this waits on a real process starting, not on time passing in the system under test."""
+def wait_until_ready(base_url: str, process: subprocess.Popen[str], log_path: Path, timeout: float = 90) -> None:
+    """Poll /readyz; this waits on a real process starting, not on time passing in the system under test.
+    Generous: on a machine shared by several test runs, importing the app alone can take 20 s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -93,7 +93,7 @@ class Peer:
                        reply: str | None = None) -> list[str]:
         """The pager of this page was reached / opened / answered: reports queued for its sender."""
         page = next(s for s in self.submitted if s.message_id == message_id)
-        made = []
+        made: list[str] = []
         for kind, wanted in (("DELIVERED", delivered and page.notify_delivered), ("READ", read and page.notify_read)):
             if wanted:
                 made.append(status_info(message_id, page.recipient, page.sender, kind, f"P{len(made)}"))

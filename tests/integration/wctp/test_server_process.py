@@ -62,7 +62,7 @@ def test_client_against_our_server_process(backend: Backend, engine: Engine, tmp
     ports = {"tap": free_port(), "snpp": free_port(), "smtp": free_port()}
     env = {"CARERELAY_TAP_PORT": str(ports["tap"]), "CARERELAY_SNPP_PORT": str(ports["snpp"]),
            "CARERELAY_PAGER_SMTP_PORT": str(ports["smtp"]), "CARERELAY_PAGER_EMAIL_DOMAIN": "pager.test"}
-    with running_server(backend.cli_url(), tmp_path, **env) as server:
+    with running_server(backend.cli_url(), tmp_path, None, **env) as server:
         url = f"{server.base_url}/wctp"
         now = datetime.now(UTC)
         with WctpClient(url, sender_id="telemetry-central", security_code="demo-secret", backoff=0) as client:

@@ -40,6 +40,8 @@ scim_app.add_typer(scim_token_app, name="token")
 app.add_typer(scim_app, name="scim")
 ldap_app = typer.Typer(no_args_is_help=True, help="LDAP / Active Directory sync.")
 app.add_typer(ldap_app, name="ldap")
+paging_app = typer.Typer(no_args_is_help=True, help="Nurse call, telemetry and paging (WCTP, TAP, SNPP, e-mail).")
+app.add_typer(paging_app, name="paging")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -347,6 +349,26 @@ def hl7_purge(
         deleted = store.purge_messages(session=session, clock=SystemClock(), actor=cli_actor("hl7-purge"),
                                        older_than_days=older_than_days)
     out.print(f"deleted {deleted} message(s) received more than {older_than_days} days ago")
+
+
+@paging_app.command("purge")
+def paging_purge(
+    older_than_days: Annotated[int, typer.Option(help="Delete monitor rows received more than N days ago")],
+) -> None:
+    """Delete old inbound pages and device alerts from the feed monitor (audited). Alerts stay."""
+    from carerelay.core.errors import CarerelayError
+    from carerelay.integrations.paging import service as paging
+
+    db = _database(get_settings())
+    _require_current(db)
+    try:
+        with db.unit_of_work() as session:
+            deleted = paging.purge_messages(session=session, clock=SystemClock(), actor=cli_actor("paging-purge"),
+                                            older_than_days=older_than_days)
+    except CarerelayError as exc:
+        err.print(f"carerelay: {exc.message}")
+        raise typer.Exit(2) from None
+    out.print(f"deleted {deleted} paging message(s) received more than {older_than_days} days ago")
 
 
 @app.command("serve")

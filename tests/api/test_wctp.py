@@ -271,3 +271,38 @@ def test_admin_manages_senders_recipients_and_rules(client: TestClient, bed: Non
     assert alert["priority"] == "critical"
     assert client.get("/api/paging/rules", headers=user(client, "cnurse").headers).status_code == 403
     drain(client, "nursecall-4w")
+
+
+def test_the_monitor_keeps_each_request_without_its_codes(client: TestClient, bed: None) -> None:
+    message_id = uniq("RED")
+    assert post(client, submit(message_id=message_id)).code() == 200
+    admin = user(client, "iadmin")
+    [row] = monitor(client, admin, message_id=message_id)
+    detail = client.get(f"/api/paging/messages/{row['id']}", headers=admin.headers).json()
+    assert "demo-secret" not in detail["raw"] and 'securityCode="***"' in detail["raw"]
+    assert detail["notify_delivered"] is False and detail["priority_in"] == "NORMAL"
+
+
+def test_a_held_message_that_expires_while_held_is_refused(client: TestClient, clock: FakeClock, db: Database,
+                                                           bed: None) -> None:
+    message_id = uniq("HOLD")
+    after = (clock.now() + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    before = (clock.now() + timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert post(client, submit(message_id=message_id, control=f' deliveryAfter="{after}" '
+                                                              f'deliveryBefore="{before}"')).code() == 200
+    clock.advance(minutes=30)
+    jobs.fire_due(db=db, clock=clock)
+    [row] = monitor(client, user(client, "iadmin"), message_id=message_id)
+    assert (row["status"], row["error_code"], row["alert_id"]) == ("refused", 408, None)
+
+
+def test_purge_drops_old_monitor_rows(client: TestClient, clock: FakeClock, db: Database, bed: None) -> None:
+    from carerelay.core.actor import cli_actor
+    from carerelay.integrations.paging.service import purge_messages
+
+    message_id = uniq("OLD")
+    assert post(client, submit(message_id=message_id, control=' notifyWhenQueued="true"')).code() == 200
+    clock.advance(days=3)
+    with db.unit_of_work() as session:
+        assert purge_messages(session=session, clock=clock, actor=cli_actor(), older_than_days=2) >= 1
+    assert monitor(client, user(client, "iadmin"), message_id=message_id) == []

@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from carerelay.alerts import service as alerts
@@ -645,6 +645,11 @@ def on_deliver_due(session: Session, clock: Clock, timer: Timer) -> None:
     row = session.get(PagingMessage, timer.params["paging_message_id"])
     if row is None or row.status != MessageStatus.SCHEDULED or row.recipient_id is None:
         return
+    if row.deliver_before is not None and row.deliver_before <= clock.now():
+        row.status, row.error_code = MessageStatus.REFUSED, EXPIRED
+        row.error_text = f"deliveryBefore {row.deliver_before:%Y-%m-%d %H:%M:%S} UTC passed while it was held"
+        log.error("held page expired before delivery", extra={"paging_message_id": row.id})
+        return
     target = find_target(session=session, recipient_id=row.recipient_id)
     if target is None:
         row.status, row.error_code = MessageStatus.REFUSED, INVALID_RECIPIENT
@@ -697,6 +702,20 @@ def access_message(*, session: Session, clock: Clock, actor: Actor, message_id: 
     audit.record(session=session, clock=clock, actor=actor, action="paging.message.read", object_type="paging_message",
                  object_id=row.id)
     return row
+
+
+def purge_messages(*, session: Session, clock: Clock, actor: Actor, older_than_days: int) -> int:
+    """Delete monitor rows received more than N days ago (the replies owed about them go with them:
+    after a day they are long collected or given up). Alerts and their trails stay; held messages stay."""
+    if older_than_days < 1:
+        raise Invalid("keep at least one day", field="older_than_days")
+    cutoff = clock.now() - timedelta(days=older_than_days)
+    result = session.execute(delete(PagingMessage).where(PagingMessage.received_at < cutoff,
+                                                         PagingMessage.status != MessageStatus.SCHEDULED))
+    deleted = int(result.rowcount)  # type: ignore[attr-defined]
+    audit.record(session=session, clock=clock, actor=actor, action="paging.messages.purge",
+                 object_type="paging_message", detail={"older_than_days": older_than_days, "deleted": deleted})
+    return deleted
 
 
 def page_from_operator(*, session: Session, clock: Clock, actor: Actor, number: str, text: str,

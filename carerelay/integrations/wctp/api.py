@@ -23,7 +23,7 @@ from carerelay.integrations.paging import service as paging
 from carerelay.integrations.wctp import build
 from carerelay.integrations.wctp.gateways import gateways_from
 from carerelay.integrations.wctp.model import INTERNAL_ERROR, SERVICE_UNAVAILABLE
-from carerelay.integrations.wctp.service import Answer, ServerConfig, handle_request
+from carerelay.integrations.wctp.service import Answer, ServerConfig, handle_request, redact
 
 log = logging.getLogger("carerelay.wctp")
 
@@ -86,6 +86,6 @@ async def wctp(request: Request, actor: Actor = public()) -> Response:
         code = SERVICE_UNAVAILABLE if unavailable else INTERNAL_ERROR
         log.exception("wctp request failed", extra={"peer": peer, "code": code})
         reason = "the database is not reachable; send again" if unavailable else "internal error; send again"
-        await to_thread.run_sync(_record_failure, db, clock, raw[:65536], peer, code, reason)
+        await to_thread.run_sync(_record_failure, db, clock, redact(raw[:65536]), peer, code, reason)
         return Response(build.confirmation(code, None, detail=reason), media_type=XML)
     return Response(answer.body, media_type=XML)

@@ -17,7 +17,7 @@ class WctpOutbound(Base):
     __tablename__ = "wctp_outbound"
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    paging_message_id: Mapped[int] = mapped_column(ForeignKey("paging_messages.id"), index=True)
+    paging_message_id: Mapped[int] = mapped_column(ForeignKey("paging_messages.id", ondelete="CASCADE"), index=True)
     sender_id: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(12))  # status | reply
     notification: Mapped[str | None] = mapped_column(String(10))  # QUEUED | DELIVERED | READ

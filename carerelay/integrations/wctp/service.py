@@ -18,6 +18,7 @@ delivered/read into StatusInfo, through the outbox (sent after commit).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -59,6 +60,13 @@ log = logging.getLogger("carerelay.wctp")
 
 CHANNEL = Channel.WCTP.value
 CLIENT_QUERY_WINDOW = timedelta(days=7)
+_SECRETS = re.compile(rb"""\b(securityCode|wctpToken|authorizationCode)(\s*=\s*)("[^"]*"|'[^']*')""")
+_CLIENT_PASSWORD = re.compile(rb"""(<wctp-ClientOriginator\b[^>]*\bmiscInfo\s*=\s*)("[^"]*"|'[^']*')""")
+
+
+def redact(raw: bytes) -> bytes:
+    """What the feed monitor keeps of a request: everything but the codes senders authenticate with."""
+    return _CLIENT_PASSWORD.sub(rb'\1"***"', _SECRETS.sub(rb'\1\2"***"', raw))
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ def handle_request(*, session: Session, clock: Clock, raw: bytes, peer: str | No
         text = exc.text
         refused = paging.refuse(session=session, clock=clock, code=exc.code, reason=text,
                                 page=paging.Page(channel=CHANNEL, recipient_id=None, text="", peer=peer,
-                                                 operation=name, raw=raw))
+                                                 operation=name, raw=redact(raw)))
         return Answer(build.confirmation(exc.code, None, detail=text), exc.code, name, refused.message.id)
     op = document.operation
     if isinstance(op, SubmitRequest):
@@ -114,7 +122,7 @@ def _refused(session: Session, clock: Clock, document: Document, peer: str | Non
              message_id: str | None = None) -> int:
     return paging.refuse(session=session, clock=clock, code=code, reason=reason, page=paging.Page(
         channel=CHANNEL, recipient_id=recipient, text="", sender_id=sender, peer=peer, operation=document.name,
-        message_id=message_id, raw=raw)).message.id
+        message_id=message_id, raw=redact(raw) if raw is not None else None)).message.id
 
 
 # ------------------------------------------------------------------ submit
@@ -133,7 +141,8 @@ def _submit(session: Session, clock: Clock, document: Document, op: SubmitReques
         choices=op.payload.choices, priority=control.priority, submitted_at=localize(op.submitted_at, zone),
         deliver_after=localize(control.deliver_after, zone), deliver_before=localize(control.deliver_before, zone),
         allow_response=control.allow_response, notify_queued=control.notify_queued,
-        notify_delivered=control.notify_delivered, notify_read=control.notify_read, raw=raw, tracking=op.client)
+        notify_delivered=control.notify_delivered, notify_read=control.notify_read, raw=redact(raw),
+        tracking=op.client)
     if sender is None:
         outcome = paging.refuse(session=session, clock=clock, page=page, code=code, reason=reason)
     else:

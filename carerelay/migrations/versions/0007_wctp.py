@@ -141,6 +141,7 @@ def upgrade() -> None:
             ["paging_message_id"],
             ["paging_messages.id"],
             name=op.f("fk_wctp_outbound_paging_message_id_paging_messages"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(["person_id"], ["people.id"], name=op.f("fk_wctp_outbound_person_id_people")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_wctp_outbound")),

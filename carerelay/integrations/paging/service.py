@@ -37,6 +37,7 @@ from carerelay.core.db import flush_or_conflict
 from carerelay.core.errors import CarerelayError, Conflict, Invalid, NotFound
 from carerelay.directory.models import VirtualPager
 from carerelay.escalation.engine import DEFAULT_FALLBACK
+from carerelay.integrations.paging.metrics import PAGING_MESSAGES
 from carerelay.integrations.paging.models import (
     Channel,
     MessageStatus,
@@ -474,6 +475,7 @@ def refuse(*, session: Session, clock: Clock, page: Page, code: int, reason: str
     row.error_code, row.error_text = code, reason[:2000]
     session.add(row)
     session.flush()
+    PAGING_MESSAGES.labels(page.channel, "refused").inc()
     log.warning("page refused", extra={"channel": page.channel, "sender": page.sender_id,
                                        "recipient": page.recipient_id, "message_id": page.message_id,
                                        "code": code, "reason": reason, "paging_message_id": row.id})
@@ -510,6 +512,7 @@ def receive_page(*, session: Session, clock: Clock, page: Page) -> Outcome:
             row.error_text = f"repeat of message {earlier.id}: answered again, not routed again"
             session.add(row)
             session.flush()
+            PAGING_MESSAGES.labels(page.channel, "duplicate").inc()
             return Outcome(earlier, ACCEPTED, "accepted (a repeat of a message already accepted)", duplicate=True)
     if not page.recipient_id:
         return refuse(session=session, clock=clock, page=page, code=INVALID_RECIPIENT, reason="no recipient")
@@ -529,6 +532,7 @@ def receive_page(*, session: Session, clock: Clock, page: Page) -> Outcome:
         row.tracking_number = secrets.token_hex(12)
     session.add(row)
     session.flush()
+    PAGING_MESSAGES.labels(page.channel, "accepted").inc()
     if page.deliver_after is not None and page.deliver_after > now:
         row.status = MessageStatus.SCHEDULED
         row.address = target.address

@@ -24,6 +24,7 @@ from carerelay.alerts import service as alerts
 from carerelay.core.clock import Clock
 from carerelay.core.db import Database
 from carerelay.integrations.paging import service as paging
+from carerelay.integrations.paging.metrics import WCTP_REPLIES
 from carerelay.integrations.paging.models import PagingMessage
 from carerelay.integrations.wctp import build
 from carerelay.integrations.wctp.client import WctpFailure
@@ -96,6 +97,7 @@ def acknowledge(*, session: Session, clock: Clock, sender_id: str, received: Seq
         row = session.get(WctpOutbound, item.sequence_no)
         if row is None or row.sender_id != sender_id or row.status not in (PENDING, HANDED):
             continue
+        WCTP_REPLIES.labels("poll", "acknowledged" if item.success else "refused").inc()
         if item.success:
             row.status = ACKNOWLEDGED
         else:
@@ -158,6 +160,7 @@ def _record(db: Database, clock: Clock, push_id: int, error: WctpFailure | None)
         row.lease_until = None
         if error is None:
             row.status, row.sent_at = SENT, now
+            WCTP_REPLIES.labels("push", "sent").inc()
             return
         row.last_error = str(error)[:2000]
         if error.retryable and row.attempts < MAX_PUSH_ATTEMPTS:
@@ -165,6 +168,7 @@ def _record(db: Database, clock: Clock, push_id: int, error: WctpFailure | None)
             row.next_attempt_at = now + timedelta(seconds=min(300, 2 * 2 ** (row.attempts - 1)))
             return
         row.status = FAILED
+        WCTP_REPLIES.labels("push", "failed").inc()
         log.error("wctp reply could not be delivered", extra={"outbound_id": row.id, "sender": row.sender_id,
                                                               "error": row.last_error})
         _trail_failure(session, clock, row)

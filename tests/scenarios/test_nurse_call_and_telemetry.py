@@ -78,3 +78,22 @@ def test_vtach_reaches_the_icu_nurse_and_the_charge_nurse_together_at_critical(
     trail = client.get(f"/api/alerts/{alert['id']}", headers=charge.headers).json()["events"]
     first = [e for e in trail if e["kind"] == "notified" and e["detail"]["step"] == 0]
     assert {e["person_id"] for e in first} == {icu_nurse.id, charge.id}
+
+
+def test_the_device_is_told_what_is_wrong_with_its_alert_frames(client: TestClient, db: Database,
+                                                                clock: FakeClock) -> None:
+    occupy(db, clock, unit="4W", room="412", bed="B", nurse_unique_id="N777")
+    nurse = user(client, "cnurse")
+    with client.websocket_connect("/api/ws", headers=nurse.headers) as ws:
+        ws.receive_json()
+        post(client, wctp_sample("submit_nursecall_bathroom.xml"))
+        alert = until(ws, "alert.new")["data"]
+        ws.send_json({"type": "alert.receipt", "state": "sideways", "alert_ids": [alert["id"]]})
+        assert "delivered" in until(ws, "error")["detail"]
+        ws.send_json({"type": "alert.respond", "alert_id": alert["id"], "choice": "maybe later"})
+        assert "accept, reject or call back" in until(ws, "error")["detail"]
+        ws.send_json({"type": "alert.respond", "alert_id": 999_999_999, "choice": "Accept"})
+        assert "no alert" in until(ws, "error")["detail"]
+        ws.send_json({"type": "alert.respond", "alert_id": alert["id"], "choice": "Call back"})
+        assert until(ws, "alert.responded")["status"] == "acknowledged"
+    drain(client)

@@ -187,6 +187,8 @@ class PagingRuntime:
                 log.info("paging connection dropped", extra={"listener": name, "peer": peer, "error": str(exc)})
             except asyncio.CancelledError:
                 pass
+            except Exception:  # a session must never take the listener down; the sender sees the line drop
+                log.exception("paging session failed", extra={"listener": name, "peer": peer})
             finally:
                 self._connections.discard(task)
                 writer.close()

@@ -306,3 +306,15 @@ def test_purge_drops_old_monitor_rows(client: TestClient, clock: FakeClock, db: 
     with db.unit_of_work() as session:
         assert purge_messages(session=session, clock=clock, actor=cli_actor(), older_than_days=2) >= 1
     assert monitor(client, user(client, "iadmin"), message_id=message_id) == []
+
+
+def test_operator_pages_from_the_web_page(client: TestClient) -> None:
+    operator = user(client, "ooperator")
+    form = client.get("/page", headers=operator.headers)
+    assert form.status_code == 200 and 'name="number"' in form.text
+    sent = client.post("/page", headers=operator.headers,
+                       data={"number": "5552000", "text": "Call the ED re bay 4", "priority": "stat"})
+    assert sent.status_code == 200 and "alert" in sent.text and "raised" in sent.text
+    refused = client.post("/page", headers=operator.headers, data={"number": "0000009", "text": "x"})
+    assert refused.status_code == 422 and "Not paged" in refused.text
+    assert client.get("/page", headers=user(client, "cnurse").headers).status_code == 403

@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark under bench/."""
 
-from bench import directory, hl7, scheduling
+from bench import directory, hl7, scheduling, wctp
 
-for module in (directory, scheduling, hl7):
+for module in (directory, scheduling, hl7, wctp):
     module.main()

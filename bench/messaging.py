@@ -192,7 +192,8 @@ def leg(label: str, url: str, tmp: Path, rate: int, seconds: float) -> None:
     keys = "b1:" + "A" * 43 + "="
     server = serve([sys.executable, "-m", "carerelay", "serve"], {
         "CARERELAY_DATABASE_URL": url, "CARERELAY_PORT": str(port), "CARERELAY_LOG_LEVEL": "WARNING",
-        "CARERELAY_ATTACHMENT_KEYS": keys}, tmp / f"server-{label}.log")
+        "CARERELAY_ATTACHMENT_KEYS": keys, "CARERELAY_TAP_PORT": "0", "CARERELAY_SNPP_PORT": "0",
+        "CARERELAY_PAGER_SMTP_PORT": "0"}, tmp / f"server-{label}.log")
     echo_port = free_port()
     (tmp / "echo_app.py").write_text(ECHO_APP)
     echo = serve([sys.executable, "-m", "uvicorn", "echo_app:app", "--port", str(echo_port), "--log-level", "warning"],

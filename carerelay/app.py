@@ -44,11 +44,16 @@ from carerelay.integrations.exports import worker as exports_worker
 from carerelay.integrations.exports.api import router as exports_router
 from carerelay.integrations.hl7.api import router as hl7_router
 from carerelay.integrations.hl7.listener import Hl7Runtime
+from carerelay.integrations.paging.api import router as paging_router
+from carerelay.integrations.paging.listeners import PagingRuntime
+from carerelay.integrations.paging.web import router as paging_web_router
 from carerelay.integrations.scim.api import PREFIX as SCIM_PREFIX
 from carerelay.integrations.scim.api import router as scim_router
 from carerelay.integrations.scim.api import scim_error_response, scim_validation_response
 from carerelay.integrations.sso.api import router as sso_router
 from carerelay.integrations.sso.config import load_providers
+from carerelay.integrations.wctp.api import router as wctp_router
+from carerelay.integrations.wctp.worker import WctpWorker
 from carerelay.jobs import worker as jobs_worker
 from carerelay.messaging.api import router as messaging_router
 from carerelay.notifications.service import build_channels
@@ -168,24 +173,33 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             listener = asyncio.create_task(pglisten.listen_forever(url, hub))
         # Background loops of this node, stopped in reverse order at shutdown.
         background: list[asyncio.Task[None]] = []
+        wctp_worker = WctpWorker(settings)
         if settings.run_timers:
-            background.append(asyncio.create_task(jobs_worker.run_forever(database, app.state.clock,
-                                                                          build_channels(settings))))
+            background.append(asyncio.create_task(jobs_worker.run_forever(
+                database, app.state.clock, build_channels(settings),
+                also=[lambda: wctp_worker.run_once(database, app.state.clock)])))
             background.append(asyncio.create_task(exports_worker.run_forever(database, app.state.clock)))
             background.append(asyncio.create_task(staffing_runner.run_forever(database, app.state.clock)))
         hl7_runtime = None
+        paging_runtime = None
         if listeners:
             hl7_runtime = Hl7Runtime(db=database, settings=settings, clock=app.state.clock)
             await hl7_runtime.start()
+            paging_runtime = PagingRuntime(db=database, settings=settings, clock=app.state.clock)
+            await paging_runtime.start()
         app.state.hl7 = hl7_runtime
+        app.state.paging = paging_runtime
         log.info("carerelay started", extra={"version": __version__, "database": database.dialect})
         try:
             yield
         finally:
+            if paging_runtime is not None:
+                await paging_runtime.stop()
             if hl7_runtime is not None:
                 await hl7_runtime.stop()
             for task in reversed(background):
                 await jobs_worker.stop(task)
+            wctp_worker.close()
             if listener is not None:
                 await pglisten.stop(listener)
             hub.bind(None)
@@ -240,6 +254,7 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
 
     for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
                    alerts_router, escalation_router, routing_router, scheduling_router, audit_router, scim_router,
-                   sso_router, hl7_router, exports_router, staffing_router, web_router):
+                   sso_router, hl7_router, exports_router, staffing_router, web_router, wctp_router,
+                   paging_router, paging_web_router):
         app.include_router(router)
     return app

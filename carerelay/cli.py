@@ -44,6 +44,8 @@ ldap_app = typer.Typer(no_args_is_help=True, help="LDAP / Active Directory sync.
 app.add_typer(ldap_app, name="ldap")
 app.add_typer(connector_app, name="connector")
 app.add_typer(staffing_app, name="staffing")
+paging_app = typer.Typer(no_args_is_help=True, help="Nurse call, telemetry and paging (WCTP, TAP, SNPP, e-mail).")
+app.add_typer(paging_app, name="paging")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -392,6 +394,26 @@ def hl7_purge(
     out.print(f"deleted {deleted} message(s) received more than {older_than_days} days ago")
 
 
+@paging_app.command("purge")
+def paging_purge(
+    older_than_days: Annotated[int, typer.Option(help="Delete monitor rows received more than N days ago")],
+) -> None:
+    """Delete old inbound pages and device alerts from the feed monitor (audited). Alerts stay."""
+    from carerelay.core.errors import CarerelayError
+    from carerelay.integrations.paging import service as paging
+
+    db = _database(get_settings())
+    _require_current(db)
+    try:
+        with db.unit_of_work() as session:
+            deleted = paging.purge_messages(session=session, clock=SystemClock(), actor=cli_actor("paging-purge"),
+                                            older_than_days=older_than_days)
+    except CarerelayError as exc:
+        err.print(f"carerelay: {exc.message}")
+        raise typer.Exit(2) from None
+    out.print(f"deleted {deleted} paging message(s) received more than {older_than_days} days ago")
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default CARERELAY_HOST)")] = None,
@@ -409,6 +431,11 @@ def serve(
 
     feeds_from(settings)  # a wrong feed setting stops start-up with one line, before anything binds
     result_policy(settings)
+    from carerelay.integrations.paging.listeners import allow_list
+    from carerelay.integrations.wctp.gateways import gateways_from
+
+    allow_list(settings)
+    gateways_from(settings)
     db = _database(settings)
     _require_current(db)
     application = create_app(settings, db=db, listeners=True)

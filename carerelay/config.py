@@ -133,6 +133,25 @@ class Settings(BaseSettings):
     hl7_provider_id_fields: str = Field(default="npi,unique_id,ehr_username,epic_ser_id",
                                         description="Directory id fields tried, in order, for an XCN id.")
 
+    # WCTP (integrations/wctp): the server at POST /wctp, replies to originators, outbound carriers.
+    wctp_max_bytes: int = Field(default=1024 * 1024, ge=4096, description="Largest WCTP request body accepted.")
+    wctp_responder: str = Field(default="carerelay", description="Our name in VersionResponse and replies.")
+    wctp_poll_interval_seconds: int = Field(default=5, ge=1, description="minNextPollInterval told to pollers.")
+    wctp_push_timeout_seconds: float = Field(default=10.0, gt=0, description="Pushing a reply to an originator.")
+    wctp_gateways: str = Field(default="", description="Outbound paging carriers, a JSON list (see wctp.md).")
+    # Paging listeners (integrations/paging): TAP and SNPP over TCP, e-mail-to-pager over SMTP. 0 disables one.
+    paging_host: str = Field(default="127.0.0.1", description="Address the TAP, SNPP and SMTP listeners bind.")
+    tap_port: int = Field(default=6001, ge=0, le=65535, description="TAP (Telocator Alphanumeric Protocol) port.")
+    tap_password: str | None = Field(default=None, description="TAP logon password required (empty: none).")
+    snpp_port: int = Field(default=4444, ge=0, le=65535, description="SNPP (RFC 1861) port.")
+    snpp_require_login: bool = Field(default=False, description="SNPP: refuse pages before a valid LOGIn.")
+    pager_smtp_port: int = Field(default=2525, ge=0, le=65535, description="E-mail-to-pager SMTP port.")
+    pager_email_domain: str = Field(default="pager.localhost", description="Mail to <number>@<this> is a page.")
+    paging_allow: str = Field(default="", description="IP allow-list of the paging listeners (CIDRs); empty=any.")
+    paging_idle_timeout_seconds: float = Field(default=120.0, gt=0, description="Close a silent TAP/SNPP link.")
+    paging_max_connections: int = Field(default=200, ge=1, description="Concurrent TAP + SNPP + SMTP connections.")
+    paging_max_message_chars: int = Field(default=2000, ge=80, description="Longest TAP/SNPP/e-mail page text.")
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -26,6 +26,7 @@ from carerelay.directory.models import (
     VirtualPager,
 )
 from carerelay.integrations.exports.demo import load_demo_connectors
+from carerelay.integrations.paging.demo import load_demo_paging
 from carerelay.patients.models import Bed, Unit
 from carerelay.scheduling.demo import load_demo_schedules
 from carerelay.staffing.demo import load_demo_assignments
@@ -151,6 +152,11 @@ GROUPS = [
     ("team", "CODE-BLUE", "Code Blue Team", "ICU", ["valmeida", "hlee", "pnovak", "gwhitfield", "nfischer"]),
     ("team", "RAPID-RESPONSE", "Rapid Response Team", "ICU", ["cdubois", "arahman", "cmurphy"]),
     ("team", "STROKE", "Stroke Team", "NEURO", ["ihalvorsen", "sadeyemi", "jgreene"]),
+    # Charge nurses and unit techs, for nurse-call routing (until staff assignments name them per shift).
+    ("group", "4W-CHARGE", "4 West Charge Nurse", "4W", ["dwhitaker"]),
+    ("group", "ICU-CHARGE", "ICU Charge Nurse", "ICU", ["pnovak"]),
+    ("group", "4W-TECHS", "4 West Techs", "4W", ["lhartmann", "msingh", "amercer"]),
+    ("group", "ICU-TECHS", "ICU Techs", "ICU", ["nfischer", "rabrams"]),
 ]
 
 PAGERS = [
@@ -193,6 +199,7 @@ def load_demo(*, session: Session, clock: Clock, actor: Actor) -> LoadReport:
     load_demo_schedules(session=session, clock=clock, actor=actor, people=people, count=report.add)
     load_demo_connectors(session=session, clock=clock, actor=actor, count=report.add)
     load_demo_assignments(session=session, clock=clock, actor=actor, count=report.add)
+    load_demo_paging(session=session, clock=clock, actor=actor, count=report.add)
     return report
 
 

@@ -9,8 +9,10 @@ from carerelay.escalation import models as escalation_models
 from carerelay.integrations.exports import models as exports_models
 from carerelay.integrations.hl7 import models as hl7_models
 from carerelay.integrations.ldap import models as ldap_models
+from carerelay.integrations.paging import models as paging_models
 from carerelay.integrations.scim import models as scim_models
 from carerelay.integrations.sso import models as sso_models
+from carerelay.integrations.wctp import models as wctp_models
 from carerelay.jobs import models as jobs_models
 from carerelay.messaging import models as messaging_models
 from carerelay.notifications import models as notifications_models
@@ -26,3 +28,4 @@ __all__ = ["alerts_models", "audit_models", "auth_models", "directory_models", "
            "hl7_models",
            "jobs_models", "ldap_models", "messaging_models", "metadata", "notifications_models", "patients_models",
            "realtime_models", "routing_models", "scheduling_models", "scim_models", "sso_models", "staffing_models"]
+__all__ += ["paging_models", "wctp_models"]

@@ -54,9 +54,11 @@ def wait_until_ready(base_url: str, process: subprocess.Popen[str], log_path: Pa
 def running_server(database_url: str, tmp: Path, port: int | None = None, **env: str) -> Iterator[ServerProcess]:
     port = port or free_port()
     log_path = tmp / f"server-{port}.log"
-    # MLLP off unless a test asks for it: parallel runs on one machine must not fight over port 2575
+    # MLLP, TAP, SNPP and pager SMTP off unless a test asks for them: parallel runs on one machine must
+    # not fight over their fixed default ports
     environment = {**os.environ, "CARERELAY_DATABASE_URL": database_url, "CARERELAY_PORT": str(port),
-                   "CARERELAY_LOG_FORMAT": "json", "CARERELAY_MLLP_PORT": "0", **env}
+                   "CARERELAY_LOG_FORMAT": "json", "CARERELAY_MLLP_PORT": "0", "CARERELAY_TAP_PORT": "0",
+                   "CARERELAY_SNPP_PORT": "0", "CARERELAY_PAGER_SMTP_PORT": "0", **env}
     with log_path.open("w") as log:
         process = subprocess.Popen([sys.executable, "-m", "carerelay", "serve"], env=environment, stdout=log,
                                    stderr=subprocess.STDOUT, text=True)

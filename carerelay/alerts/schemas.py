@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictInt, StringConstraints
 
@@ -64,3 +64,13 @@ class RespondIn(Input):
 
 class ReadbackIn(Input):
     text: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class AlertReceiptsIn(Input):
+    state: Literal["delivered", "read"]
+    alert_ids: list[StrictInt] = Field(min_length=1, max_length=500)
+
+
+class AlertRespondIn(Input):
+    alert_id: StrictInt
+    choice: Annotated[str, StringConstraints(min_length=1, max_length=40)]

@@ -38,12 +38,43 @@ def on_acknowledge(kind: str) -> Callable[[AckHook], AckHook]:
     return register
 
 
+ResponseHook = Callable[[Session, Clock, Alert, int, str], None]
+RESPONSE_HOOKS: dict[str, ResponseHook] = {}
+"""Per alert source: what a recipient's answer means to the system that raised it (a WCTP
+MessageReply to the nurse-call server). Called with the person and the choice as they chose it."""
+
+ReceiptHook = Callable[[Session, Clock, Alert, int, str], None]
+RECEIPT_HOOKS: dict[str, ReceiptHook] = {}
+"""Per alert source: an alert reached a device (delivered) or was opened (read)."""
+
+
+def on_response(source: str) -> Callable[[ResponseHook], ResponseHook]:
+    def register(fn: ResponseHook) -> ResponseHook:
+        RESPONSE_HOOKS[source] = fn
+        return fn
+
+    return register
+
+
+def on_receipt(source: str) -> Callable[[ReceiptHook], ReceiptHook]:
+    def register(fn: ReceiptHook) -> ReceiptHook:
+        RECEIPT_HOOKS[source] = fn
+        return fn
+
+    return register
+
+
 def raise_alert(
     *, session: Session, clock: Clock, actor: Actor, kind: str, priority: str, title: str, body: str, address: str,
     source: str, source_ref: str | None = None, patient_id: int | None = None, department_id: int | None = None,
     location: str | None = None, choices: Sequence[str] = (), data: dict[str, Any] | None = None,
+    escalation: dict[str, Any] | None = None,
 ) -> Alert:
-    """Store the alert and start its escalation in the same transaction: an alert never sits unrouted."""
+    """Store the alert and start its escalation in the same transaction: an alert never sits unrouted.
+
+    ``escalation`` (steps, repeat, fallback) replaces the policy lookup for this one alert: an
+    integration's own rule says how its event escalates.
+    """
     check_address(address)
     alert = Alert(kind=kind, priority=priority, title=title, body=body, address=address, patient_id=patient_id,
                   department_id=department_id, location=location, source=source, source_ref=source_ref,
@@ -54,7 +85,7 @@ def raise_alert(
     audit.record(session=session, clock=clock, actor=actor, action="alert.raise", object_type="alert",
                  object_id=alert.id, detail={"kind": kind, "priority": priority, "address": address,
                                              "patient_id": patient_id})
-    engine.start(session=session, clock=clock, alert=alert)
+    engine.start(session=session, clock=clock, alert=alert, plan=escalation)
     return alert
 
 
@@ -76,13 +107,16 @@ def _changed(session: Session, clock: Clock, alert: Alert) -> None:
                   payload=engine.alert_json(alert) | {"acknowledged_by": alert.acknowledged_by})
 
 
-def acknowledge(*, session: Session, clock: Clock, actor: Actor, alert_id: int, response: str = ACCEPT) -> Alert:
+def acknowledge(*, session: Session, clock: Clock, actor: Actor, alert_id: int, response: str = ACCEPT,
+                choice: str | None = None) -> Alert:
     alert = access_alert(session=session, actor=actor, alert_id=alert_id)
-    return acknowledge_alert(session=session, clock=clock, actor=actor, alert=alert, response=response)
+    return acknowledge_alert(session=session, clock=clock, actor=actor, alert=alert, response=response, choice=choice)
 
 
-def acknowledge_alert(*, session: Session, clock: Clock, actor: Actor, alert: Alert, response: str = ACCEPT) -> Alert:
-    """For callers that already checked the right to (a message's recipient acknowledging it)."""
+def acknowledge_alert(*, session: Session, clock: Clock, actor: Actor, alert: Alert, response: str = ACCEPT,
+                      choice: str | None = None) -> Alert:
+    """For callers that already checked the right to (a message's recipient acknowledging it).
+    ``choice``: the answer as the person picked it ("Call back", "On my way"), for the raising system."""
     if actor.person_id is None:
         raise Forbidden("only a person can acknowledge")
     if alert.status != AlertStatus.OPEN:
@@ -99,8 +133,30 @@ def acknowledge_alert(*, session: Session, clock: Clock, actor: Actor, alert: Al
     hook = ACK_HOOKS.get(alert.kind)
     if hook is not None:
         hook(session, clock, alert, actor.person_id)
+    answered = RESPONSE_HOOKS.get(alert.source)
+    if answered is not None:
+        answered(session, clock, alert, actor.person_id, choice or _as_chosen(alert, response))
     _changed(session, clock, alert)
     return alert
+
+
+def _as_chosen(alert: Alert, response: str) -> str:
+    """The alert's own wording of a response (its choice "Call back" for "call back")."""
+    for offered in alert.choices:
+        if offered.strip().lower() == response:
+            return offered
+    return response
+
+
+def _action_of(alert: Alert, choice: str) -> str:
+    """accept | reject | call back for a choice; an integration may name its own choices' meaning."""
+    normalized = choice.strip().lower()
+    if normalized in (ACCEPT, REJECT, CALL_BACK):
+        return normalized
+    if normalized == "callback":
+        return CALL_BACK
+    actions = alert.data.get("choice_actions") or {}
+    return str(actions.get(normalized, normalized))
 
 
 def find_by_source(*, session: Session, source: str, source_ref: str) -> Alert | None:
@@ -117,13 +173,14 @@ def _record_response(session: Session, clock: Clock, alert: Alert, person_id: in
 
 def respond(*, session: Session, clock: Clock, actor: Actor, alert_id: int, choice: str) -> Alert:
     """Accept or call back acknowledges; reject escalates at once to the next step."""
-    normalized = choice.strip().lower()
-    if normalized in (ACCEPT, CALL_BACK, "callback"):
-        return acknowledge(session=session, clock=clock, actor=actor, alert_id=alert_id,
-                           response=CALL_BACK if normalized != ACCEPT else ACCEPT)
-    if normalized != REJECT:
-        raise Invalid("choice must be accept, reject or call back", field="choice")
     alert = access_alert(session=session, actor=actor, alert_id=alert_id)
+    action = _action_of(alert, choice)
+    offered = next((c for c in alert.choices if c.strip().lower() == choice.strip().lower()), None)
+    if action in (ACCEPT, CALL_BACK):
+        return acknowledge_alert(session=session, clock=clock, actor=actor, alert=alert, response=action,
+                                 choice=offered)
+    if action != REJECT:
+        raise Invalid("choice must be accept, reject or call back", field="choice")
     if actor.person_id is None:
         raise Forbidden("only a person can reject")
     if alert.status != AlertStatus.OPEN:
@@ -132,8 +189,40 @@ def respond(*, session: Session, clock: Clock, actor: Actor, alert_id: int, choi
     engine.event(session, clock, alert, "rejected", actor.person_id)
     audit.record(session=session, clock=clock, actor=actor, action="alert.reject", object_type="alert",
                  object_id=alert.id)
+    answered = RESPONSE_HOOKS.get(alert.source)
+    if answered is not None:
+        answered(session, clock, alert, actor.person_id, offered or _as_chosen(alert, REJECT))
     engine.escalate_now(session=session, clock=clock, alert=alert, why=f"rejected by {actor.username}", actor=actor)
     return alert
+
+
+RECEIPT_STATES = ("delivered", "read")
+
+
+def record_receipts(*, session: Session, clock: Clock, actor: Actor, alert_ids: Sequence[int], state: str) -> int:
+    """A device says it showed (delivered) or its person opened (read) these alerts. Each person's
+    first receipt of each state is kept in the trail and told to the raising system; repeats are
+    no-ops, so a reconnecting device can send them again. Returns how many were new."""
+    if state not in RECEIPT_STATES:
+        raise Invalid("state must be delivered or read", field="state")
+    if actor.person_id is None:
+        raise Forbidden("only a person's device sends receipts")
+    new = 0
+    for alert_id in dict.fromkeys(alert_ids):
+        alert = access_alert(session=session, actor=actor, alert_id=alert_id)
+        if session.get(AlertRecipient, (alert.id, actor.person_id)) is None:
+            continue
+        seen = session.execute(select(AlertEvent.id).where(
+            AlertEvent.alert_id == alert.id, AlertEvent.kind == state, AlertEvent.person_id == actor.person_id)
+            .limit(1)).first()
+        if seen is not None:
+            continue
+        engine.event(session, clock, alert, state, actor.person_id)
+        hook = RECEIPT_HOOKS.get(alert.source)
+        if hook is not None:
+            hook(session, clock, alert, actor.person_id, state)
+        new += 1
+    return new
 
 
 def record_readback(*, session: Session, clock: Clock, actor: Actor, alert_id: int, text: str) -> Alert:
@@ -172,3 +261,11 @@ def trail(*, session: Session, clock: Clock, actor: Actor, alert_id: int) -> tup
     audit.record(session=session, clock=clock, actor=actor, action="alert.read", object_type="alert",
                  object_id=alert_id, detail={"patient_id": alert.patient_id})
     return alert, events
+
+
+def note(*, session: Session, clock: Clock, alert_id: int, kind: str, person_id: int | None = None,
+         **detail: Any) -> None:
+    """Add a fact to an alert's trail from outside the closed loop (a pager's StatusInfo, a failed reply)."""
+    alert = session.get(Alert, alert_id)
+    if alert is not None:
+        engine.event(session, clock, alert, kind, person_id, **detail)

@@ -82,9 +82,19 @@ def alert_json(alert: Alert) -> dict[str, Any]:
             "status": alert.status, "created_at": alert.created_at.isoformat(), "data": alert.data}
 
 
-def start(*, session: Session, clock: Clock, alert: Alert) -> EscalationRun:
-    policy = find_policy(session, alert)
-    run = EscalationRun(alert_id=alert.id, policy_id=policy.id if policy else None, snapshot=snapshot(policy),
+def plan_snapshot(plan: dict[str, Any]) -> dict[str, Any]:
+    """An escalation given with the alert (an integration rule's own steps), in a run's snapshot form."""
+    given: list[dict[str, Any]] = plan.get("steps") or DEFAULT_STEPS
+    steps = [{"address": str(s["address"]), "wait_minutes": float(s.get("wait_minutes", 5))} for s in given]
+    return {"policy": str(plan.get("name") or "given with the alert"), "steps": steps,
+            "repeat": int(plan.get("repeat", 1)), "fallback": str(plan.get("fallback") or DEFAULT_FALLBACK)}
+
+
+def start(*, session: Session, clock: Clock, alert: Alert, plan: dict[str, Any] | None = None) -> EscalationRun:
+    """``plan`` given: it is the snapshot (no policy lookup); otherwise the most specific policy's."""
+    policy = None if plan is not None else find_policy(session, alert)
+    chosen = plan_snapshot(plan) if plan is not None else snapshot(policy)
+    run = EscalationRun(alert_id=alert.id, policy_id=policy.id if policy else None, snapshot=chosen,
                         step_index=0, round=0, state="active", token=0, started_at=clock.now())
     session.add(run)
     session.flush()

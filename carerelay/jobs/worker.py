@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 
 from anyio import to_thread
@@ -21,8 +22,10 @@ log = logging.getLogger("carerelay.jobs")
 TICK_SECONDS = 0.2
 
 
-async def run_forever(db: Database, clock: Clock, channels: dict[str, Channel]) -> None:
-    """Each pass fires due timers, turns clinical hand-offs into alerts, then sends due deliveries.
+async def run_forever(db: Database, clock: Clock, channels: dict[str, Channel],
+                      also: Sequence[Callable[[], object]] = ()) -> None:
+    """Each pass fires due timers, turns clinical hand-offs into alerts, sends due deliveries, then does
+    ``also`` (integrations' own outboxes: WCTP replies to originators).
 
     The first pass also makes sure the periodic work is planned (the daily retention purge); it is
     done here rather than at start-up so a busy database delays the purge, never the node's readiness.
@@ -36,6 +39,8 @@ async def run_forever(db: Database, clock: Clock, channels: dict[str, Channel]) 
             await to_thread.run_sync(lambda: fire_due(db=db, clock=clock, limit=500))
             await to_thread.run_sync(lambda: take_handoffs(db=db, clock=clock))
             await to_thread.run_sync(lambda: deliver_due(db=db, clock=clock, channels=channels))
+            for work in also:
+                await to_thread.run_sync(work)
         except Exception:  # the worker must outlive a database hiccup; each timer retries
             log.exception("worker pass failed; retrying")
         await asyncio.sleep(TICK_SECONDS)

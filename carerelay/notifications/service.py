@@ -24,6 +24,7 @@ from carerelay.core.db import Database
 from carerelay.directory.models import ContactPoint
 from carerelay.notifications.channels import Channel, ChannelError, Outgoing
 from carerelay.notifications.channels.email import SmtpChannel
+from carerelay.notifications.channels.pager import pager_channel
 from carerelay.notifications.channels.sms import SmsGateway
 from carerelay.notifications.models import Delivery
 
@@ -38,6 +39,9 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     channels: dict[str, Channel] = {}
     if settings.sms_gateway_url:
         channels["sms"] = SmsGateway(settings.sms_gateway_url, settings.sms_gateway_token)
+    pager = pager_channel(settings)
+    if pager is not None:
+        channels["pager"] = pager
     if settings.smtp_host:
         channels["email"] = SmtpChannel(settings.smtp_host, settings.smtp_port, settings.smtp_from,
                                         starttls=settings.smtp_starttls, username=settings.smtp_username,
@@ -92,7 +96,7 @@ def _claim(db: Database, clock: Clock, limit: int) -> list[Claimed]:
             row.status = SENDING
             row.lease_until = now + LEASE
             row.attempts += 1
-        return [Claimed(Outgoing(r.id, r.address, r.subject, r.body), r.channel) for r in rows]
+        return [Claimed(Outgoing(r.id, r.address, r.subject, r.body, r.alert_id), r.channel) for r in rows]
 
 
 def _record(db: Database, clock: Clock, delivery_id: int, provider_ref: str | None, error: ChannelError | None) -> None:
@@ -134,3 +138,7 @@ def deliver_due(*, db: Database, clock: Clock, channels: Mapping[str, Channel], 
 
 def deliveries_for_alert(*, session: Session, alert_id: int) -> list[Delivery]:
     return list(session.execute(select(Delivery).where(Delivery.alert_id == alert_id).order_by(Delivery.id)).scalars())
+
+
+def find_delivery(*, session: Session, delivery_id: int) -> Delivery | None:
+    return session.get(Delivery, delivery_id)

@@ -732,3 +732,13 @@ def encounter_place(*, session: Session, encounter_id: int) -> tuple[bool, int |
     if enc is None:
         return None
     return enc.status == EncounterStatus.ACTIVE, enc.unit_id, enc.bed_id
+
+
+def find_bed_by_code(*, session: Session, unit_code: str, room: str, bed: str) -> tuple[Unit, Bed] | None:
+    """A bed by unit code, room and bed (case as written on the unit's board); None if there is none."""
+    found = session.execute(
+        select(Unit, Bed).join(Bed, Bed.unit_id == Unit.id)
+        .where(Unit.code == unit_code, Bed.room == room, Bed.bed == bed).order_by(Unit.id).limit(1)
+    ).first()
+    return (found[0], found[1]) if found is not None else None
+

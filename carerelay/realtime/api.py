@@ -8,7 +8,10 @@ Protocol (JSON text frames):
                    device, idle timeout); no event is sent once its end has committed
                    {"type": "error", "detail": "…"}
   client → server  {"type": "receipt", "state": "delivered" | "read" | "acknowledged", "message_ids": [...]}
+                   {"type": "alert.receipt", "state": "delivered" | "read", "alert_ids": [...]}
+                   {"type": "alert.respond", "alert_id": N, "choice": "Accept" | "Reject" | "Call back" | …}
                    {"type": "ping"}
+  server → client  {"type": "alert.responded", "alert_id": N, "status": "…"} after an alert.respond
 
 Connect with ``?after=<last seq seen>`` to receive everything missed since: the events come from the
 database, so a reconnect has no gap and no duplicate. Without ``after`` only new events are sent.
@@ -25,6 +28,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from starlette.websockets import WebSocketState
 
+from carerelay.alerts import service as alerts
+from carerelay.alerts.schemas import AlertReceiptsIn, AlertRespondIn
 from carerelay.auth import devices
 from carerelay.auth import service as auth
 from carerelay.auth.deps import get_clock, get_db, get_settings_dep, presented_token, ws_signed_in
@@ -165,5 +170,38 @@ async def _receive(websocket: WebSocket, db: Database, actor: Actor) -> None:
                 await to_thread.run_sync(mark)
             except CarerelayError as exc:
                 await websocket.send_json({"type": "error", "detail": exc.message})
+        elif kind in ("alert.receipt", "alert.respond"):
+            await _alert_frame(websocket, db, actor, frame)
         else:
-            await websocket.send_json({"type": "error", "detail": "unknown frame type; expected receipt or ping"})
+            await websocket.send_json({"type": "error", "detail": "unknown frame type; expected receipt, "
+                                                                  "alert.receipt, alert.respond or ping"})
+
+
+async def _alert_frame(websocket: WebSocket, db: Database, actor: Actor, frame: dict[str, Any]) -> None:
+    """The clinician's device answers an alert (accept / reject / call back) or says it showed it."""
+    clock = get_clock(websocket)
+    try:
+        if frame["type"] == "alert.receipt":
+            body = AlertReceiptsIn.model_validate({k: v for k, v in frame.items() if k != "type"})
+
+            def mark(receipts: AlertReceiptsIn = body) -> None:
+                with db.unit_of_work() as session:
+                    alerts.record_receipts(session=session, clock=clock, actor=actor, alert_ids=receipts.alert_ids,
+                                           state=receipts.state)
+
+            await to_thread.run_sync(mark)
+            return
+        answer = AlertRespondIn.model_validate({k: v for k, v in frame.items() if k != "type"})
+
+        def respond(given: AlertRespondIn = answer) -> str:
+            with db.unit_of_work() as session:
+                alert = alerts.respond(session=session, clock=clock, actor=actor, alert_id=given.alert_id,
+                                       choice=given.choice)
+                return str(alert.status)
+
+        state = await to_thread.run_sync(respond)
+        await websocket.send_json({"type": "alert.responded", "alert_id": answer.alert_id, "status": state})
+    except ValidationError as exc:
+        await websocket.send_json({"type": "error", "detail": str(exc.errors()[0]["msg"])})
+    except CarerelayError as exc:
+        await websocket.send_json({"type": "error", "detail": exc.message})

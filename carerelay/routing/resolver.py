@@ -243,3 +243,25 @@ def _location(session: Session, ref: str, at: datetime, depth: int) -> Resolutio
     result.recipients = [Recipient(r.person_id, r.name, f"{r.reason}, in {unit}-{room}-{bed}", r.contacts)
                          for r in result.recipients]
     return result
+
+
+@scheme("all")
+def _all(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
+    """all:<address>|<address>…: everyone each address reaches now, in order, each person once — a
+    telemetry alarm to the bedside nurse and the charge nurse together."""
+    parts = [p.strip() for p in ref.split("|") if p.strip()]
+    if not parts:
+        raise Invalid("write all:<address>|<address>, e.g. all:location:ICU/2/A/nurse|group:ICU-CHARGE",
+                      field="address")
+    result = Resolution(f"all:{ref}", at)
+    seen: set[int] = set()
+    for part in parts:
+        inner = resolve(session, part, at, depth + 1)
+        for recipient in inner.recipients:
+            if recipient.person_id not in seen:
+                seen.add(recipient.person_id)
+                result.recipients.append(recipient)
+        result.notes.extend(inner.notes)
+        if inner.empty:
+            result.notes.append(f"{part} reached no one")
+    return result

@@ -1,7 +1,7 @@
 """staff assignments, conflicts, unit shifts, hand-overs, staffing feeds
 
 Revision ID: 0008_staff_assignments
-Revises: 0006_escalation
+Revises: 0007_wctp
 Create Date: 2026-12-01 08:33:10
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_staff_assignments"
-down_revision: str | None = "0006_escalation"
+down_revision: str | None = "0007_wctp"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -20,6 +20,7 @@ class Outgoing:
     address: str
     subject: str
     body: str
+    alert_id: int | None = None
 
 
 class Channel(Protocol):

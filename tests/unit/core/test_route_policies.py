@@ -65,8 +65,10 @@ def test_public_routes_are_the_expected_few() -> None:
            "/sso/saml/{name}/login", "/sso/saml/{name}/acs", "/sso/saml/{name}/metadata"}
     # Shared-device sign-in is a sign-in; unlock proves itself with the locked session's token and the PIN.
     signing_in = {"/api/auth/shared-device/sign-in", "/api/auth/unlock"}
+    # WCTP authenticates inside the document (senderID + securityCode), checked by the service.
+    devices = {"/wctp"}
     assert public == {"/healthz", "/readyz", "/metrics", "/docs", "/", "/sign-in", "/api/auth/sign-in", *sso,
-                      *signing_in}
+                      *signing_in, *devices}
 
 
 def test_scim_routes_take_a_provisioning_token_and_nothing_else_does() -> None:

@@ -308,8 +308,10 @@ def hl7_reprocess(
     """Put stored messages back in the queue and process them now, in arrival order."""
     from carerelay.integrations.hl7 import store
     from carerelay.integrations.hl7.feeds import feeds_from, result_policy
+    from carerelay.integrations.hl7.presenting import rules_from
 
     settings = get_settings()
+    presenting = rules_from(settings)
     db = _database(settings)
     _require_current(db)
     clock = SystemClock()
@@ -323,7 +325,7 @@ def hl7_reprocess(
     while True:
         with db.unit_of_work() as session:
             done = store.process_pending(session=session, clock=clock, feeds=feeds, policy=result_policy(settings),
-                                         stat_priorities=stat, limit=50)
+                                         stat_priorities=stat, limit=50, presenting=presenting)
         for item in done:
             results[item.status] = results.get(item.status, 0) + 1
             if item.status == "error":
@@ -363,9 +365,11 @@ def serve(
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     from carerelay.integrations.hl7.feeds import feeds_from, result_policy
+    from carerelay.integrations.hl7.presenting import rules_from
 
     feeds_from(settings)  # a wrong feed setting stops start-up with one line, before anything binds
     result_policy(settings)
+    rules_from(settings)
     db = _database(settings)
     _require_current(db)
     application = create_app(settings, db=db, listeners=True)

@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     hl7_stat_priorities: str = Field(default="S,STAT", description="Order priorities that mean STAT.")
     hl7_provider_id_fields: str = Field(default="npi,unique_id,ehr_username,epic_ser_id",
                                         description="Directory id fields tried, in order, for an XCN id.")
+    hl7_critical_target: str = Field(default="ordering", description="Who hears of a critical result: ordering, "
+                                     "careteam:<role> or an address; commas list fallbacks.")
+    hl7_stat_target: str = Field(default="ordering", description="Who hears of a STAT order (same forms).")
+    hl7_targets_by_code: str = Field(default="", description="JSON object: test or order code -> target.")
+    hl7_consult_orders: str = Field(default="", description="JSON object: consult order code -> target.")
+    hl7_presenting_rules_file: str = Field(default="", description="TOML file of presenting-patient rules.")
 
     @field_validator("database_url")
     @classmethod

@@ -18,6 +18,7 @@ from carerelay.core.clock import Clock
 from carerelay.integrations.hl7.feeds import Feed
 from carerelay.integrations.hl7.models import MessageStatus
 from carerelay.integrations.hl7.parser import HL7Error, Parsed, Seg
+from carerelay.integrations.hl7.presenting import PresentingRules, evaluate
 from carerelay.patients import service as patients
 from carerelay.patients.service import (
     AdtEvent,
@@ -266,25 +267,37 @@ def orders(parsed: Parsed, feed: Feed, message_id: int | None) -> list[OrderIn]:
 
 
 def process_message(*, session: Session, clock: Clock, actor: Actor, parsed: Parsed, feed: Feed,
-                    policy: ResultPolicy, stat_priorities: tuple[str, ...], message_id: int | None) -> Outcome:
-    """Apply one stored message. Raises on failure (the caller records the error and rolls back)."""
+                    policy: ResultPolicy, stat_priorities: tuple[str, ...], message_id: int | None,
+                    presenting: PresentingRules | None = None) -> Outcome:
+    """Apply one stored message, then (ADT) the presenting-patient rules. Raises on failure (the
+    caller records the error and rolls back)."""
     code, trigger = parsed.msh.get(9, 1).upper(), _event_of(parsed)
+    routing = feed.routing or policy.routing
     if code == "ADT":
         if trigger not in patients.ADT_EVENTS:
             return Outcome(MessageStatus.FILTERED, f"ADT^{trigger} is not acted on")
-        outcome = patients.apply_adt(session=session, clock=clock, actor=actor,
-                                     event=adt_event(parsed, feed, message_id), provider_fields=feed.provider_fields)
-        return Outcome(MessageStatus.PROCESSED, "; ".join(outcome.notes))
+        event = adt_event(parsed, feed, message_id)
+        outcome = patients.apply_adt(session=session, clock=clock, actor=actor, event=event,
+                                     provider_fields=feed.provider_fields)
+        notes = list(outcome.notes)
+        if presenting is not None and presenting.rules:
+            notes += evaluate(session=session, clock=clock, actor=actor, rules=presenting, parsed=parsed,
+                              feed=feed.name, event=event, outcome=outcome, message_id=message_id)
+        return Outcome(MessageStatus.PROCESSED, "; ".join(notes))
     if code == "ORU" and trigger == "R01":
         rows = patients.record_results(session=session, clock=clock, actor=actor,
-                                       report=result_report(parsed, feed, message_id), policy=policy)
+                                       report=result_report(parsed, feed, message_id), policy=policy,
+                                       routing=routing)
         critical = sum(1 for r in rows if r.critical)
         return Outcome(MessageStatus.PROCESSED, f"{len(rows)} observations, {critical} critical" if critical else "")
     if code == "ORM" and trigger == "O01":
-        stat = 0
+        stat = consults = 0
         for order in orders(parsed, feed, message_id):
             row = patients.record_order(session=session, clock=clock, actor=actor, order=order,
-                                        stat_priorities=stat_priorities, provider_fields=feed.provider_fields)
+                                        stat_priorities=stat_priorities, provider_fields=feed.provider_fields,
+                                        routing=routing)
             stat += int(row.stat)
-        return Outcome(MessageStatus.PROCESSED, f"{stat} STAT order(s)" if stat else "")
+            consults += int(row.code in routing.consult_orders)
+        parts = [f"{stat} STAT order(s)" if stat else "", f"{consults} consult order(s)" if consults else ""]
+        return Outcome(MessageStatus.PROCESSED, ", ".join(p for p in parts if p))
     return Outcome(MessageStatus.FILTERED, f"{parsed.message_type} is stored but not acted on")

@@ -104,7 +104,7 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-def check_target(value: str, setting: str) -> str:
+def check_target(value: str, setting: str, hint: str = "ordering, careteam:<role>") -> str:
     """A hand-off target: ``ordering``, ``careteam:<role>`` (this patient's) or a routing address,
     or several of them separated by commas (fallbacks, tried in order)."""
     parts = [p.strip() for p in value.split(",")]
@@ -119,8 +119,7 @@ def check_target(value: str, setting: str) -> str:
         try:
             check_address(part)
         except Invalid as exc:
-            raise ConfigError(f"invalid setting {setting}: {part!r}: {exc.message} (or use ordering, "
-                              f"careteam:<role>)") from None
+            raise ConfigError(f"invalid setting {setting}: {part!r}: {exc.message} (or use {hint})") from None
     return ",".join(parts)
 
 

@@ -189,7 +189,8 @@ def _rule(item: _RuleIn, where: str) -> PresentingRule:
         conditions.append(FieldCondition(path=path.strip().upper(), segment=m.group(1), field=int(m.group(2)),
                                          component=int(m.group(3) or 1), patterns=patterns))
     return PresentingRule(
-        name=item.name, events=frozenset(item.events), notify=check_target(item.notify, f"{SETTING}: {where}: notify"),
+        name=item.name, events=frozenset(item.events),
+        notify=check_target(item.notify, f"{SETTING}: {where}: notify", hint="careteam:<role>"),
         priority=item.priority, digest_minutes=item.digest_minutes, patient_class=_folded(item.patient_class),
         units=_folded(item.units), feeds=_folded(item.feeds), min_age=item.min_age, max_age=item.max_age,
         fields=tuple(conditions))
@@ -226,7 +227,7 @@ def load_rules(path: str | Path) -> PresentingRules:
         if name in names[:i]:
             raise ConfigError(f"invalid setting {SETTING}: {where}: rule {i + 1}: name {parsed.rule[i].name!r} "
                               f"is used twice (digests are kept per rule name)")
-    rules = tuple(_rule(item, f"rule {i + 1} ({item.name!r})") for i, item in enumerate(parsed.rule))
+    rules = tuple(_rule(item, f"{where}: rule {i + 1} ({item.name!r})") for i, item in enumerate(parsed.rule))
     return PresentingRules(rules=rules, source=where)
 
 

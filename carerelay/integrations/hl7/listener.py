@@ -47,6 +47,7 @@ from carerelay.patients.service import ResultPolicy
 log = logging.getLogger("carerelay.hl7")
 
 READ_CHUNK = 256 * 1024
+BACKLOG = 1024  # an interface engine restarting reconnects every channel at once; don't drop their SYNs
 
 
 @dataclass
@@ -117,7 +118,7 @@ class Hl7Runtime:
                 context.load_cert_chain(feed.tls_cert, feed.tls_key)
             try:
                 server = await asyncio.start_server(self._connection_handler(feed), feed.host, feed.port,
-                                                    ssl=context, limit=READ_CHUNK * 2)
+                                                    ssl=context, limit=READ_CHUNK * 2, backlog=BACKLOG)
             except OSError as exc:
                 log.error("hl7 feed cannot listen", extra={"feed": feed.name, "host": feed.host, "port": feed.port,
                                                            "error": str(exc)})

@@ -199,6 +199,17 @@ def adt_event(parsed: Parsed, feed: Feed, message_id: int | None) -> AdtEvent:
         merge_prior_mrn=mrg.get(1) if mrg else "", source_message_id=message_id)
 
 
+def _obx_value(seg: Seg) -> str:
+    """OBX-5 as a reader wants it: a coded value's text, an encapsulated document's data (ED-5, the
+    base64 PDF), otherwise the first component."""
+    value_type = seg.get(2).upper()
+    if value_type in ("CE", "CWE"):
+        return seg.get(5, 2) or seg.get(5, 1)
+    if value_type == "ED":
+        return seg.get(5, 5)
+    return seg.get(5)
+
+
 def result_report(parsed: Parsed, feed: Feed, message_id: int | None) -> ResultReport:
     tz = feed.timezone
     groups: list[ResultGroup] = []
@@ -223,7 +234,7 @@ def result_report(parsed: Parsed, feed: Feed, message_id: int | None) -> ResultR
                 current = {"ordering": orc_provider}
                 observations = []
             flags = tuple(seg.get(8, rep=r) for r in range(1, seg.repetitions(8) + 1) if seg.get(8, rep=r))
-            value = seg.get(5) if seg.get(2) not in ("CE", "CWE") else (seg.get(5, 2) or seg.get(5, 1))
+            value = _obx_value(seg)
             observations.append(ObservationIn(
                 set_id=seg.get(1), value_type=seg.get(2), code=seg.get(3, 1), text=seg.get(3, 2),
                 coding_system=seg.get(3, 3), value=value, units=seg.get(6, 1), reference_range=seg.get(7),

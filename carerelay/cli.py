@@ -306,6 +306,7 @@ def hl7_reprocess(
     feed: Annotated[str | None, typer.Option(help="Only this feed")] = None,
 ) -> None:
     """Put stored messages back in the queue and process them now, in arrival order."""
+    from carerelay.core.errors import CarerelayError
     from carerelay.integrations.hl7 import store
     from carerelay.integrations.hl7.feeds import feeds_from, result_policy
     from carerelay.integrations.hl7.presenting import rules_from
@@ -316,9 +317,13 @@ def hl7_reprocess(
     _require_current(db)
     clock = SystemClock()
     query = None if ids else store.MessageQuery(status=status, message_type=message_type, feed=feed)
-    with db.unit_of_work() as session:
-        queued = store.reprocess_messages(session=session, clock=clock, actor=cli_actor("hl7-reprocess"),
-                                          ids=ids or (), query=query)
+    try:
+        with db.unit_of_work() as session:
+            queued = store.reprocess_messages(session=session, clock=clock, actor=cli_actor("hl7-reprocess"),
+                                              ids=ids or (), query=query)
+    except CarerelayError as exc:
+        err.print(f"carerelay: {exc.message}", markup=False)
+        raise typer.Exit(1) from None
     feeds = {f.name: f for f in feeds_from(settings)}
     stat = tuple(p.strip() for p in settings.hl7_stat_priorities.split(",") if p.strip())
     results: dict[str, int] = {}
@@ -341,13 +346,18 @@ def hl7_purge(
     older_than_days: Annotated[int, typer.Option(help="Delete stored messages received more than N days ago")],
 ) -> None:
     """Delete old messages from the store (audited). Results, orders and patients stay."""
+    from carerelay.core.errors import CarerelayError
     from carerelay.integrations.hl7 import store
 
     db = _database(get_settings())
     _require_current(db)
-    with db.unit_of_work() as session:
-        deleted = store.purge_messages(session=session, clock=SystemClock(), actor=cli_actor("hl7-purge"),
-                                       older_than_days=older_than_days)
+    try:
+        with db.unit_of_work() as session:
+            deleted = store.purge_messages(session=session, clock=SystemClock(), actor=cli_actor("hl7-purge"),
+                                           older_than_days=older_than_days)
+    except CarerelayError as exc:
+        err.print(f"carerelay: {exc.message}", markup=False)
+        raise typer.Exit(1) from None
     out.print(f"deleted {deleted} message(s) received more than {older_than_days} days ago")
 
 

@@ -45,6 +45,7 @@ class SlotSource(StrEnum):
     CSV = "csv"
     AMION = "amion"
     QGENDA = "qgenda"
+    SHIFTADMIN = "shiftadmin"
 
 
 HAND_ENTERED = (SlotSource.MANUAL.value, SlotSource.CSV.value)

@@ -45,11 +45,13 @@ from carerelay.scheduling.models import (
 from carerelay.scheduling.sync.amion import AmionAdapter
 from carerelay.scheduling.sync.base import Adapter, ExternalShift, VendorError
 from carerelay.scheduling.sync.qgenda import QGendaAdapter
+from carerelay.scheduling.sync.shiftadmin import ShiftAdminAdapter
 from carerelay.scheduling.timeline import slot_span, zone
 
 WINDOW = timedelta(hours=48)
 INTERVAL = timedelta(minutes=15)
-ADAPTERS: dict[str, Adapter] = {SlotSource.AMION.value: AmionAdapter(), SlotSource.QGENDA.value: QGendaAdapter()}
+ADAPTERS: dict[str, Adapter] = {SlotSource.AMION.value: AmionAdapter(), SlotSource.QGENDA.value: QGendaAdapter(),
+                                SlotSource.SHIFTADMIN.value: ShiftAdminAdapter()}
 
 
 def sync_actor(source: SyncSource) -> Actor:

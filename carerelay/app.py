@@ -165,7 +165,8 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         timers = None
         if settings.run_timers:
             timers = asyncio.create_task(jobs_worker.run_forever(database, app.state.clock,
-                                                                 build_channels(settings)))
+                                                                 build_channels(settings),
+                                                                 schedule_sync=settings.schedule_sync))
         hl7_runtime = None
         if listeners:
             hl7_runtime = Hl7Runtime(db=database, settings=settings, clock=app.state.clock)

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     run_timers: bool = Field(default=True, description="Fire escalation timers in this process.")
+    schedule_sync: bool = Field(default=True, description="Pull due third-party schedules (Amion, QGenda, "
+                                "ShiftAdmin; every 15 min per source) in this process's worker.")
 
     sms_gateway_url: str | None = Field(default=None, description="HTTP endpoint that sends SMS.")
     sms_gateway_token: str | None = None

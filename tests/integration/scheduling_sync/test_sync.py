@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from carerelay.audit.models import AuditEntry
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
 from carerelay.scheduling import lookup, service
@@ -263,6 +264,10 @@ def test_shiftadmin_pull_maps_reports_keeps_hand_entered_and_follows_changes(
         slots = session.execute(select(Slot).where(Slot.source == "shiftadmin").order_by(Slot.starts_at)).scalars()
         assert [(s.external_key, s.person_id, s.starts_at) for s in slots] == [
             (f"{source.id}:101", ids["gwhitfield"], _utc(24, 12)), (f"{source.id}:102", ids["ydemir"], _utc(25, 0))]
+        entry = session.execute(select(AuditEntry).where(AuditEntry.action == "scheduling.sync",
+                                                         AuditEntry.object_id == str(source.id))).scalar_one()
+        assert entry.actor_name == f"sync:shiftadmin:{source.id}" and entry.outcome == "success"
+        assert entry.detail["run_id"] == run.id and entry.detail["created"] == 2 and entry.detail["unmapped"] == 2
     assert state.shiftadmin_bodies[-1] == {"endpoint": "org_scheduled_shifts", "start_date": "2026-11-23",
                                            "end_date": "2026-11-27", "group_id": 23, "sort": "shift_start:ASC"}
     clock.advance(minutes=15)

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, Select, select
 from sqlalchemy.orm import Session
@@ -123,8 +123,7 @@ class _Stale(Exception):
     """The generation tried does not know what the database holds: it is out of date."""
 
 
-@dataclass(frozen=True)
-class _Found:
+class _Found(NamedTuple):
     slot_id: int
     assignment_id: int
     person_id: int | None
@@ -141,7 +140,7 @@ class _Generation:
         self.assignments = assignments
         self.buckets: OrderedDict[tuple[str, int, int], _Bucket] = OrderedDict()
         self.slots = 0
-        self.reasons: dict[tuple[int, str], str] = {}
+        self.answers: dict[tuple[int, str, str, str], OnCall] = {}
         self.lock = threading.Lock()
 
     def bucket(self, key: tuple[str, int, int]) -> _Bucket | None:
@@ -161,14 +160,14 @@ class _Generation:
                 _, dropped = self.buckets.popitem(last=False)
                 self.slots -= len(dropped)
 
-    def reason(self, slot_id: int, timezone: str, build: Any) -> str:
-        key = (slot_id, timezone)
-        text = self.reasons.get(key)
-        if text is None:
-            if len(self.reasons) > 200_000:
-                self.reasons.clear()
-            text = self.reasons[key] = build()
-        return text
+    def answer(self, key: tuple[int, str, str, str], build: Any) -> OnCall:
+        """One OnCall per slot and what was read fresh for it (names, codes, zones may change)."""
+        found = self.answers.get(key)
+        if found is None:
+            if len(self.answers) > 200_000:
+                self.answers.clear()
+            found = self.answers[key] = build()
+        return found
 
 
 class LookupCache:
@@ -179,14 +178,14 @@ class LookupCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._generations: OrderedDict[str, _Generation] = OrderedDict()
-        self._current: dict[str, str] = {}  # database → the token last seen (a guess; always checked)
+        self._current: dict[int, str] = {}  # database → the token last seen (a guess; always checked)
 
-    def guess(self, database: str) -> _Generation | None:
+    def guess(self, database: int) -> _Generation | None:
         with self._lock:
             token = self._current.get(database)
             return self._generations.get(token) if token is not None else None
 
-    def get(self, database: str, token: str) -> _Generation | None:
+    def get(self, database: int, token: str) -> _Generation | None:
         with self._lock:
             generation = self._generations.get(token)
             if generation is not None:
@@ -194,7 +193,7 @@ class LookupCache:
                 self._generations.move_to_end(token)
             return generation
 
-    def keep(self, database: str, generation: _Generation) -> None:
+    def keep(self, database: int, generation: _Generation) -> None:
         with self._lock:
             self._generations[generation.token] = generation
             self._current[database] = generation.token
@@ -238,10 +237,23 @@ class _Fresh:
     names: dict[int, str]
 
 
+def _driver_rows(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Straight through the driver, on the transaction's own connection: for this one small query
+    SQLAlchemy's execution and result machinery costs some thirty times what SQLite does."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
 def _read_fresh(conn: Connection, departments: Sequence[int], people: Sequence[int]) -> _Fresh:
     sql = _fresh_sql(conn.dialect.name, len(departments), len(people))
     fresh = _Fresh(None, {}, {})
-    for kind, ident, text, extra in conn.exec_driver_sql(sql, (*departments, *people)).all():
+    for kind, ident, text, extra in _driver_rows(conn, sql, (*departments, *people)):
         if kind == "v":
             fresh.token = text
         elif kind == "d":
@@ -251,13 +263,14 @@ def _read_fresh(conn: Connection, departments: Sequence[int], people: Sequence[i
     return fresh
 
 
-def _database_key(session: Session) -> str:
-    return str(session.get_bind().engine.url)
+def _database_key(conn: Connection) -> int:
+    """Which database: the engine's identity. Only a guess rides on it (the token decides)."""
+    return id(conn.engine)
 
 
 def _read_token(conn: Connection) -> str | None:
-    value = conn.exec_driver_sql(_TOKEN_SQL).scalar()
-    return str(value) if value is not None else None
+    rows = _driver_rows(conn, _TOKEN_SQL)
+    return str(rows[0][0]) if rows else None
 
 
 def _generation(session: Session, conn: Connection) -> _Generation | None:
@@ -266,7 +279,7 @@ def _generation(session: Session, conn: Connection) -> _Generation | None:
     token = _read_token(conn)
     if token is None:
         return None
-    database = _database_key(session)
+    database = _database_key(conn)
     found = CACHE.get(database, token)
     if found is not None:
         return found
@@ -291,8 +304,9 @@ def _bucket_query(field: str, ident: int, bucket: int) -> Select[*tuple[Any, ...
 
 
 def _find(session: Session, generation: _Generation, field: str, ident: int, low_us: int, high_us: int,
-          loaded: dict[tuple[str, int, int], _Bucket]) -> list[_Found]:
-    """Slots of the assignment (``a``) or department (``d``) starting in ``(low_us, high_us]``."""
+          loaded: dict[tuple[str, int, int], _Bucket], ends_after_us: int | None = None) -> list[_Found]:
+    """Slots of the assignment (``a``) or department (``d``) starting in ``(low_us, high_us]`` (and,
+    if given, ending after ``ends_after_us``)."""
     found = []
     for number in range(low_us // BUCKET_US, high_us // BUCKET_US + 1):
         key = (field, ident, number)
@@ -300,6 +314,8 @@ def _find(session: Session, generation: _Generation, field: str, ident: int, low
         if bucket is None:
             bucket = loaded[key] = _Bucket(session.execute(_bucket_query(field, ident, number)).all())
         for i in bucket.between(low_us, high_us):
+            if ends_after_us is not None and bucket.ends[i] <= ends_after_us:
+                continue
             slot_id, person = bucket.slot_ids[i], bucket.person_ids[i]
             if bucket.assignment_ids[i] not in generation.assignments:
                 raise _Stale
@@ -311,26 +327,28 @@ def _find(session: Session, generation: _Generation, field: str, ident: int, low
 def _on_call(generation: _Generation, item: _Found, fresh: _Fresh) -> OnCall:
     info = generation.assignments[item.assignment_id]
     dept_code, tz = fresh.departments[info.department_id]
-    starts_at, ends_at = _instant(item.starts_us), _instant(item.ends_us)
     placeholder, contact = item.placeholder
     display = fresh.names.get(item.person_id) if item.person_id is not None else None
     name = display if item.person_id is not None and display else f"{placeholder} (placeholder)"
-    reason = generation.reason(item.slot_id, tz, lambda: f"{info.name} — slot {local_window(starts_at, ends_at, tz)}, "
-                                                         f"call order {info.call_order}")
-    return OnCall(slot_id=item.slot_id, assignment_id=item.assignment_id, assignment_code=info.code,
-                  assignment_name=info.name, department_id=info.department_id, department_code=dept_code,
-                  call_order=info.call_order, person_id=item.person_id, name=name, contact=contact,
-                  starts_at=starts_at, ends_at=ends_at, timezone=tz, reason=reason)
+
+    def build() -> OnCall:
+        starts_at, ends_at = _instant(item.starts_us), _instant(item.ends_us)
+        return OnCall(slot_id=item.slot_id, assignment_id=item.assignment_id, assignment_code=info.code,
+                      assignment_name=info.name, department_id=info.department_id, department_code=dept_code,
+                      call_order=info.call_order, person_id=item.person_id, name=name, contact=contact,
+                      starts_at=starts_at, ends_at=ends_at, timezone=tz,
+                      reason=f"{info.name} — slot {local_window(starts_at, ends_at, tz)}, call order {info.call_order}")
+
+    return generation.answer((item.slot_id, dept_code, tz, name), build)
 
 
-def _settle(session: Session, generation: _Generation, found: list[_Found],
-            loaded: dict[tuple[str, int, int], _Bucket], extra_departments: Iterable[int] = ()) -> _Fresh | None:
+def _settle(conn: Connection, generation: _Generation, found: list[_Found],
+            loaded: dict[tuple[str, int, int], _Bucket]) -> _Fresh | None:
     """Fetch what is fresh for these slots with the token; keep the loaded buckets only if the token
     is still the generation's (None: it is not, the caller starts again)."""
-    departments = sorted({generation.assignments[f.assignment_id].department_id for f in found} |
-                         set(extra_departments))
-    people = sorted({f.person_id for f in found if f.person_id is not None})
-    fresh = _read_fresh(session.connection(), departments, people)
+    departments = list({generation.assignments[f.assignment_id].department_id for f in found})
+    people = list({f.person_id for f in found if f.person_id is not None})
+    fresh = _read_fresh(conn, departments, people)
     if fresh.token != generation.token:
         return None
     for key, bucket in loaded.items():
@@ -350,7 +368,7 @@ def who_is_on(
     assert ident is not None
     conn = session.connection()
     for _attempt in range(3):
-        generation = CACHE.guess(_database_key(session)) if _attempt == 0 else _generation(session, conn)
+        generation = CACHE.guess(_database_key(conn)) if _attempt == 0 else _generation(session, conn)
         if generation is None:
             if _attempt == 0:
                 continue
@@ -359,11 +377,11 @@ def who_is_on(
             return _query_who_is_on(session=session, at=at, assignment_id=assignment_id, department_id=department_id)
         loaded: dict[tuple[str, int, int], _Bucket] = {}
         try:
-            found = [f for f in _find(session, generation, field, ident, at_us - MAX_US, at_us, loaded)
-                     if f.ends_us > at_us and _wanted(generation, f, field)]
+            found = [f for f in _find(session, generation, field, ident, at_us - MAX_US, at_us, loaded, at_us)
+                     if _wanted(generation, f, field)]
         except _Stale:
             continue
-        fresh = _settle(session, generation, found, loaded)
+        fresh = _settle(conn, generation, found, loaded)
         if fresh is not None:
             return _sorted(_on_call(generation, f, fresh) for f in found)
     return _query_who_is_on(session=session, at=at, assignment_id=assignment_id, department_id=department_id)
@@ -392,7 +410,7 @@ def on_call_now(*, session: Session, at: datetime) -> list[DepartmentCoverage]:
     at_us = _us(at)
     conn = session.connection()
     for _attempt in range(3):
-        generation = CACHE.guess(_database_key(session)) if _attempt == 0 else _generation(session, conn)
+        generation = CACHE.guess(_database_key(conn)) if _attempt == 0 else _generation(session, conn)
         if generation is None:
             if _attempt == 0:
                 continue
@@ -410,7 +428,7 @@ def on_call_now(*, session: Session, at: datetime) -> list[DepartmentCoverage]:
         except _Stale:
             continue
         found = [f for d in departments for f in (*current[d], *upcoming[d])]
-        fresh = _settle(session, generation, found, loaded)
+        fresh = _settle(conn, generation, found, loaded)
         if fresh is None:
             continue
         coverage = [DepartmentCoverage(department_id=d, department_code=_code(generation, current[d] + upcoming[d],

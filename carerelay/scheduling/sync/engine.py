@@ -135,7 +135,7 @@ def map_assignment(*, session: Session, clock: Clock, actor: Actor, source_id: i
 
 
 def due_sources(*, session: Session, now: datetime) -> list[SyncSource]:
-    """Active sources not pulled in the last 15 minutes (what a timer runs every minute)."""
+    """Active sources not pulled in the last 15 minutes (a read; the worker takes them with claim_due)."""
     query = select(SyncSource).where(SyncSource.active.is_(True)).order_by(SyncSource.id)
     return [s for s in session.execute(query).scalars() if s.last_run_at is None or s.last_run_at <= now - INTERVAL]
 

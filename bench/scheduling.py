@@ -1,13 +1,28 @@
 """On-call lookup with 10,000 people and two years of slots: p99 < 1 ms (issue 4).
 
-Measures ``scheduling.lookup.who_is_on`` by assignment and by department at random instants, and
-``on_call_now`` across every department, on SQLite (and PostgreSQL when reachable), against a floor
-measured in the same run: fetching one person by primary key.
+What is measured is the lookup call itself, on one long-lived session and connection, as routing
+makes it inside a request or timer transaction: ``scheduling.lookup.who_is_on`` by assignment and
+by department at random instants over the two years, and ``on_call_now`` across every department.
+
+- **warm** (the headline, against the target): the node's cache holds the 28-day bucket, so a
+  lookup is one database round trip (the lookup-version token with the names and zones it needs)
+  plus arithmetic in memory.
+- **cold**: the first lookup of each bucket after a schedule change, which loads the bucket (every
+  bucket of the two years is touched once here, as the warm-up).
+- **uncached**: the same question as one indexed query, straight from the database (the fallback).
+- **floor**, in the same run, interleaved with the lookups so machine noise lands on both: the
+  least a lookup can cost, one round trip on the same connection (the token read alone).
+
+Other work shares this machine: the load average before and after is in the notes. Setup objects
+are frozen out of the garbage collector after loading, so a collection of the benchmark's own
+200,000 setup rows is not billed to a lookup.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import random
 import secrets
 import tempfile
@@ -23,7 +38,8 @@ from bench.common import report, summarize_ms
 from carerelay.core.db import Database, make_engine
 from carerelay.core.migrate import upgrade
 from carerelay.directory.models import Department, Person, Site
-from carerelay.scheduling.lookup import on_call_now, who_is_on
+from carerelay.scheduling import lookup
+from carerelay.scheduling.lookup import on_call_now
 from carerelay.scheduling.models import Assignment, Schedule, Slot
 from carerelay.scheduling.timeline import slot_span
 
@@ -36,6 +52,7 @@ TEMPLATES = [  # name, start, end, call order: day/night call pairs and a 24 h c
     ("24 h call", clock_time(8), clock_time(8), 3),
 ]
 FIRST_DAY = date(2026, 1, 1)
+TOKEN_SQL = "SELECT token FROM sched_lookup_version WHERE id = 1"
 
 
 def populate(db: Database, people: int, departments: int, days: int) -> tuple[list[int], list[int]]:
@@ -96,6 +113,14 @@ def populate(db: Database, people: int, departments: int, days: int) -> tuple[li
     return [a[0] for a in assignments], dept_ids
 
 
+def _bucket_instants(rng: random.Random, first: datetime, days: int) -> list[datetime]:
+    """One random instant in every 28-day lookup bucket the two years touch."""
+    start, end = lookup._us(first), lookup._us(first + timedelta(days=days))
+    numbers = range(start // lookup.BUCKET_US, end // lookup.BUCKET_US + 1)
+    return [lookup._instant(max(start, min(end - 1, n * lookup.BUCKET_US + rng.randrange(lookup.BUCKET_US))))
+            for n in numbers]
+
+
 def run(url: str, label: str, people: int, departments: int, days: int, queries: int) -> None:
     db = Database(make_engine(url, sqlite_synchronous="NORMAL"))
     upgrade(db.engine)
@@ -105,47 +130,83 @@ def run(url: str, label: str, people: int, departments: int, days: int, queries:
     if db.dialect == "postgresql":
         with db.engine.begin() as conn:
             conn.execute(text("ANALYZE"))
+    lookup.CACHE.clear()
+    gc.collect()
+    gc.freeze()
+    load_before = os.getloadavg()
     rng = random.Random(11)
     span_s = days * 86400
     first = datetime.combine(FIRST_DAY, clock_time(), tzinfo=UTC)
-    samples: dict[str, list[float]] = {"lookup_assignment": [], "lookup_department": [], "on_call_now": []}
+    samples: dict[str, list[float]] = {k: [] for k in (
+        "lookup_assignment", "lookup_department", "lookup_assignment_cpu", "lookup_department_cpu", "on_call_now",
+        "lookup_cold", "uncached_lookup_assignment", "uncached_lookup_department")}
     floor: list[float] = []
     answered = 0
     with db.unit_of_work() as session:
+        conn = session.connection()
         slots = session.execute(select(Slot.id).order_by(Slot.id.desc()).limit(1)).scalar_one()
+        warm_started = time.perf_counter()
+        for at in _bucket_instants(rng, first, days):  # every bucket once: the cold loads, and the warm-up
+            for kwargs in [{"assignment_id": a} for a in assignment_ids] + [{"department_id": d} for d in dept_ids]:
+                t0 = time.perf_counter()
+                lookup.who_is_on(session=session, at=at, **kwargs)
+                samples["lookup_cold"].append(time.perf_counter() - t0)
+        warm_s = time.perf_counter() - warm_started
         for n in range(queries):
             at = first + timedelta(seconds=rng.randrange(span_s))
+            assignment_id, department_id = rng.choice(assignment_ids), rng.choice(dept_ids)
             t0 = time.perf_counter()
-            found = who_is_on(session=session, at=at, assignment_id=rng.choice(assignment_ids))
+            conn.exec_driver_sql(TOKEN_SQL).scalar()
+            floor.append(time.perf_counter() - t0)
+            c0, t0 = time.process_time(), time.perf_counter()
+            found = lookup.who_is_on(session=session, at=at, assignment_id=assignment_id)
             samples["lookup_assignment"].append(time.perf_counter() - t0)
+            samples["lookup_assignment_cpu"].append(time.process_time() - c0)
             answered += bool(found)
             t0 = time.perf_counter()
-            who_is_on(session=session, at=at, department_id=rng.choice(dept_ids))
+            conn.exec_driver_sql(TOKEN_SQL).scalar()
+            floor.append(time.perf_counter() - t0)
+            c0, t0 = time.process_time(), time.perf_counter()
+            lookup.who_is_on(session=session, at=at, department_id=department_id)
             samples["lookup_department"].append(time.perf_counter() - t0)
+            samples["lookup_department_cpu"].append(time.process_time() - c0)
+            t0 = time.perf_counter()
+            direct = lookup._query_who_is_on(session=session, at=at, assignment_id=assignment_id)
+            samples["uncached_lookup_assignment"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            lookup._query_who_is_on(session=session, at=at, department_id=department_id)
+            samples["uncached_lookup_department"].append(time.perf_counter() - t0)
+            if n % 50 == 0:  # the cache answers what the database answers
+                assert found == direct, (at, assignment_id)
             if n % 10 == 0:
                 t0 = time.perf_counter()
                 on_call_now(session=session, at=at)
                 samples["on_call_now"].append(time.perf_counter() - t0)
-            pid = rng.randint(1, people)
-            t0 = time.perf_counter()
-            session.execute(select(Person).where(Person.id == pid)).scalar_one()
-            floor.append(time.perf_counter() - t0)
-            session.expunge_all()
+    load_after = os.getloadavg()
+    gc.unfreeze()
     floor_stats = summarize_ms(floor, "x")
     metrics: dict[str, float] = {}
     floors: dict[str, float] = {}
     for kind, values in samples.items():
         metrics.update(summarize_ms(values, kind))
-        if kind != "on_call_now":
+        if kind in ("lookup_assignment", "lookup_department"):
             floors[f"{kind}_p50_ms"] = floor_stats["x_p50_ms"]
             floors[f"{kind}_p99_ms"] = floor_stats["x_p99_ms"]
     metrics.update({"people": people, "departments": departments, "slots": slots,
                     "assignment_lookups_answered_pct": round(100 * answered / queries, 1),
-                    "load_s": round(load_s, 1)})
+                    "load_s": round(load_s, 1), "warm_up_s": round(warm_s, 1),
+                    "cold_lookups": len(samples["lookup_cold"]), "warm_lookups": 2 * queries})
     report(f"scheduling-{label}", database=label, metrics=metrics, floor=floors,
            targets={"lookup_assignment_p99_ms": "< 1", "lookup_department_p99_ms": "< 1"},
-           notes="floor: one person fetched by primary key in the same session; on_call_now covers every "
-                 "department (no target in the issue)")
+           notes=f"lookup_* are warm (the 28-day bucket cached in this process, validated by one round trip); "
+                 f"lookup_*_cpu_* is the CPU time this process spent in the same calls (the lookup's own cost, "
+                 f"without the time the machine gave to other work, and without the database server's share); "
+                 f"lookup_cold_* is the first lookup of each bucket after a change (it loads the bucket); "
+                 f"uncached_* is the same question as one indexed query; the floor is one round trip on the "
+                 f"same connection (the lookup-version read alone), interleaved with the lookups. "
+                 f"os.getloadavg() before {tuple(round(x, 2) for x in load_before)}, "
+                 f"after {tuple(round(x, 2) for x in load_after)} on {os.cpu_count()} cores (other work shares "
+                 f"this machine). on_call_now covers every department (no target in the issue).")
 
 
 def main() -> None:

@@ -177,7 +177,8 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         if settings.run_timers:
             background.append(asyncio.create_task(jobs_worker.run_forever(
                 database, app.state.clock, build_channels(settings),
-                also=[lambda: wctp_worker.run_once(database, app.state.clock)])))
+                also=[lambda: wctp_worker.run_once(database, app.state.clock)],
+                schedule_sync=settings.schedule_sync)))
             background.append(asyncio.create_task(exports_worker.run_forever(database, app.state.clock)))
             background.append(asyncio.create_task(staffing_runner.run_forever(database, app.state.clock)))
         hl7_runtime = None

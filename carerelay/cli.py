@@ -351,24 +351,31 @@ def hl7_reprocess(
     feed: Annotated[str | None, typer.Option(help="Only this feed")] = None,
 ) -> None:
     """Put stored messages back in the queue and process them now, in arrival order."""
+    from carerelay.core.errors import CarerelayError
     from carerelay.integrations.hl7 import store
     from carerelay.integrations.hl7.feeds import feeds_from, result_policy
+    from carerelay.integrations.hl7.presenting import rules_from
 
     settings = get_settings()
+    presenting = rules_from(settings)
     db = _database(settings)
     _require_current(db)
     clock = SystemClock()
     query = None if ids else store.MessageQuery(status=status, message_type=message_type, feed=feed)
-    with db.unit_of_work() as session:
-        queued = store.reprocess_messages(session=session, clock=clock, actor=cli_actor("hl7-reprocess"),
-                                          ids=ids or (), query=query)
+    try:
+        with db.unit_of_work() as session:
+            queued = store.reprocess_messages(session=session, clock=clock, actor=cli_actor("hl7-reprocess"),
+                                              ids=ids or (), query=query)
+    except CarerelayError as exc:
+        err.print(f"carerelay: {exc.message}", markup=False)
+        raise typer.Exit(1) from None
     feeds = {f.name: f for f in feeds_from(settings)}
     stat = tuple(p.strip() for p in settings.hl7_stat_priorities.split(",") if p.strip())
     results: dict[str, int] = {}
     while True:
         with db.unit_of_work() as session:
             done = store.process_pending(session=session, clock=clock, feeds=feeds, policy=result_policy(settings),
-                                         stat_priorities=stat, limit=50)
+                                         stat_priorities=stat, limit=50, presenting=presenting)
         for item in done:
             results[item.status] = results.get(item.status, 0) + 1
             if item.status == "error":
@@ -384,13 +391,18 @@ def hl7_purge(
     older_than_days: Annotated[int, typer.Option(help="Delete stored messages received more than N days ago")],
 ) -> None:
     """Delete old messages from the store (audited). Results, orders and patients stay."""
+    from carerelay.core.errors import CarerelayError
     from carerelay.integrations.hl7 import store
 
     db = _database(get_settings())
     _require_current(db)
-    with db.unit_of_work() as session:
-        deleted = store.purge_messages(session=session, clock=SystemClock(), actor=cli_actor("hl7-purge"),
-                                       older_than_days=older_than_days)
+    try:
+        with db.unit_of_work() as session:
+            deleted = store.purge_messages(session=session, clock=SystemClock(), actor=cli_actor("hl7-purge"),
+                                           older_than_days=older_than_days)
+    except CarerelayError as exc:
+        err.print(f"carerelay: {exc.message}", markup=False)
+        raise typer.Exit(1) from None
     out.print(f"deleted {deleted} message(s) received more than {older_than_days} days ago")
 
 
@@ -428,6 +440,7 @@ def serve(
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     from carerelay.integrations.hl7.feeds import feeds_from, result_policy
+    from carerelay.integrations.hl7.presenting import rules_from
 
     feeds_from(settings)  # a wrong feed setting stops start-up with one line, before anything binds
     result_policy(settings)
@@ -436,6 +449,7 @@ def serve(
 
     allow_list(settings)
     gateways_from(settings)
+    rules_from(settings)
     db = _database(settings)
     _require_current(db)
     application = create_app(settings, db=db, listeners=True)

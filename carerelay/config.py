@@ -81,6 +81,8 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     run_timers: bool = Field(default=True, description="Fire escalation timers in this process.")
+    schedule_sync: bool = Field(default=True, description="Pull due third-party schedules (Amion, QGenda, "
+                                "ShiftAdmin; every 15 min per source) in this process's worker.")
 
     sms_gateway_url: str | None = Field(default=None, description="HTTP endpoint that sends SMS.")
     sms_gateway_token: str | None = None
@@ -132,6 +134,12 @@ class Settings(BaseSettings):
     hl7_stat_priorities: str = Field(default="S,STAT", description="Order priorities that mean STAT.")
     hl7_provider_id_fields: str = Field(default="npi,unique_id,ehr_username,epic_ser_id",
                                         description="Directory id fields tried, in order, for an XCN id.")
+    hl7_critical_target: str = Field(default="ordering", description="Who hears of a critical result: ordering, "
+                                     "careteam:<role> or an address; commas list fallbacks.")
+    hl7_stat_target: str = Field(default="ordering", description="Who hears of a STAT order (same forms).")
+    hl7_targets_by_code: str = Field(default="", description="JSON object: test or order code -> target.")
+    hl7_consult_orders: str = Field(default="", description="JSON object: consult order code -> target.")
+    hl7_presenting_rules_file: str = Field(default="", description="TOML file of presenting-patient rules.")
 
     # WCTP (integrations/wctp): the server at POST /wctp, replies to originators, outbound carriers.
     wctp_max_bytes: int = Field(default=1024 * 1024, ge=4096, description="Largest WCTP request body accepted.")

@@ -67,3 +67,24 @@ class AlertEvent(Base):
     kind: Mapped[str] = mapped_column(String(40))
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DigestItem(Base):
+    """One event waiting for its digest: a timer sends every waiting item of a key as one alert."""
+
+    __tablename__ = "alert_digest_items"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    digest_key: Mapped[str] = mapped_column(String(120))
+    target: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(40))
+    priority: Mapped[str] = mapped_column(String(10))
+    minutes: Mapped[int] = mapped_column(Integer)
+    line: Mapped[str] = mapped_column(String(500))
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    source_ref: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
+
+    __table_args__ = (Index("ix_alert_digest_items_pending", "digest_key", "sent_at"),)

@@ -8,6 +8,7 @@ roles that run the system (operators, integration admins, compliance officers); 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -17,10 +18,10 @@ from carerelay.alerts.models import Alert, AlertEvent, AlertRecipient, AlertStat
 from carerelay.audit import service as audit
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
-from carerelay.core.errors import Forbidden, Invalid, NotFound
+from carerelay.core.errors import CarerelayError, Forbidden, Invalid, NotFound
 from carerelay.escalation import engine
 from carerelay.realtime import service as realtime
-from carerelay.routing.resolver import check_address
+from carerelay.routing.resolver import check_address, resolve
 
 OVERSEERS = frozenset({"operator", "integration_admin", "compliance_officer", "system_admin"})
 ACCEPT, REJECT, CALL_BACK = "accept", "reject", "call back"
@@ -87,6 +88,24 @@ def raise_alert(
                                              "patient_id": patient_id})
     engine.start(session=session, clock=clock, alert=alert, plan=escalation)
     return alert
+
+
+def first_reachable(*, session: Session, at: datetime, addresses: Sequence[str]) -> tuple[str | None, list[str]]:
+    """The first of these addresses that reaches someone at ``at`` (else the last usable one, so the
+    escalation's "never nobody" takes over), with a note for each one passed over."""
+    notes: list[str] = []
+    usable: str | None = None
+    for address in addresses:
+        try:
+            resolution = resolve(session, address, at)
+        except CarerelayError as exc:
+            notes.append(f"{address} cannot be reached: {exc.message}.")
+            continue
+        usable = address
+        if not resolution.empty:
+            return address, notes
+        notes.append(f"{address} reaches no one now ({resolution.explain()}).")
+    return usable, notes
 
 
 def access_alert(*, session: Session, actor: Actor, alert_id: int) -> Alert:

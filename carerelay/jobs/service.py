@@ -72,10 +72,14 @@ def cancel_prefix(*, session: Session, clock: Clock, prefix: str) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def pending(*, session: Session, key: str | None = None) -> list[Timer]:
+def pending(*, session: Session, key: str | None = None, lock: bool = False) -> list[Timer]:
+    """Timers not yet fired or cancelled. ``lock`` holds them (FOR UPDATE on PostgreSQL) until the
+    caller commits, so a worker cannot fire one while the caller counts on it still being pending."""
     query = select(Timer).where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None)).order_by(Timer.due_at)
     if key is not None:
         query = query.where(Timer.key == key)
+    if lock:
+        query = query.with_for_update()
     return list(session.execute(query).scalars())
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Boolean, Date, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carerelay.core.db import Base, UTCDateTime
@@ -162,6 +163,8 @@ class Order(Base):
 class HandoffKind(StrEnum):
     CRITICAL_RESULT = "critical_result"
     STAT_ORDER = "stat_order"
+    CONSULT_ORDER = "consult_order"
+    PRESENTING_PATIENT = "presenting_patient"
 
 
 class ClinicalHandoff(Base):
@@ -179,6 +182,9 @@ class ClinicalHandoff(Base):
     recipient_person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     recipient_provider_id: Mapped[str] = mapped_column(String(80), default="")
     summary: Mapped[str] = mapped_column(String(500))
+    # Who is to hear of it: "ordering", "careteam:<role>" or a routing address; commas list fallbacks.
+    target: Mapped[str] = mapped_column(String(300), default="ordering")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     claimed_by: Mapped[str | None] = mapped_column(String(60))

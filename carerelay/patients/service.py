@@ -3,15 +3,15 @@
 Plain values in (the dataclasses below, filled by the HL7 adapter or anything else), rows out.
 Every write and every read of patient data is audited in the caller's transaction.
 
-The alerts domain does not exist yet: a critical result or a STAT order leaves a
-``ClinicalHandoff`` row in the same transaction (``pending_handoffs`` / ``claim_handoffs`` are the
-hook the alerts domain will consume).
+A critical result, a STAT or consult order, or a presenting-patient rule match leaves a
+``ClinicalHandoff`` row in the same transaction, with its target (who is to hear of it); the alerts
+domain claims each one exactly once (``claim_handoffs``) and raises its alert.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -152,11 +152,38 @@ class CriticalRule:
     above: float | None = None
 
 
+ORDERING = "ordering"
+
+
+@dataclass(frozen=True)
+class HandoffRouting:
+    """Who hears of a critical result, a STAT order or a consult order.
+
+    A target is ``ordering`` (the ordering provider: the default, as before routing was
+    configurable), ``careteam:<role>`` (that role on this patient's care team, e.g. the attending)
+    or any routing address (``role:…``, ``group:…``, ``pager:…``); a comma-separated list is tried in
+    order, the first that reaches someone at that moment wins. ``by_code`` overrides the target per
+    test (OBX-3) or order (OBR-4) code; ``consult_orders`` lists the order codes that are consults,
+    each with its target.
+    """
+
+    critical_result: str = ORDERING
+    stat_order: str = ORDERING
+    by_code: Mapping[str, str] = field(default_factory=dict)
+    consult_orders: Mapping[str, str] = field(default_factory=dict)
+
+    def target_for(self, kind: str, code: str) -> str:
+        if code and code in self.by_code:
+            return self.by_code[code]
+        return self.critical_result if kind == HandoffKind.CRITICAL_RESULT else self.stat_order
+
+
 @dataclass(frozen=True)
 class ResultPolicy:
     critical_flags: frozenset[str] = frozenset({"HH", "LL", "AA"})
     rules: Sequence[CriticalRule] = ()
     provider_fields: Sequence[str] = ("npi", "unique_id", "ehr_username", "epic_ser_id")
+    routing: HandoffRouting = field(default_factory=HandoffRouting)
 
 
 @dataclass(frozen=True)
@@ -442,8 +469,10 @@ def critical_reason(obs: ObservationIn, policy: ResultPolicy) -> str:
 
 
 def record_results(*, session: Session, clock: Clock, actor: Actor, report: ResultReport,
-                   policy: ResultPolicy) -> list[Observation]:
-    """Store every observation; mark critical ones and leave a hand-off for each (same transaction)."""
+                   policy: ResultPolicy, routing: HandoffRouting | None = None) -> list[Observation]:
+    """Store every observation; mark critical ones and leave a hand-off for each (same transaction),
+    addressed as ``routing`` (default: the policy's) says for the test's code."""
+    routing = routing or policy.routing
     patient = upsert_patient(session=session, clock=clock, demographics=report.patient)
     enc = _current_encounter(session, patient.id, report.visit_number)
     now = clock.now()
@@ -474,7 +503,9 @@ def record_results(*, session: Session, clock: Clock, actor: Actor, report: Resu
             session.add(ClinicalHandoff(
                 kind=HandoffKind.CRITICAL_RESULT, patient_id=patient.id, encounter_id=row.encounter_id,
                 subject_type="observation", subject_id=row.id, recipient_person_id=row.ordering_person_id,
-                recipient_provider_id=row.ordering_provider_id, summary=summary[:500], created_at=now))
+                recipient_provider_id=row.ordering_provider_id, summary=summary[:500],
+                target=routing.target_for(HandoffKind.CRITICAL_RESULT, row.code),
+                detail={"code": row.code}, created_at=now))
     session.flush()
     record(session=session, clock=clock, actor=actor, action="patient.results", object_type="patient",
            object_id=patient.id, detail={"mrn": patient.mrn, "observations": len(stored),
@@ -483,8 +514,14 @@ def record_results(*, session: Session, clock: Clock, actor: Actor, report: Resu
     return stored
 
 
+NEW_ORDER_CONTROLS = ("NW", "SN", "XO", "")
+
+
 def record_order(*, session: Session, clock: Clock, actor: Actor, order: OrderIn, stat_priorities: Sequence[str],
-                 provider_fields: Sequence[str]) -> Order:
+                 provider_fields: Sequence[str], routing: HandoffRouting | None = None) -> Order:
+    """Store the order. A new consult order (its code in ``routing.consult_orders``) or a new STAT
+    order leaves a hand-off for its target; a consult that is also STAT is one hand-off, marked STAT."""
+    routing = routing or HandoffRouting()
     patient = upsert_patient(session=session, clock=clock, demographics=order.patient)
     enc = _current_encounter(session, patient.id, order.visit_number)
     now = clock.now()
@@ -500,21 +537,47 @@ def record_order(*, session: Session, clock: Clock, actor: Actor, order: OrderIn
                 ordered_at=order.ordered_at, received_at=now)
     session.add(row)
     session.flush()
-    if is_stat and order.control in ("NW", "SN", "XO", ""):
+    consult = routing.consult_orders.get(row.code) if row.code else None
+    new = order.control in NEW_ORDER_CONTROLS
+    if new and (consult is not None or is_stat):
+        what = f"{'STAT ' if is_stat else ''}{'consult' if consult is not None else 'order'}"
         session.add(ClinicalHandoff(
-            kind=HandoffKind.STAT_ORDER, patient_id=patient.id, encounter_id=row.encounter_id, subject_type="order",
+            kind=HandoffKind.CONSULT_ORDER if consult is not None else HandoffKind.STAT_ORDER,
+            patient_id=patient.id, encounter_id=row.encounter_id, subject_type="order",
             subject_id=row.id, recipient_person_id=row.ordering_person_id,
             recipient_provider_id=row.ordering_provider_id,
-            summary=f"STAT order {row.text or row.code} ({row.placer_order}) for MRN {patient.mrn}"[:500],
-            created_at=now))
+            summary=f"{what[0].upper()}{what[1:]} {row.text or row.code} ({row.placer_order}) for MRN "
+                    f"{patient.mrn}"[:500],
+            target=consult if consult is not None else routing.target_for(HandoffKind.STAT_ORDER, row.code),
+            detail={"code": row.code, "stat": is_stat, "ordering": row.ordering_provider_name}, created_at=now))
         session.flush()
     record(session=session, clock=clock, actor=actor, action="patient.order", object_type="patient",
            object_id=patient.id, detail={"mrn": patient.mrn, "order_id": row.id, "stat": is_stat,
+                                         "consult": consult is not None,
                                          "hl7_message_id": order.source_message_id})
     return row
 
 
 # ---------------------------------------------------------------- the hook for the alerts domain
+
+
+def add_handoff(*, session: Session, clock: Clock, kind: str, patient_id: int, encounter_id: int | None,
+                subject_type: str, subject_id: int, summary: str, target: str,
+                detail: dict[str, object]) -> ClinicalHandoff | None:
+    """A hand-off for anything other than a result or an order (a presenting-patient rule match).
+    A subject that already left one of this kind with the same ``detail["rule"]`` leaves no second
+    (a reprocessed message notifies nobody twice); returns None then."""
+    earlier = session.execute(select(ClinicalHandoff.detail).where(
+        ClinicalHandoff.kind == kind, ClinicalHandoff.subject_type == subject_type,
+        ClinicalHandoff.subject_id == subject_id)).scalars()
+    if any(d.get("rule") == detail.get("rule") for d in earlier):
+        return None
+    row = ClinicalHandoff(kind=kind, patient_id=patient_id, encounter_id=encounter_id, subject_type=subject_type,
+                          subject_id=subject_id, recipient_person_id=None, recipient_provider_id="",
+                          summary=summary[:500], target=target[:300], detail=detail, created_at=clock.now())
+    session.add(row)
+    session.flush()
+    return row
 
 
 def pending_handoffs(*, session: Session, kind: str | None = None, limit: int = 100) -> list[ClinicalHandoff]:

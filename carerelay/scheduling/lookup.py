@@ -2,17 +2,35 @@
 
 Only published schedules count, and ``off`` slots never answer. A department-wide lookup returns
 clinical coverage only (``shift`` and ``call``); naming an assignment returns whoever works it
-(``admin`` included). Each lookup is one indexed range query: slots store their UTC span, and no
-slot is longer than ``MAX_SLOT_HOURS``, so ``starts_at`` is bounded on both sides.
+(``admin`` included). No slot is longer than ``MAX_SLOT_HOURS``, so a lookup at T only looks at
+slots starting in ``(T - MAX_SLOT_HOURS, T]``.
+
+**The in-process cache** (the benchmark's p99 < 1 ms, docs/subsystems/scheduling.md). Each node
+keeps published slots in memory, per assignment and per department, in 28-day buckets of their
+start (compact arrays, loaded on first use, least recently used dropped past ``MAX_CACHED_SLOTS``).
+It is correct across nodes and transactions because of ``sched_lookup_version``: database triggers
+give that row a new random token in every transaction that writes a slot, schedule or assignment,
+and every lookup reads the token in the same query that fetches what the cache does not hold —
+the current department codes, site time zones and people's names for the slots it found. The cached
+slots are used only when that token is the one they were loaded under; otherwise they are dropped
+and loaded again, in the caller's transaction (so a transaction sees its own uncommitted edits,
+and nobody else does: its token is never visible outside it, and a rolled-back token never comes
+back). Something loaded is kept only if the token read *after* loading is still the one read before.
+Scheduling writes take the token row first (``service.lock_for_writing``), so it adds no deadlock.
 """
 
 from __future__ import annotations
 
+import threading
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Connection, Row, Select, select
 from sqlalchemy.orm import Session
 
 from carerelay.core.errors import Invalid
@@ -22,6 +40,14 @@ from carerelay.scheduling.timeline import local_window
 
 CLINICAL = (AssignmentKind.SHIFT.value, AssignmentKind.CALL.value)
 NEXT_HORIZON = timedelta(hours=48)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+US = timedelta(microseconds=1)
+BUCKET_US = 28 * 86_400 * 1_000_000
+MAX_US = MAX_SLOT_HOURS * 3_600 * 1_000_000
+HORIZON_US = int(NEXT_HORIZON / US)
+MAX_CACHED_SLOTS = 600_000
+"""About 25 MB of slot arrays: two years of a large hospital (the benchmark's 219,000 slots, held
+once per assignment and once per department) fits; beyond it the least recently used buckets go."""
 
 
 @dataclass(frozen=True)
@@ -42,32 +68,292 @@ class OnCall:
     reason: str
 
 
-def _base() -> Select[*tuple[Any, ...]]:
-    return (
-        select(Slot.id, Assignment.id, Assignment.code, Assignment.name, Department.id, Department.code,
-               Assignment.call_order, Slot.person_id, Person.display_name, Slot.placeholder_name,
-               Slot.placeholder_contact, Slot.starts_at, Slot.ends_at, Site.timezone)
-        .join(Assignment, Slot.assignment_id == Assignment.id)
-        .join(Schedule, Slot.schedule_id == Schedule.id)
-        .join(Department, Slot.department_id == Department.id)
-        .join(Site, Department.site_id == Site.id)
-        .outerjoin(Person, Slot.person_id == Person.id)
-        .where(Schedule.status == ScheduleStatus.PUBLISHED.value)
-    )
+def _us(instant: datetime) -> int:
+    return (instant - EPOCH) // US
 
 
-def _on_call(row: Row[*tuple[Any, ...]]) -> OnCall:
-    (slot_id, assignment_id, code, name, dept_id, dept_code, call_order, person_id, display, placeholder,
-     contact, starts_at, ends_at, tz) = row
-    who = display if person_id is not None and display else f"{placeholder} (placeholder)"
-    reason = f"{name} — slot {local_window(starts_at, ends_at, tz)}, call order {call_order}"
-    return OnCall(slot_id=slot_id, assignment_id=assignment_id, assignment_code=code, assignment_name=name,
-                  department_id=dept_id, department_code=dept_code, call_order=call_order, person_id=person_id,
-                  name=who, contact=contact, starts_at=starts_at, ends_at=ends_at, timezone=tz, reason=reason)
+def _instant(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
 
 
-def _sorted(rows: list[OnCall]) -> list[OnCall]:
+def _check(at: datetime) -> None:
+    if at.tzinfo is None:
+        raise Invalid("the instant needs a time zone (UTC preferred)", field="at")
+
+
+def _sorted(rows: Iterable[OnCall]) -> list[OnCall]:
     return sorted(rows, key=lambda o: (o.department_code, o.call_order, o.assignment_code, o.starts_at, o.slot_id))
+
+
+# ---------------------------------------------------------------- the cache
+
+
+@dataclass(frozen=True)
+class _AssignmentInfo:
+    code: str
+    name: str
+    department_id: int
+    call_order: int
+    kind: str
+
+
+class _Bucket:
+    """Published slots of one assignment or department starting in one 28-day bucket, by start."""
+
+    __slots__ = ("assignment_ids", "ends", "person_ids", "placeholders", "slot_ids", "starts")
+
+    def __init__(self, rows: Sequence[Row[*tuple[Any, ...]]]) -> None:
+        self.slot_ids = array("q", (r[0] for r in rows))
+        self.assignment_ids = array("q", (r[1] for r in rows))
+        self.person_ids = array("q", (r[2] or 0 for r in rows))
+        self.starts = array("q", (_us(r[5]) for r in rows))
+        self.ends = array("q", (_us(r[6]) for r in rows))
+        # placeholder name and contact number, kept only where there is one (or no person)
+        self.placeholders = {r[0]: (r[3], r[4]) for r in rows if r[2] is None or r[3] is not None or r[4] is not None}
+
+    def __len__(self) -> int:
+        return len(self.slot_ids)
+
+    def between(self, low_us: int, high_us: int) -> range:
+        """Indexes of slots starting in ``(low_us, high_us]``."""
+        return range(bisect_right(self.starts, low_us), bisect_right(self.starts, high_us))
+
+
+class _Stale(Exception):
+    """The generation tried does not know what the database holds: it is out of date."""
+
+
+class _Found(NamedTuple):
+    slot_id: int
+    assignment_id: int
+    person_id: int | None
+    starts_us: int
+    ends_us: int
+    placeholder: tuple[str | None, str | None]
+
+
+class _Generation:
+    """What one token of one database says: assignments and the buckets loaded so far."""
+
+    def __init__(self, token: str, assignments: dict[int, _AssignmentInfo]) -> None:
+        self.token = token
+        self.assignments = assignments
+        self.buckets: OrderedDict[tuple[str, int, int], _Bucket] = OrderedDict()
+        self.slots = 0
+        self.answers: dict[tuple[int, str, str, str], OnCall] = {}
+        self.lock = threading.Lock()
+
+    def bucket(self, key: tuple[str, int, int]) -> _Bucket | None:
+        with self.lock:
+            found = self.buckets.get(key)
+            if found is not None:
+                self.buckets.move_to_end(key)
+            return found
+
+    def keep(self, key: tuple[str, int, int], bucket: _Bucket) -> None:
+        with self.lock:
+            if key in self.buckets:
+                return
+            self.buckets[key] = bucket
+            self.slots += len(bucket)
+            while self.slots > MAX_CACHED_SLOTS and len(self.buckets) > 1:
+                _, dropped = self.buckets.popitem(last=False)
+                self.slots -= len(dropped)
+
+    def answer(self, key: tuple[int, str, str, str], build: Any) -> OnCall:
+        """One OnCall per slot and what was read fresh for it (names, codes, zones may change)."""
+        found = self.answers.get(key)
+        if found is None:
+            if len(self.answers) > 200_000:
+                self.answers.clear()
+            found = self.answers[key] = build()
+        return found
+
+
+class LookupCache:
+    """Per process: the generations of each database by token (a few, least recently used first)."""
+
+    GENERATIONS = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generations: OrderedDict[str, _Generation] = OrderedDict()
+        self._current: dict[int, str] = {}  # database → the token last seen (a guess; always checked)
+
+    def guess(self, database: int) -> _Generation | None:
+        with self._lock:
+            token = self._current.get(database)
+            return self._generations.get(token) if token is not None else None
+
+    def get(self, database: int, token: str) -> _Generation | None:
+        with self._lock:
+            generation = self._generations.get(token)
+            if generation is not None:
+                self._current[database] = token
+                self._generations.move_to_end(token)
+            return generation
+
+    def keep(self, database: int, generation: _Generation) -> None:
+        with self._lock:
+            self._generations[generation.token] = generation
+            self._current[database] = generation.token
+            while len(self._generations) > self.GENERATIONS:
+                self._generations.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generations.clear()
+            self._current.clear()
+
+
+CACHE = LookupCache()
+
+_TOKEN_SQL = "SELECT token FROM sched_lookup_version WHERE id = 1"
+_FRESH_SQL: dict[tuple[str, int, int], str] = {}
+
+
+def _fresh_sql(dialect: str, departments: int, people: int) -> str:
+    """One statement (one snapshot, one round trip): the token, then department code and site zone
+    per department, then display name per person."""
+    key = (dialect, departments, people)
+    sql = _FRESH_SQL.get(key)
+    if sql is None:
+        mark = "?" if dialect == "sqlite" else "%s"
+        parts = ["SELECT 'v', 0, token, '' FROM sched_lookup_version WHERE id = 1"]
+        if departments:
+            parts.append("SELECT 'd', d.id, d.code, s.timezone FROM departments d JOIN sites s ON s.id = d.site_id "
+                         f"WHERE d.id IN ({', '.join([mark] * departments)})")
+        if people:
+            parts.append(f"SELECT 'p', p.id, p.display_name, '' FROM people p WHERE p.id IN "
+                         f"({', '.join([mark] * people)})")
+        sql = _FRESH_SQL[key] = " UNION ALL ".join(parts)
+    return sql
+
+
+@dataclass
+class _Fresh:
+    token: str | None
+    departments: dict[int, tuple[str, str]]
+    names: dict[int, str]
+
+
+def _driver_rows(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Straight through the driver, on the transaction's own connection: for this one small query
+    SQLAlchemy's execution and result machinery costs some thirty times what SQLite does."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _read_fresh(conn: Connection, departments: Sequence[int], people: Sequence[int]) -> _Fresh:
+    sql = _fresh_sql(conn.dialect.name, len(departments), len(people))
+    fresh = _Fresh(None, {}, {})
+    for kind, ident, text, extra in _driver_rows(conn, sql, (*departments, *people)):
+        if kind == "v":
+            fresh.token = text
+        elif kind == "d":
+            fresh.departments[ident] = (text, extra)
+        else:
+            fresh.names[ident] = text
+    return fresh
+
+
+def _database_key(conn: Connection) -> int:
+    """Which database: the engine's identity. Only a guess rides on it (the token decides)."""
+    return id(conn.engine)
+
+
+def _read_token(conn: Connection) -> str | None:
+    rows = _driver_rows(conn, _TOKEN_SQL)
+    return str(rows[0][0]) if rows else None
+
+
+def _generation(session: Session, conn: Connection) -> _Generation | None:
+    """The generation of the token this transaction sees now, built if need be (None: the
+    database has no lookup version row, or it changed while the assignments were being read)."""
+    token = _read_token(conn)
+    if token is None:
+        return None
+    database = _database_key(conn)
+    found = CACHE.get(database, token)
+    if found is not None:
+        return found
+    assignments = {a_id: _AssignmentInfo(code, name, dept, order, kind) for a_id, code, name, dept, order, kind in
+                   session.execute(select(Assignment.id, Assignment.code, Assignment.name, Assignment.department_id,
+                                          Assignment.call_order, Assignment.kind))}
+    if _read_token(conn) != token:
+        return None
+    generation = _Generation(token, assignments)
+    CACHE.keep(database, generation)
+    return generation
+
+
+def _bucket_query(field: str, ident: int, bucket: int) -> Select[*tuple[Any, ...]]:
+    column = Slot.assignment_id if field == "a" else Slot.department_id
+    return (select(Slot.id, Slot.assignment_id, Slot.person_id, Slot.placeholder_name, Slot.placeholder_contact,
+                   Slot.starts_at, Slot.ends_at)
+            .join(Schedule, Slot.schedule_id == Schedule.id)
+            .where(Schedule.status == ScheduleStatus.PUBLISHED.value, column == ident,
+                   Slot.starts_at >= _instant(bucket * BUCKET_US), Slot.starts_at < _instant((bucket + 1) * BUCKET_US))
+            .order_by(Slot.starts_at, Slot.id))
+
+
+def _find(session: Session, generation: _Generation, field: str, ident: int, low_us: int, high_us: int,
+          loaded: dict[tuple[str, int, int], _Bucket], ends_after_us: int | None = None) -> list[_Found]:
+    """Slots of the assignment (``a``) or department (``d``) starting in ``(low_us, high_us]`` (and,
+    if given, ending after ``ends_after_us``)."""
+    found = []
+    for number in range(low_us // BUCKET_US, high_us // BUCKET_US + 1):
+        key = (field, ident, number)
+        bucket = generation.bucket(key) or loaded.get(key)
+        if bucket is None:
+            bucket = loaded[key] = _Bucket(session.execute(_bucket_query(field, ident, number)).all())
+        for i in bucket.between(low_us, high_us):
+            if ends_after_us is not None and bucket.ends[i] <= ends_after_us:
+                continue
+            slot_id, person = bucket.slot_ids[i], bucket.person_ids[i]
+            if bucket.assignment_ids[i] not in generation.assignments:
+                raise _Stale
+            found.append(_Found(slot_id, bucket.assignment_ids[i], person or None, bucket.starts[i], bucket.ends[i],
+                                bucket.placeholders.get(slot_id, (None, None))))
+    return found
+
+
+def _on_call(generation: _Generation, item: _Found, fresh: _Fresh) -> OnCall:
+    info = generation.assignments[item.assignment_id]
+    dept_code, tz = fresh.departments[info.department_id]
+    placeholder, contact = item.placeholder
+    display = fresh.names.get(item.person_id) if item.person_id is not None else None
+    name = display if item.person_id is not None and display else f"{placeholder} (placeholder)"
+
+    def build() -> OnCall:
+        starts_at, ends_at = _instant(item.starts_us), _instant(item.ends_us)
+        return OnCall(slot_id=item.slot_id, assignment_id=item.assignment_id, assignment_code=info.code,
+                      assignment_name=info.name, department_id=info.department_id, department_code=dept_code,
+                      call_order=info.call_order, person_id=item.person_id, name=name, contact=contact,
+                      starts_at=starts_at, ends_at=ends_at, timezone=tz,
+                      reason=f"{info.name} — slot {local_window(starts_at, ends_at, tz)}, call order {info.call_order}")
+
+    return generation.answer((item.slot_id, dept_code, tz, name), build)
+
+
+def _settle(conn: Connection, generation: _Generation, found: list[_Found],
+            loaded: dict[tuple[str, int, int], _Bucket]) -> _Fresh | None:
+    """Fetch what is fresh for these slots with the token; keep the loaded buckets only if the token
+    is still the generation's (None: it is not, the caller starts again)."""
+    departments = list({generation.assignments[f.assignment_id].department_id for f in found})
+    people = list({f.person_id for f in found if f.person_id is not None})
+    fresh = _read_fresh(conn, departments, people)
+    if fresh.token != generation.token:
+        return None
+    for key, bucket in loaded.items():
+        generation.keep(key, bucket)
+    return fresh
 
 
 def who_is_on(
@@ -76,15 +362,34 @@ def who_is_on(
     """People (and placeholders) working at instant ``at``, in call order."""
     if (assignment_id is None) == (department_id is None):
         raise Invalid("name exactly one of assignment_id or department_id", field="assignment_id")
-    if at.tzinfo is None:
-        raise Invalid("the instant needs a time zone (UTC preferred)", field="at")
-    query = _base().where(Slot.starts_at <= at, Slot.starts_at > at - timedelta(hours=MAX_SLOT_HOURS),
-                          Slot.ends_at > at)
-    if assignment_id is not None:
-        query = query.where(Slot.assignment_id == assignment_id, Assignment.kind != AssignmentKind.OFF.value)
-    else:
-        query = query.where(Slot.department_id == department_id, Assignment.kind.in_(CLINICAL))
-    return _sorted([_on_call(r) for r in session.execute(query)])
+    _check(at)
+    at_us = _us(at)
+    field, ident = ("a", assignment_id) if assignment_id is not None else ("d", department_id)
+    assert ident is not None
+    conn = session.connection()
+    for _attempt in range(3):
+        generation = CACHE.guess(_database_key(conn)) if _attempt == 0 else _generation(session, conn)
+        if generation is None:
+            if _attempt == 0:
+                continue
+            break
+        if field == "a" and ident not in generation.assignments:
+            return _query_who_is_on(session=session, at=at, assignment_id=assignment_id, department_id=department_id)
+        loaded: dict[tuple[str, int, int], _Bucket] = {}
+        try:
+            found = [f for f in _find(session, generation, field, ident, at_us - MAX_US, at_us, loaded, at_us)
+                     if _wanted(generation, f, field)]
+        except _Stale:
+            continue
+        fresh = _settle(conn, generation, found, loaded)
+        if fresh is not None:
+            return _sorted(_on_call(generation, f, fresh) for f in found)
+    return _query_who_is_on(session=session, at=at, assignment_id=assignment_id, department_id=department_id)
+
+
+def _wanted(generation: _Generation, item: _Found, field: str) -> bool:
+    kind = generation.assignments[item.assignment_id].kind
+    return kind != AssignmentKind.OFF.value if field == "a" else kind in CLINICAL
 
 
 @dataclass(frozen=True)
@@ -101,6 +406,100 @@ def on_call_now(*, session: Session, at: datetime) -> list[DepartmentCoverage]:
     "Next" is, per department and call order, the slots with the earliest upcoming start: the
     hand-over an operator needs to know about, not every future shift.
     """
+    _check(at)
+    at_us = _us(at)
+    conn = session.connection()
+    for _attempt in range(3):
+        generation = CACHE.guess(_database_key(conn)) if _attempt == 0 else _generation(session, conn)
+        if generation is None:
+            if _attempt == 0:
+                continue
+            break
+        departments = sorted({a.department_id for a in generation.assignments.values() if a.kind in CLINICAL})
+        loaded: dict[tuple[str, int, int], _Bucket] = {}
+        current: dict[int, list[_Found]] = {}
+        upcoming: dict[int, list[_Found]] = {}
+        try:
+            for dept in departments:
+                items = [f for f in _find(session, generation, "d", dept, at_us - MAX_US, at_us + HORIZON_US,
+                                          loaded) if _wanted(generation, f, "d")]
+                current[dept] = [f for f in items if f.starts_us <= at_us < f.ends_us]
+                upcoming[dept] = _next(generation, [f for f in items if f.starts_us > at_us])
+        except _Stale:
+            continue
+        found = [f for d in departments for f in (*current[d], *upcoming[d])]
+        fresh = _settle(conn, generation, found, loaded)
+        if fresh is None:
+            continue
+        coverage = [DepartmentCoverage(department_id=d, department_code=_code(generation, current[d] + upcoming[d],
+                                                                              fresh),
+                                       now=_sorted(_on_call(generation, f, fresh) for f in current[d]),
+                                       next=_sorted(_on_call(generation, f, fresh) for f in upcoming[d]))
+                    for d in departments if current[d] or upcoming[d]]
+        return sorted(coverage, key=lambda c: c.department_code)
+    return _query_on_call_now(session=session, at=at)
+
+
+def _next(generation: _Generation, items: list[_Found]) -> list[_Found]:
+    """Per call order, the slots with the earliest upcoming start."""
+    first: dict[int, int] = {}
+    for item in sorted(items, key=lambda f: (f.starts_us, f.slot_id)):
+        order = generation.assignments[item.assignment_id].call_order
+        first.setdefault(order, item.starts_us)
+    return [f for f in items if first[generation.assignments[f.assignment_id].call_order] == f.starts_us]
+
+
+def _code(generation: _Generation, items: list[_Found], fresh: _Fresh) -> str:
+    return fresh.departments[generation.assignments[items[0].assignment_id].department_id][0]
+
+
+# ---------------------------------------------------------------- straight from the database
+# The same answers with one indexed query each: used when the cache cannot settle (the schedule
+# keeps changing under it) and, in the tests, to check the cache against.
+
+
+def _base() -> Select[*tuple[Any, ...]]:
+    return (
+        select(Slot.id, Assignment.id, Assignment.code, Assignment.name, Department.id, Department.code,
+               Assignment.call_order, Slot.person_id, Person.display_name, Slot.placeholder_name,
+               Slot.placeholder_contact, Slot.starts_at, Slot.ends_at, Site.timezone)
+        .join(Assignment, Slot.assignment_id == Assignment.id)
+        .join(Schedule, Slot.schedule_id == Schedule.id)
+        .join(Department, Slot.department_id == Department.id)
+        .join(Site, Department.site_id == Site.id)
+        .outerjoin(Person, Slot.person_id == Person.id)
+        .where(Schedule.status == ScheduleStatus.PUBLISHED.value)
+    )
+
+
+def _row(row: Row[*tuple[Any, ...]]) -> OnCall:
+    (slot_id, assignment_id, code, name, dept_id, dept_code, call_order, person_id, display, placeholder,
+     contact, starts_at, ends_at, tz) = row
+    who = display if person_id is not None and display else f"{placeholder} (placeholder)"
+    reason = f"{name} — slot {local_window(starts_at, ends_at, tz)}, call order {call_order}"
+    return OnCall(slot_id=slot_id, assignment_id=assignment_id, assignment_code=code, assignment_name=name,
+                  department_id=dept_id, department_code=dept_code, call_order=call_order, person_id=person_id,
+                  name=who, contact=contact, starts_at=starts_at, ends_at=ends_at,
+                  timezone=tz, reason=reason)
+
+
+def _query_who_is_on(
+    *, session: Session, at: datetime, assignment_id: int | None = None, department_id: int | None = None
+) -> list[OnCall]:
+    if (assignment_id is None) == (department_id is None):
+        raise Invalid("name exactly one of assignment_id or department_id", field="assignment_id")
+    _check(at)
+    query = _base().where(Slot.starts_at <= at, Slot.starts_at > at - timedelta(hours=MAX_SLOT_HOURS),
+                          Slot.ends_at > at)
+    if assignment_id is not None:
+        query = query.where(Slot.assignment_id == assignment_id, Assignment.kind != AssignmentKind.OFF.value)
+    else:
+        query = query.where(Slot.department_id == department_id, Assignment.kind.in_(CLINICAL))
+    return _sorted(_row(r) for r in session.execute(query))
+
+
+def _query_on_call_now(*, session: Session, at: datetime) -> list[DepartmentCoverage]:
+    _check(at)
     current = session.execute(
         _base().where(Slot.starts_at <= at, Slot.starts_at > at - timedelta(hours=MAX_SLOT_HOURS),
                       Slot.ends_at > at, Assignment.kind.in_(CLINICAL))
@@ -112,13 +511,13 @@ def on_call_now(*, session: Session, at: datetime) -> list[DepartmentCoverage]:
     now_by_dept: dict[int, list[OnCall]] = {}
     codes: dict[int, str] = {}
     for row in current:
-        item = _on_call(row)
+        item = _row(row)
         now_by_dept.setdefault(item.department_id, []).append(item)
         codes[item.department_id] = item.department_code
     next_by_dept: dict[int, list[OnCall]] = {}
     first_start: dict[tuple[int, int], datetime] = {}
     for row in upcoming:
-        item = _on_call(row)
+        item = _row(row)
         start = first_start.setdefault((item.department_id, item.call_order), item.starts_at)
         if item.starts_at == start:
             next_by_dept.setdefault(item.department_id, []).append(item)

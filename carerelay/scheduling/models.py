@@ -45,6 +45,7 @@ class SlotSource(StrEnum):
     CSV = "csv"
     AMION = "amion"
     QGENDA = "qgenda"
+    SHIFTADMIN = "shiftadmin"
 
 
 HAND_ENTERED = (SlotSource.MANUAL.value, SlotSource.CSV.value)
@@ -293,3 +294,14 @@ class SyncRun(Base):
     error: Mapped[str | None] = mapped_column(String(1000))
 
     __table_args__ = (Index("ix_sched_sync_runs_source", "source_id", "started_at"),)
+
+
+class LookupVersion(Base):
+    """One row whose random token database triggers replace, in the changing transaction, whenever a
+    slot, schedule or assignment is written: every node reads it (one cheap query) to know whether
+    its in-process lookup cache still describes the database it is talking to (lookup.py)."""
+
+    __tablename__ = "sched_lookup_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64))

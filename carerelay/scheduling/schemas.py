@@ -226,7 +226,7 @@ class ImportOut(Output):
 
 
 class SyncSourceIn(Input):
-    vendor: Annotated[str, StringConstraints(pattern=r"^(amion|qgenda)$")]
+    vendor: Annotated[str, StringConstraints(pattern=r"^(amion|qgenda|shiftadmin)$")]
     name: Name
     department_id: StrictId
     base_url: Annotated[str, StringConstraints(min_length=8, max_length=500, pattern=r"^https?://")]

@@ -27,6 +27,7 @@ from carerelay.scheduling.models import (
     Assignment,
     AssignmentKind,
     CrossCredential,
+    LookupVersion,
     RequestStatus,
     Schedule,
     ScheduleChange,
@@ -57,6 +58,16 @@ def check_may_edit(*, session: Session, actor: Actor, department_id: int) -> Non
         if person is not None and person.department_id == department_id:
             return
     raise Forbidden("you may only edit schedules of your own department")
+
+
+def lock_for_writing(session: Session) -> None:
+    """Take the lookup-version row first (PostgreSQL), before any person or department lock.
+
+    Every slot, schedule or assignment write updates that row (a trigger), so a scheduling
+    transaction holds it from its first write to its commit; taking it before the row locks below
+    keeps one lock order for all of them, so two concurrent edits wait instead of deadlocking.
+    """
+    session.execute(select(LookupVersion.id).where(LookupVersion.id == 1).with_for_update())
 
 
 def is_editor(actor: Actor) -> bool:
@@ -226,6 +237,7 @@ def create_schedule(
     if (ends_on - starts_on).days >= MAX_SCHEDULE_DAYS:
         raise Invalid(f"a schedule covers at most {MAX_SCHEDULE_DAYS} days", field="ends_on")
     # Lock the department so two concurrent creations cannot both pass the overlap check.
+    lock_for_writing(session)
     session.execute(select(Department.id).where(Department.id == department_id).with_for_update())
     overlapping = session.execute(
         select(Schedule).where(Schedule.department_id == department_id, Schedule.starts_on <= ends_on,
@@ -451,6 +463,7 @@ def _check_free(
     The person's row is locked first (PostgreSQL; SQLite already serializes writers with BEGIN
     IMMEDIATE) so two concurrent bookings of one person cannot both pass the overlap check.
     """
+    lock_for_writing(session)
     session.execute(select(Person.id).where(Person.id == person.id).with_for_update())
     off = session.execute(
         select(TimeOffRequest).where(TimeOffRequest.person_id == person.id,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import secrets
+from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -96,6 +97,7 @@ def test_feed_silence_is_reported(client: TestClient, db: Database, clock: FakeC
 
     feeds = [Feed(name="quiet-adt", port=0, silence_minutes=10)]
     seen: list[str] = []
+    registered = list(store._silence_hooks)  # the alerts domain's hook stays registered after this test
     store.on_feed_silent(lambda session, clock, health: seen.append(health.feed))
     try:
         with db.unit_of_work() as session:
@@ -115,6 +117,46 @@ def test_feed_silence_is_reported(client: TestClient, db: Database, clock: FakeC
         with db.unit_of_work() as session:
             assert store.check_feeds(session=session, clock=clock, feeds=feeds)[0].silent_since is None
     finally:
-        store._silence_hooks.clear()
+        store._silence_hooks[:] = registered
     listing = client.get("/api/hl7/feeds", headers=sign_in(client, "iadmin")).json()
     assert listing[0]["name"] == "default" and "counts" in listing[0]
+
+
+def test_search_by_control_id_and_time_and_reprocess_a_window(client: TestClient, db: Database,
+                                                               clock: FakeClock) -> None:
+    start = datetime(2031, 3, 3, 8, secrets.randbelow(60), tzinfo=UTC)  # a window no other test writes in
+    mrn = uniq("MRN")
+    ids, controls = [], []
+    for hour in range(3):
+        clock.set(start + timedelta(hours=hour))
+        controls.append(uniq("T"))
+        ids += _ingest(db, clock, personalise(sample("adt_a01_admit.hl7"), mrn=mrn, control=controls[-1]))
+    admin = sign_in(client, "iadmin")
+
+    def search(**params: str) -> list[int]:
+        answer = client.get("/api/hl7/messages", params=params, headers=admin)
+        assert answer.status_code == 200, answer.text
+        return [m["id"] for m in answer.json()]
+
+    def iso(instant: datetime) -> str:
+        return instant.isoformat()
+
+    assert search(control_id=controls[1]) == [ids[1]]
+    assert search(control_id="NO-SUCH-CONTROL-ID") == []
+    assert search(since=iso(start + timedelta(minutes=30)), until=iso(start + timedelta(hours=2))) == [ids[1]]
+    assert search(since=iso(start + timedelta(hours=1)), mrn=mrn) == [ids[2], ids[1]]  # newest first
+    assert search(until=iso(start + timedelta(hours=1)), mrn=mrn) == [ids[0]]  # until is exclusive
+    assert client.get("/api/hl7/messages", params={"since": "tomorrow"}, headers=admin).status_code == 422
+    with db.unit_of_work() as session:
+        for message_id in ids:
+            row = session.get_one(Hl7Message, message_id)
+            row.status, row.error = "error", "simulated failure"
+    queued = client.post("/api/hl7/messages/reprocess", headers=admin, json={
+        "since": iso(start), "until": iso(start + timedelta(hours=2))})  # default status: error
+    assert queued.status_code == 200 and queued.json() == {"ids": ids[:2], "count": 2}
+    with db.unit_of_work() as session:
+        assert [session.get_one(Hl7Message, i).status for i in ids] == ["received", "received", "error"]
+        entry = session.execute(select(AuditEntry).where(AuditEntry.action == "hl7.message.search",
+                                                         AuditEntry.actor_name == "iadmin")
+                                .order_by(AuditEntry.seq.desc()).limit(1)).scalar_one()
+    assert entry.detail["mrn"] == mrn

@@ -96,9 +96,11 @@ def feeds(session: DbSession, clock: ClockDep, settings: SettingsDep, request: R
 
 @router.get("/handoffs", response_model=list[HandoffOut])
 def handoffs(session: DbSession, clock: ClockDep,
-             kind: Annotated[str | None, Query(pattern="^(critical_result|stat_order)$")] = None,
+             kind: Annotated[str | None,
+                             Query(pattern="^(critical_result|stat_order|consult_order|presenting_patient)$")] = None,
              limit: Annotated[int, Query(ge=1, le=1000)] = 100, actor: Actor = allow(*ADMINS)) -> list[HandoffOut]:
-    """Critical results and STAT orders waiting for the alerts domain (not claimed yet)."""
+    """Hand-offs waiting for the alerts domain (not claimed yet): critical results, STAT and consult
+    orders, presenting-patient matches, each with its target."""
     rows = [HandoffOut.model_validate(h) for h in patients.pending_handoffs(session=session, kind=kind, limit=limit)]
     record(session=session, clock=clock, actor=actor, action="patient.handoffs.read", object_type="clinical_handoff",
            detail={"kind": kind, "results": len(rows)})

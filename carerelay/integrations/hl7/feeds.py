@@ -14,8 +14,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from carerelay.config import ConfigError, Settings
+from carerelay.core.errors import Invalid
 from carerelay.integrations.hl7.parser import python_codec
-from carerelay.patients.service import CriticalRule, ResultPolicy
+from carerelay.patients.service import ORDERING, CriticalRule, HandoffRouting, ResultPolicy
+from carerelay.routing.resolver import check_address
 
 AckMode = Literal["receipt", "processed"]
 
@@ -35,6 +37,7 @@ class Feed:
     timezone: str = "UTC"
     provider_fields: tuple[str, ...] = ("npi", "unique_id", "ehr_username", "epic_ser_id")
     listen: bool = True  # False: known (its stored messages are processed) but no port is opened
+    routing: HandoffRouting | None = None  # None: the global CARERELAY_HL7_*_TARGET settings
     extra: dict[str, str] = field(default_factory=dict)
 
     def accepts(self, message_type: str) -> bool:
@@ -72,6 +75,10 @@ class _FeedIn(BaseModel):
     tls_cert: str | None = None
     tls_key: str | None = None
     timezone: str | None = None
+    critical_target: str | None = None
+    stat_target: str | None = None
+    targets_by_code: dict[str, str] | None = None
+    consult_orders: dict[str, str] | None = None
 
     @field_validator("encoding")
     @classmethod
@@ -97,9 +104,65 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def check_target(value: str, setting: str, hint: str = "ordering, careteam:<role>") -> str:
+    """A hand-off target: ``ordering``, ``careteam:<role>`` (this patient's) or a routing address,
+    or several of them separated by commas (fallbacks, tried in order)."""
+    parts = [p.strip() for p in value.split(",")]
+    if not value.strip() or not all(parts):
+        raise ConfigError(f"invalid setting {setting}: empty target in {value!r}")
+    for part in parts:
+        if part == ORDERING:
+            continue
+        scheme, _, ref = part.partition(":")
+        if scheme == "careteam" and ref and "/" not in ref:
+            continue
+        try:
+            check_address(part)
+        except Invalid as exc:
+            raise ConfigError(f"invalid setting {setting}: {part!r}: {exc.message} (or use {hint})") from None
+    return ",".join(parts)
+
+
+def _code_map(value: str | dict[str, str], setting: str) -> dict[str, str]:
+    if isinstance(value, str):
+        if not value.strip():
+            return {}
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(f"invalid setting {setting}: not JSON ({exc})") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ConfigError(f"invalid setting {setting}: must be a JSON object of code -> target")
+    return {code.strip(): check_target(target, f"{setting} ({code})") for code, target in value.items()}
+
+
+def routing_from(settings: Settings) -> HandoffRouting:
+    """The global targets of critical results, STAT orders and consult orders."""
+    return HandoffRouting(
+        critical_result=check_target(settings.hl7_critical_target, "CARERELAY_HL7_CRITICAL_TARGET"),
+        stat_order=check_target(settings.hl7_stat_target, "CARERELAY_HL7_STAT_TARGET"),
+        by_code=_code_map(settings.hl7_targets_by_code, "CARERELAY_HL7_TARGETS_BY_CODE"),
+        consult_orders=_code_map(settings.hl7_consult_orders, "CARERELAY_HL7_CONSULT_ORDERS"))
+
+
+def _feed_routing(f: _FeedIn, base: HandoffRouting) -> HandoffRouting | None:
+    """A feed's own targets over the global ones; None when the feed sets none."""
+    if f.critical_target is None and f.stat_target is None and f.targets_by_code is None \
+            and f.consult_orders is None:
+        return None
+    where = f"CARERELAY_HL7_FEEDS ({f.name})"
+    return HandoffRouting(
+        critical_result=check_target(f.critical_target, where) if f.critical_target is not None
+        else base.critical_result,
+        stat_order=check_target(f.stat_target, where) if f.stat_target is not None else base.stat_order,
+        by_code=_code_map(f.targets_by_code, where) if f.targets_by_code is not None else base.by_code,
+        consult_orders=_code_map(f.consult_orders, where) if f.consult_orders is not None else base.consult_orders)
+
+
 def feeds_from(settings: Settings) -> list[Feed]:
     """Every configured feed; the default one first (``port`` 0 means it does not listen)."""
     provider_fields = _split(settings.hl7_provider_id_fields)
+    base_routing = routing_from(settings)
     try:
         charset = python_codec(settings.hl7_encoding)
     except ValueError as exc:
@@ -133,7 +196,7 @@ def feeds_from(settings: Settings) -> list[Feed]:
                 message_types=tuple(f.message_types), ack_mode=f.ack_mode, allow=_networks(f.allow),
                 silence_minutes=f.silence_minutes, tls_cert=f.tls_cert, tls_key=f.tls_key,
                 timezone=f.timezone or settings.hl7_timezone, provider_fields=provider_fields,
-                listen=f.port != 0))
+                listen=f.port != 0, routing=_feed_routing(f, base_routing)))
     return feeds
 
 
@@ -146,4 +209,5 @@ def result_policy(settings: Settings) -> ResultPolicy:
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"invalid setting CARERELAY_HL7_CRITICAL_RULES: {exc}") from None
     return ResultPolicy(critical_flags=frozenset(f.upper() for f in _split(settings.hl7_critical_flags)),
-                        rules=tuple(rules), provider_fields=_split(settings.hl7_provider_id_fields))
+                        rules=tuple(rules), provider_fields=_split(settings.hl7_provider_id_fields),
+                        routing=routing_from(settings))

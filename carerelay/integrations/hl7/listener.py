@@ -32,6 +32,7 @@ from carerelay.integrations.hl7.ack import DEFAULT_HEADER, ErrorLocation, build_
 from carerelay.integrations.hl7.feeds import Feed, feeds_from, result_policy
 from carerelay.integrations.hl7.mllp import Frame, FrameReader, Garbage, Oversize, frame
 from carerelay.integrations.hl7.parser import Header, HL7Error, Parsed, header_of, parse
+from carerelay.integrations.hl7.presenting import PresentingRules, rules_from
 from carerelay.integrations.hl7.store import (
     FeedHealth,
     Inbound,
@@ -46,6 +47,7 @@ from carerelay.patients.service import ResultPolicy
 log = logging.getLogger("carerelay.hl7")
 
 READ_CHUNK = 256 * 1024
+BACKLOG = 1024  # an interface engine restarting reconnects every channel at once; don't drop their SYNs
 
 
 @dataclass
@@ -68,7 +70,8 @@ class Hl7Runtime:
     """Listeners, store writer and processor of one node. ``start`` binds; ``stop`` drains."""
 
     def __init__(self, *, db: Database, settings: Settings, clock: Clock, feeds: list[Feed] | None = None,
-                 policy: ResultPolicy | None = None, process_batch: int = 8, poll_seconds: float = 1.0,
+                 policy: ResultPolicy | None = None, presenting: PresentingRules | None = None,
+                 process_batch: int = 8, poll_seconds: float = 1.0,
                  silence_check_seconds: float = 30.0, quiet_seconds: float = 0.01,
                  max_defer_seconds: float = 1.0) -> None:
         self.db = db
@@ -77,6 +80,7 @@ class Hl7Runtime:
         self.feeds = feeds if feeds is not None else feeds_from(settings)
         self.by_name = {f.name: f for f in self.feeds}
         self.policy = policy or result_policy(settings)
+        self.presenting = presenting if presenting is not None else rules_from(settings)
         self.stat_priorities = tuple(p.strip() for p in settings.hl7_stat_priorities.split(",") if p.strip())
         self.process_batch = process_batch
         self.poll_seconds = poll_seconds
@@ -114,7 +118,7 @@ class Hl7Runtime:
                 context.load_cert_chain(feed.tls_cert, feed.tls_key)
             try:
                 server = await asyncio.start_server(self._connection_handler(feed), feed.host, feed.port,
-                                                    ssl=context, limit=READ_CHUNK * 2)
+                                                    ssl=context, limit=READ_CHUNK * 2, backlog=BACKLOG)
             except OSError as exc:
                 log.error("hl7 feed cannot listen", extra={"feed": feed.name, "host": feed.host, "port": feed.port,
                                                            "error": str(exc)})
@@ -167,7 +171,7 @@ class Hl7Runtime:
         with self.db.unit_of_work() as session:
             done = process_pending(session=session, clock=self.clock, feeds=self.by_name, policy=self.policy,
                                    stat_priorities=self.stat_priorities, limit=limit,
-                                   parsed_cache=self._parsed_cache)
+                                   parsed_cache=self._parsed_cache, presenting=self.presenting)
         return done
 
     def _check_sync(self) -> list[FeedHealth]:

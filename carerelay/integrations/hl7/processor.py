@@ -18,6 +18,7 @@ from carerelay.core.clock import Clock
 from carerelay.integrations.hl7.feeds import Feed
 from carerelay.integrations.hl7.models import MessageStatus
 from carerelay.integrations.hl7.parser import HL7Error, Parsed, Seg
+from carerelay.integrations.hl7.presenting import PresentingRules, evaluate
 from carerelay.patients import service as patients
 from carerelay.patients.service import (
     AdtEvent,
@@ -199,6 +200,17 @@ def adt_event(parsed: Parsed, feed: Feed, message_id: int | None) -> AdtEvent:
         merge_prior_mrn=mrg.get(1) if mrg else "", source_message_id=message_id)
 
 
+def _obx_value(seg: Seg) -> str:
+    """OBX-5 as a reader wants it: a coded value's text, an encapsulated document's data (ED-5, the
+    base64 PDF), otherwise the first component."""
+    value_type = seg.get(2).upper()
+    if value_type in ("CE", "CWE"):
+        return seg.get(5, 2) or seg.get(5, 1)
+    if value_type == "ED":
+        return seg.get(5, 5)
+    return seg.get(5)
+
+
 def result_report(parsed: Parsed, feed: Feed, message_id: int | None) -> ResultReport:
     tz = feed.timezone
     groups: list[ResultGroup] = []
@@ -223,7 +235,7 @@ def result_report(parsed: Parsed, feed: Feed, message_id: int | None) -> ResultR
                 current = {"ordering": orc_provider}
                 observations = []
             flags = tuple(seg.get(8, rep=r) for r in range(1, seg.repetitions(8) + 1) if seg.get(8, rep=r))
-            value = seg.get(5) if seg.get(2) not in ("CE", "CWE") else (seg.get(5, 2) or seg.get(5, 1))
+            value = _obx_value(seg)
             observations.append(ObservationIn(
                 set_id=seg.get(1), value_type=seg.get(2), code=seg.get(3, 1), text=seg.get(3, 2),
                 coding_system=seg.get(3, 3), value=value, units=seg.get(6, 1), reference_range=seg.get(7),
@@ -267,9 +279,12 @@ def orders(parsed: Parsed, feed: Feed, message_id: int | None) -> list[OrderIn]:
 
 
 def process_message(*, session: Session, clock: Clock, actor: Actor, parsed: Parsed, feed: Feed,
-                    policy: ResultPolicy, stat_priorities: tuple[str, ...], message_id: int | None) -> Outcome:
-    """Apply one stored message. Raises on failure (the caller records the error and rolls back)."""
+                    policy: ResultPolicy, stat_priorities: tuple[str, ...], message_id: int | None,
+                    presenting: PresentingRules | None = None) -> Outcome:
+    """Apply one stored message, then (ADT) the presenting-patient rules. Raises on failure (the
+    caller records the error and rolls back)."""
     code, trigger = parsed.msh.get(9, 1).upper(), _event_of(parsed)
+    routing = feed.routing or policy.routing
     if code == "ADT":
         if trigger not in patients.ADT_EVENTS:
             return Outcome(MessageStatus.FILTERED, f"ADT^{trigger} is not acted on")
@@ -283,17 +298,25 @@ def process_message(*, session: Session, clock: Clock, actor: Actor, parsed: Par
                 session=session, clock=clock, actor=actor, encounter_id=outcome.encounter_id, entries=roles_sent,
                 provider_fields=feed.provider_fields,
                 message_ref=f"HL7 message {message_id}" if message_id is not None else f"HL7 {parsed.control_id}"))
-        return Outcome(MessageStatus.PROCESSED, "; ".join(outcome.notes))
+        notes = list(outcome.notes)
+        if presenting is not None and presenting.rules:
+            notes += evaluate(session=session, clock=clock, actor=actor, rules=presenting, parsed=parsed,
+                              feed=feed.name, event=event, outcome=outcome, message_id=message_id)
+        return Outcome(MessageStatus.PROCESSED, "; ".join(notes))
     if code == "ORU" and trigger == "R01":
         rows = patients.record_results(session=session, clock=clock, actor=actor,
-                                       report=result_report(parsed, feed, message_id), policy=policy)
+                                       report=result_report(parsed, feed, message_id), policy=policy,
+                                       routing=routing)
         critical = sum(1 for r in rows if r.critical)
         return Outcome(MessageStatus.PROCESSED, f"{len(rows)} observations, {critical} critical" if critical else "")
     if code == "ORM" and trigger == "O01":
-        stat = 0
+        stat = consults = 0
         for order in orders(parsed, feed, message_id):
             row = patients.record_order(session=session, clock=clock, actor=actor, order=order,
-                                        stat_priorities=stat_priorities, provider_fields=feed.provider_fields)
+                                        stat_priorities=stat_priorities, provider_fields=feed.provider_fields,
+                                        routing=routing)
             stat += int(row.stat)
-        return Outcome(MessageStatus.PROCESSED, f"{stat} STAT order(s)" if stat else "")
+            consults += int(row.code in routing.consult_orders)
+        parts = [f"{stat} STAT order(s)" if stat else "", f"{consults} consult order(s)" if consults else ""]
+        return Outcome(MessageStatus.PROCESSED, ", ".join(p for p in parts if p))
     return Outcome(MessageStatus.FILTERED, f"{parsed.message_type} is stored but not acted on")

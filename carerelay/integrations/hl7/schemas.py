@@ -80,4 +80,5 @@ class HandoffOut(Output):
     recipient_person_id: int | None
     recipient_provider_id: str
     summary: str
+    target: str
     created_at: datetime

@@ -24,6 +24,7 @@ from carerelay.integrations.hl7.ack import ErrorLocation
 from carerelay.integrations.hl7.feeds import Feed
 from carerelay.integrations.hl7.models import Hl7FeedState, Hl7Message, MessageStatus
 from carerelay.integrations.hl7.parser import HEADER_SEGMENTS, Header, HL7Error, Parsed, header_of, parse
+from carerelay.integrations.hl7.presenting import PresentingRules
 from carerelay.integrations.hl7.processor import Outcome, check_message, mrn_of, process_message
 from carerelay.patients.service import ResultPolicy
 
@@ -188,7 +189,8 @@ class Processed:
 
 def process_pending(*, session: Session, clock: Clock, feeds: dict[str, Feed], policy: ResultPolicy,
                     stat_priorities: tuple[str, ...], limit: int = 20,
-                    parsed_cache: dict[int, Parsed] | None = None) -> list[Processed]:
+                    parsed_cache: dict[int, Parsed] | None = None,
+                    presenting: PresentingRules | None = None) -> list[Processed]:
     """Process stored messages in arrival (id) order, each in a savepoint: one failure marks that
     message ``error`` with the reason and does not undo the others.
 
@@ -206,7 +208,7 @@ def process_pending(*, session: Session, clock: Clock, feeds: dict[str, Feed], p
             continue
         feed = feeds.get(row.feed) or Feed(name=row.feed, port=0, charset=default.charset,
                                            timezone=default.timezone, provider_fields=default.provider_fields,
-                                           message_types=("*",))
+                                           message_types=("*",), routing=default.routing)
         row.attempts += 1
         parsed = (parsed_cache or {}).pop(row.id, None)
         try:
@@ -215,7 +217,7 @@ def process_pending(*, session: Session, clock: Clock, feeds: dict[str, Feed], p
                     parsed = parse(row.raw, row.charset or feed.charset)
                 outcome = process_message(session=session, clock=clock, actor=feed_actor(row.feed), parsed=parsed,
                                           feed=feed, policy=policy, stat_priorities=stat_priorities,
-                                          message_id=row.id)
+                                          message_id=row.id, presenting=presenting)
         except Exception as exc:  # any failure is recorded on the message, never lost
             text = exc.text if isinstance(exc, HL7Error) else getattr(exc, "message", None) or \
                 f"{type(exc).__name__}: {exc}"

@@ -1,4 +1,4 @@
-"""Pulls from third-party schedulers (Amion, QGenda) into published department schedules.
+"""Pulls from third-party schedulers (Amion, QGenda, ShiftAdmin) into published department schedules.
 
 Each vendor module turns the vendor's answer into ``ExternalShift`` values; ``engine.run_sync``
 maps ids through the admin-managed tables and writes slots through the same validation as a

@@ -14,21 +14,28 @@ Rules, in the order they apply to each vendor shift:
 
 Each shift runs in its own savepoint, so one refusal never leaves half a change. A vendor failure
 fails the run and changes nothing.
+
+Every 15 minutes: the worker in each node runs ``sync_due`` each minute. It claims due sources
+(SKIP LOCKED, so one node pulls each), asks the vendor with no transaction open, and records each
+pull in a transaction of its own; ``carerelay schedule sync --due`` does the same from a terminal.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx2
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from carerelay.audit import service as audit
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
+from carerelay.core.db import Database
 from carerelay.core.errors import CarerelayError, Forbidden, Invalid, NotFound
 from carerelay.directory.models import Department, Person, Role
 from carerelay.scheduling import service
@@ -45,11 +52,15 @@ from carerelay.scheduling.models import (
 from carerelay.scheduling.sync.amion import AmionAdapter
 from carerelay.scheduling.sync.base import Adapter, ExternalShift, VendorError
 from carerelay.scheduling.sync.qgenda import QGendaAdapter
+from carerelay.scheduling.sync.shiftadmin import ShiftAdminAdapter
 from carerelay.scheduling.timeline import slot_span, zone
+
+log = logging.getLogger("carerelay.scheduling.sync")
 
 WINDOW = timedelta(hours=48)
 INTERVAL = timedelta(minutes=15)
-ADAPTERS: dict[str, Adapter] = {SlotSource.AMION.value: AmionAdapter(), SlotSource.QGENDA.value: QGendaAdapter()}
+ADAPTERS: dict[str, Adapter] = {SlotSource.AMION.value: AmionAdapter(), SlotSource.QGENDA.value: QGendaAdapter(),
+                                SlotSource.SHIFTADMIN.value: ShiftAdminAdapter()}
 
 
 def sync_actor(source: SyncSource) -> Actor:
@@ -124,7 +135,7 @@ def map_assignment(*, session: Session, clock: Clock, actor: Actor, source_id: i
 
 
 def due_sources(*, session: Session, now: datetime) -> list[SyncSource]:
-    """Active sources not pulled in the last 15 minutes (what a timer runs every minute)."""
+    """Active sources not pulled in the last 15 minutes (a read; the worker takes them with claim_due)."""
     query = select(SyncSource).where(SyncSource.active.is_(True)).order_by(SyncSource.id)
     return [s for s in session.execute(query).scalars() if s.last_run_at is None or s.last_run_at <= now - INTERVAL]
 
@@ -138,24 +149,48 @@ def list_sources(*, session: Session) -> list[SyncSource]:
     return list(session.execute(select(SyncSource).order_by(SyncSource.id)).scalars())
 
 
-def run_sync(*, session: Session, clock: Clock, source_id: int, http: httpx2.Client) -> SyncRun:
-    """Pull one source now. Callers are the timer (every 15 min), the CLI and an admin route."""
-    source = get_source(session=session, source_id=source_id)
-    actor = sync_actor(source)
-    now = clock.now()
-    tz = source.department.site.timezone
-    run = SyncRun(source_id=source.id, started_at=now, window_end=now + WINDOW, status="ok", fetched=0, created=0,
-                  updated=0, removed=0, unmapped=[], problems=[])
-    source.last_run_at = now
+@dataclass(frozen=True)
+class Pull:
+    """What one source's vendor answered (or why it did not), fetched outside any transaction."""
+
+    source_id: int
+    started_at: datetime
+    shifts: list[ExternalShift] | None
+    error: str | None = None
+
+
+def _detached(source: SyncSource) -> tuple[SyncSource, str]:
+    """A copy of the source's settings (and its zone) that outlives the session, for fetching."""
+    copy = SyncSource(id=source.id, vendor=source.vendor, name=source.name, department_id=source.department_id,
+                      base_url=source.base_url, account=source.account, username=source.username,
+                      secret_env=source.secret_env, active=source.active)
+    return copy, source.department.site.timezone
+
+
+def fetch(*, source: SyncSource, timezone: str, http: httpx2.Client, now: datetime) -> Pull:
+    """Ask the vendor for the next 48 hours. Never raises for a vendor problem: the Pull says why."""
     secret = os.environ.get(source.secret_env) if source.secret_env else None
     try:
         shifts = ADAPTERS[source.vendor].fetch(http=http, source=source, secret=secret, start=now,
-                                               end=now + WINDOW, timezone=tz)
+                                               end=now + WINDOW, timezone=timezone)
     except (VendorError, httpx2.HTTPError, ValueError, KeyError) as exc:
+        return Pull(source.id, now, None, f"{type(exc).__name__}: {exc}"[:1000])
+    return Pull(source.id, now, shifts)
+
+
+def record_pull(*, session: Session, clock: Clock, pull: Pull) -> SyncRun:
+    """Apply what was fetched (the rules in the module docstring) and record the run, audited."""
+    source = get_source(session=session, source_id=pull.source_id)
+    actor = sync_actor(source)
+    now = pull.started_at
+    run = SyncRun(source_id=source.id, started_at=now, window_end=now + WINDOW, status="ok", fetched=0, created=0,
+                  updated=0, removed=0, unmapped=[], problems=[])
+    source.last_run_at = max(source.last_run_at or now, now)
+    if pull.shifts is None:
         run.status = "failed"
-        run.error = f"{type(exc).__name__}: {exc}"[:1000]
+        run.error = pull.error
     else:
-        _apply(session, clock, actor, source, run, [s for s in shifts if s.starts_at < run.window_end
+        _apply(session, clock, actor, source, run, [s for s in pull.shifts if s.starts_at < run.window_end
                                                     and s.ends_at > now])
         if run.unmapped or run.problems:
             run.status = "partial"
@@ -166,7 +201,47 @@ def run_sync(*, session: Session, clock: Clock, source_id: int, http: httpx2.Cli
                  detail={"run_id": run.id, "status": run.status, "fetched": run.fetched, "created": run.created,
                          "updated": run.updated, "removed": run.removed, "unmapped": len(run.unmapped),
                          "problems": len(run.problems), "error": run.error})
+    if run.status == "failed":
+        log.warning("scheduler sync failed", extra={"source_id": source.id, "vendor": source.vendor,
+                                                    "error": run.error})
     return run
+
+
+def run_sync(*, session: Session, clock: Clock, source_id: int, http: httpx2.Client) -> SyncRun:
+    """Pull one source now, inside the caller's unit of work (the CLI and the admin route)."""
+    source = get_source(session=session, source_id=source_id)
+    copy, timezone = _detached(source)
+    source.last_run_at = clock.now()
+    return record_pull(session=session, clock=clock,
+                       pull=fetch(source=copy, timezone=timezone, http=http, now=clock.now()))
+
+
+def claim_due(*, session: Session, now: datetime) -> list[tuple[SyncSource, str]]:
+    """Take the sources due now, each for one node only (SKIP LOCKED on PostgreSQL): marking them
+    pulled now is the claim, so another node, or this one a minute later, leaves them alone."""
+    query = (select(SyncSource).where(SyncSource.active.is_(True),
+                                      or_(SyncSource.last_run_at.is_(None), SyncSource.last_run_at <= now - INTERVAL))
+             .order_by(SyncSource.id).with_for_update(skip_locked=True, of=SyncSource))
+    claimed = []
+    for source in session.execute(query).unique().scalars():
+        source.last_run_at = now
+        claimed.append(_detached(source))
+    session.flush()
+    return claimed
+
+
+def sync_due(*, db: Database, clock: Clock, http: httpx2.Client) -> list[SyncRun]:
+    """What the worker in every node runs each minute: claim the due sources in one short
+    transaction, ask each vendor with no transaction open (a slow vendor holds no lock), then record
+    each pull in its own transaction."""
+    with db.unit_of_work() as session:
+        claimed = claim_due(session=session, now=clock.now())
+    runs = []
+    for source, timezone in claimed:
+        pull = fetch(source=source, timezone=timezone, http=http, now=clock.now())
+        with db.unit_of_work() as session:
+            runs.append(record_pull(session=session, clock=clock, pull=pull))
+    return runs
 
 
 def _apply(session: Session, clock: Clock, actor: Actor, source: SyncSource, run: SyncRun,

@@ -1,8 +1,8 @@
-"""`carerelay schedule …`: a scheduler builds, imports, publishes, changes and looks up from the CLI."""
+"""`carerelay schedule …`: a scheduler builds, imports, publishes, changes and looks up from the CLI
+(in-process, against a fresh database on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -11,35 +11,25 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from carerelay.cli import app
-from carerelay.config import get_settings
 from carerelay.core.actor import cli_actor
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
-from carerelay.core.migrate import upgrade
 from carerelay.directory.models import Department
 from carerelay.scheduling.models import Slot
-from tests.conftest import fresh_backend
 from tests.scheduling_factories import make_department, make_person
 
 runner = CliRunner()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def cli_db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
-    """An empty database of this test's own with one department and three people, on either backend."""
-    with fresh_backend(request.param, tmp_path) as backend:
-        db = Database(backend.engine())
-        upgrade(db.engine)
-        clock = FakeClock()
-        with db.unit_of_work() as session:
-            dept = make_department(session, clock, code="CLI", timezone="America/New_York")
-            for name in ("alice", "bob", "carol"):
-                make_person(session, clock, username=name, department_id=dept.id)
-        monkeypatch.setenv("CARERELAY_DATABASE_URL", backend.cli_url())
-        get_settings.cache_clear()
-        yield db
-        get_settings.cache_clear()
-        db.engine.dispose()
+@pytest.fixture
+def schedule_db(cli_db: Database) -> Database:
+    """A fresh database (SQLite or PostgreSQL) with one department in New York and three people."""
+    clock = FakeClock()
+    with cli_db.unit_of_work() as session:
+        dept = make_department(session, clock, code="CLI", timezone="America/New_York")
+        for name in ("alice", "bob", "carol"):
+            make_person(session, clock, username=name, department_id=dept.id)
+    return cli_db
 
 
 def _run(*args: str) -> tuple[int, str]:
@@ -52,7 +42,7 @@ def _slots(db: Database) -> int:
         return session.execute(select(func.count()).select_from(Slot)).scalar_one()
 
 
-def test_build_import_publish_change_and_look_up(cli_db: Database, tmp_path: Path) -> None:
+def test_build_import_publish_change_and_look_up(schedule_db: Database, tmp_path: Path) -> None:
     code, output = _run("assignment-add", "CLI", "CLI-NIGHT", "Night Call", "--start", "19:00", "--end", "07:00",
                         "--actor", "sam")
     assert code == 0, output
@@ -69,7 +59,7 @@ def test_build_import_publish_change_and_look_up(cli_db: Database, tmp_path: Pat
     assert code == 1
     assert "unknown person 'zed'" in output and "nothing imported (2 errors)" in output
     assert "32" in output and "person" in output and "date" in output
-    assert _slots(cli_db) == 0
+    assert _slots(schedule_db) == 0
     code, output = _run("import", "1", str(good))
     assert code == 0 and "imported 30 of 30 rows" in output, output
     code, output = _run("publish", "1", "--actor", "sam")
@@ -80,9 +70,9 @@ def test_build_import_publish_change_and_look_up(cli_db: Database, tmp_path: Pat
     assert "Bob Test — Night Call — slot 2027-11-06 19:00–2027-11-07 07:00 America/New_York, call order 1" in output
     code, output = _run("add", "1", "2027-11-06", "CLI-DAY", "--person", "bob")
     assert code == 0, output
-    with cli_db.unit_of_work() as session:  # PostgreSQL spends ids on the refused import: look the slot up
-        first_night = session.execute(select(Slot.id).where(Slot.on_date == date(2027, 11, 1))).scalar_one()
-    code, output = _run("change", str(first_night), "--person", "carol", "--actor", "sam")
+    with schedule_db.unit_of_work() as session:  # PostgreSQL sequences keep what the refused import took
+        first = session.execute(select(Slot.id).where(Slot.on_date == date(2027, 11, 1))).scalar_one()
+    code, output = _run("change", str(first), "--person", "carol", "--actor", "sam")
     assert code == 0 and "carol" in output
     code, output = _run("changes", "1")
     assert code == 0 and "slot.add" in output and "slot.update" in output and "sam" in output
@@ -91,7 +81,7 @@ def test_build_import_publish_change_and_look_up(cli_db: Database, tmp_path: Pat
     assert "carol" in output and "CLI-DAY" in output
 
 
-def test_refusals_name_the_field_and_exit_1(cli_db: Database) -> None:
+def test_refusals_name_the_field_and_exit_1(schedule_db: Database) -> None:
     assert _run("assignment-add", "CLI", "CLI-EARLY", "Early", "--start", "02:30", "--end", "09:00")[0] == 0
     assert _run("create", "CLI", "--from", "2027-03-01", "--to", "2027-03-31")[0] == 0
     code, output = _run("add", "1", "2027-03-14", "CLI-EARLY", "--person", "alice")
@@ -102,15 +92,15 @@ def test_refusals_name_the_field_and_exit_1(cli_db: Database) -> None:
     assert code == 1 and "assignment: no assignment 'CLI-NOPE'" in output
     code, output = _run("who", "--department", "CLI", "--at", "2027-03-02T10:00:00")
     assert code == 1 and "at:" in output
-    assert _slots(cli_db) == 0
+    assert _slots(schedule_db) == 0
 
 
-def test_sync_reports_each_source_and_exits_1_when_one_failed(cli_db: Database) -> None:
+def test_sync_reports_each_source_and_exits_1_when_one_failed(schedule_db: Database) -> None:
     from carerelay.scheduling.sync import engine
     from tests.integration.scheduling_sync.vendors import vendor_server
 
     with vendor_server() as (base_url, _state):
-        with cli_db.unit_of_work() as session:
+        with schedule_db.unit_of_work() as session:
             dept = session.execute(select(Department).where(Department.code == "CLI")).scalar_one()
             engine.create_source(session=session, clock=FakeClock(), actor=cli_actor("test"), vendor="qgenda",
                                  name="no password", department_id=dept.id, base_url=f"{base_url}/v2",
@@ -118,3 +108,27 @@ def test_sync_reports_each_source_and_exits_1_when_one_failed(cli_db: Database) 
         code, output = _run("sync", "--due")
         assert code == 1 and "source 1: failed" in output and "login refused (401)" in output
         assert _run("sync", "--due") == (0, "")  # pulled less than 15 minutes ago
+
+
+def test_import_with_partial_keeps_the_good_rows_and_reports_the_rest(schedule_db: Database, tmp_path: Path) -> None:
+    assert _run("assignment-add", "CLI", "CLI-DAY", "Day Call", "--start", "07:00", "--end", "19:00")[0] == 0
+    assert _run("create", "CLI", "--from", "2027-02-01", "--to", "2027-02-28")[0] == 0
+    mixed = tmp_path / "february.csv"
+    mixed.write_text("\n".join([
+        "date,assignment,person",
+        "2027-02-01,CLI-DAY,alice",
+        "2027-02-02,CLI-DAY,zed",  # unknown person
+        "2027-02-03,CLI-DAY,bob",
+        "2027-02-30,CLI-DAY,carol",  # no such date
+        "2027-02-04,CLI-DAY,carol",
+    ]) + "\n")
+    code, output = _run("import", "1", str(mixed))
+    assert code == 1 and "nothing imported (2 errors)" in output and _slots(schedule_db) == 0
+    code, output = _run("import", "1", str(mixed), "--partial")
+    assert code == 1, output  # rows were refused: still a failure for a script, but the good ones stay
+    assert "imported 3 of 5 rows" in output and "unknown person 'zed'" in output
+    assert "3" in output and "5" in output  # the refused rows are named by number (header is row 1)
+    assert _slots(schedule_db) == 3
+    with schedule_db.unit_of_work() as session:
+        people = sorted(session.execute(select(Slot.on_date)).scalars())
+    assert [d.day for d in people] == [1, 3, 4]

@@ -3,9 +3,14 @@ bad input — against the in-process runtime on both databases."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import resource
 import socket
 import ssl
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +20,7 @@ from carerelay.core.actor import Actor
 from carerelay.core.clock import FakeClock
 from carerelay.integrations.hl7.client import MLLPClient, ack_code
 from carerelay.integrations.hl7.feeds import Feed
-from carerelay.integrations.hl7.mllp import frame
+from carerelay.integrations.hl7.mllp import Frame, FrameReader, frame
 from carerelay.integrations.hl7.models import Hl7Message
 from carerelay.patients import service as patients
 from carerelay.patients.models import ClinicalHandoff, Observation, Order, Patient
@@ -309,3 +314,88 @@ def test_connection_limit_refuses_extra_connections_and_keeps_serving(engine: En
                 assert closed  # over the limit: closed at once, without reading
             assert ack_code(first.send(personalise(sample("adt_a01_admit.hl7"), mrn=uniq("MRN"),
                                                    control=uniq("L")))) == "AA"
+
+
+@pytest.fixture
+def many_files() -> Iterator[None]:
+    """A thousand client sockets and their thousand server ends live in this one process."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_thousand_connections_at_once(engine: Engine, clock: FakeClock, many_files: None) -> None:
+    """1,000 connections open together (the default limit): 999 held, of which 500 send a message at
+    the same moment and 499 stay silent, then one more client is served; every AA'd message is stored."""
+    from carerelay.config import load_settings
+
+    settings = load_settings(database_url="sqlite:///:memory:", mllp_idle_timeout_seconds=120)
+    template = sample("adt_a01_admit.hl7").replace(b"ADT^A01^ADT_A01", b"ADT^A31^ADT_A05")  # stored, filtered
+    controls = [uniq("K") for _ in range(500)]
+    with running_listener(engine, clock, settings=settings) as running:
+        port = running.port("receipt")
+
+        async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, control: str) -> str:
+            writer.write(frame(personalise(template, mrn=uniq("MRN"), control=control)))
+            await writer.drain()
+            frames = FrameReader(1 << 20)
+            while True:
+                data = await asyncio.wait_for(reader.read(4096), timeout=60)
+                assert data, "closed before the ACK"
+                for event in frames.feed(data):
+                    if isinstance(event, Frame):
+                        return ack_code(event.payload)
+
+        def fresh_client() -> str:
+            with MLLPClient("127.0.0.1", port, timeout=30) as client:
+                return ack_code(client.send(personalise(sample("adt_a01_admit.hl7"), mrn=uniq("MRN"),
+                                                        control=uniq("F"))))
+
+        async def scenario() -> tuple[list[str], str, int]:
+            conns = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in range(999)))
+            codes = await asyncio.gather(*(one(r, w, c) for (r, w), c in zip(conns[:500], controls, strict=True)))
+            served = await asyncio.to_thread(fresh_client)  # the 1,000th, while 999 are open
+            silent_open = sum(1 for r, _ in conns[500:] if not r.at_eof())
+            for _, w in conns:
+                w.close()
+            await asyncio.gather(*(w.wait_closed() for _, w in conns), return_exceptions=True)
+            return codes, served, silent_open
+
+        started = time.monotonic()
+        codes, served, silent_open = asyncio.run(scenario())
+        elapsed = time.monotonic() - started
+    assert codes == ["AA"] * 500 and served == "AA" and silent_open == 499
+    with running.db.unit_of_work() as session:
+        stored = set(session.execute(select(Hl7Message.control_id).where(Hl7Message.control_id.in_(controls)))
+                     .scalars())
+    assert stored == set(controls)  # nothing ACKed is missing
+    assert elapsed < 60
+
+
+def test_a_10_mb_message_is_accepted_under_the_default_limit(engine: Engine, clock: FakeClock) -> None:
+    """An ORU carrying a 10 MB base64 PDF (OBX-5, type ED): stored whole, ACKed AA, processed."""
+    from carerelay.config import load_settings
+
+    settings = load_settings(database_url="sqlite:///:memory:", mllp_idle_timeout_seconds=60)
+    assert settings.mllp_max_message_bytes == 16 * 1024 * 1024  # the default
+    pdf = base64.b64encode(b"%PDF-1.4 " + bytes(range(256)) * (7_600_000 // 256))
+    assert len(pdf) > 10_000_000
+    control = uniq("BIG")
+    base = personalise(sample("oru_r01_critical_potassium.hl7"), mrn=uniq("MRN"), control=control)
+    big = base.replace(b"NTE|1|L|", b"OBX|3|ED|PDF^Report^L||^AP^PDF^Base64^" + pdf + b"||||||F\rNTE|1|L|")
+    with running_listener(engine, clock, settings=settings) as running, \
+            MLLPClient("127.0.0.1", running.port("receipt"), timeout=60) as client:
+        assert ack_code(client.send(big)) == "AA"
+        row = _row(running, control)
+        assert row.size == len(big) and row.raw == big
+        [done] = wait_processed(running.db, [row.id], timeout=60)
+        assert done.status == "processed"
+        with running.db.unit_of_work() as session:
+            values = session.execute(select(Observation.value).where(Observation.source_message_id == row.id,
+                                                                     Observation.value_type == "ED")).scalars()
+            assert [len(v) for v in values] == [len(pdf)]  # the data component (ED-5), whole

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from carerelay.audit.models import AuditEntry
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
 from carerelay.scheduling import lookup, service
@@ -170,3 +171,132 @@ def test_amion_report_is_pulled_day_by_day_and_mismatched_hours_are_reported(
             (date(2026, 11, 24), ids["gwhitfield"], _utc(24, 12)), (date(2026, 11, 24), ids["ydemir"], _utc(25, 0))]
     days = sorted({r.split("Day=")[1].split("&")[0] for r in state.requests if "Rpt=619" in r})
     assert days == ["23", "24", "25", "26"]
+
+
+def test_amion_never_overwrites_a_slot_entered_by_hand(
+    db: Database, clock: FakeClock, vendor: tuple[str, VendorState], http: httpx2.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base_url, state = vendor
+    with db.unit_of_work() as session:
+        ids = _ed(session, clock)
+        hand = make_slot(session, clock, schedule=service.get_schedule(session=session, schedule_id=ids["schedule"]),
+                         assignment=service.get_assignment(session=session, assignment_id=ids["night"]),
+                         on_date=date(2026, 11, 24), person_id=ids["nbrennan"])
+        source = _source(session, clock, ids, "amion", base_url, monkeypatch)
+    state.amion_days = {(2026, 11, 24): ['"Whitfield, Grace",S1,,"ED Day",T-DAY,,11-24-26,0700,1900',
+                                         '"Demir, Yusuf",S2,,"ED Night",T-NIGHT,,11-24-26,1900,0700']}
+    for _ in range(2):  # and again on the next pull: still kept, still reported
+        with db.unit_of_work() as session:
+            run = engine.run_sync(session=session, clock=clock, source_id=source.id, http=http)
+            assert (run.status, run.created, run.updated, run.removed) == ("partial", 0 if _ else 1, 0, 0)
+            assert [p["problem"] for p in run.problems] == [
+                f"slot {hand.id} (ED-NIGHT on 2026-11-24) was entered by hand and is kept"]
+            kept = session.get_one(Slot, hand.id)
+            assert (kept.person_id, kept.source, kept.external_key) == (ids["nbrennan"], "manual", None)
+            amion = session.execute(select(Slot.on_date, Slot.assignment_id).where(Slot.source == "amion")).all()
+            assert amion == [(date(2026, 11, 24), ids["day"])]
+        clock.advance(minutes=15)
+
+
+SHIFTADMIN_GROUPS = [
+    {"group_id": 23, "name": "Emergency Department", "short_name": "ED", "time_zone": "America/New_York",
+     "is_active": 1},
+    {"group_id": 24, "name": "Urgent Care", "short_name": "UC", "time_zone": "America/Chicago", "is_active": 1},
+]
+
+
+def _sa(sid: int, user: int, shift: int | None, short: str, start: str, end: str, group: int = 23) -> dict[str, object]:
+    row: dict[str, object] = {
+        "scheduled_shift_id": sid, "group_id": group, "user_id": user, "employee_id": f"E{user}",
+        "first_name": f"F{user}", "last_name": f"L{user}", "shift_name": f"ED {short}", "shift_short_name": short,
+        "shift_start": start, "shift_end": end}
+    if shift is not None:
+        row["shift_id"] = shift
+    return row
+
+
+def _shiftadmin_source(session: Session, clock: FakeClock, ids: dict[str, int], base_url: str,
+                       monkeypatch: pytest.MonkeyPatch) -> SyncSource:
+    monkeypatch.setenv("CARERELAY_TEST_SHIFTADMIN_PASSWORD", "s3cret")
+    source = engine.create_source(session=session, clock=clock, actor=ADMIN, vendor="shiftadmin", name="ED ShiftAdmin",
+                                  department_id=ids["ed"], base_url=f"{base_url}/vcare", account="23",
+                                  username="sync@example.org", secret_env="CARERELAY_TEST_SHIFTADMIN_PASSWORD")
+    for external, username in (("501", "gwhitfield"), ("502", "ydemir"), ("503", "nbrennan")):
+        engine.map_person(session=session, clock=clock, actor=ADMIN, source_id=source.id, external_id=external,
+                          person_id=ids[username])
+    engine.map_assignment(session=session, clock=clock, actor=ADMIN, source_id=source.id, external_id="7",
+                          assignment_id=ids["day"])
+    engine.map_assignment(session=session, clock=clock, actor=ADMIN, source_id=source.id, external_id="8",
+                          assignment_id=ids["night"])
+    return source
+
+
+def test_shiftadmin_pull_maps_reports_keeps_hand_entered_and_follows_changes(
+    db: Database, clock: FakeClock, vendor: tuple[str, VendorState], http: httpx2.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base_url, state = vendor
+    with db.unit_of_work() as session:
+        ids = _ed(session, clock)
+        hand = make_slot(session, clock, schedule=service.get_schedule(session=session, schedule_id=ids["schedule"]),
+                         assignment=service.get_assignment(session=session, assignment_id=ids["night"]),
+                         on_date=date(2026, 11, 25), person_id=ids["nbrennan"])
+        source = _shiftadmin_source(session, clock, ids, base_url, monkeypatch)
+    state.shiftadmin_groups = SHIFTADMIN_GROUPS
+    # Local New York wall-clock times, as ShiftAdmin gives them (month/day not zero-padded).
+    state.shiftadmin_shifts = [
+        _sa(101, 501, 7, "Day", "11/24/2026 07:00", "11/24/2026 19:00"),  # in progress
+        _sa(102, 502, 8, "Night", "11/24/2026 19:00", "11/25/2026 07:00"),
+        _sa(103, 501, 8, "Night", "11/25/2026 19:00", "11/26/2026 07:00"),  # entered here by hand
+        _sa(104, 599, 7, "Day", "11/26/2026 07:00", "11/26/2026 19:00"),  # unknown person
+        _sa(105, 503, None, "Echo", "11/26/2026 08:00", "11/26/2026 16:00"),  # no shift_id: by short name
+        _sa(106, 502, 7, "Day", "11/25/2026 08:00", "11/25/2026 20:00", group=24),  # another group
+        _sa(107, 503, 7, "Day", "11/28/2026 07:00", "11/28/2026 19:00"),  # beyond 48 h
+    ]
+    with db.unit_of_work() as session:
+        run = engine.run_sync(session=session, clock=clock, source_id=source.id, http=http)
+        assert (run.status, run.fetched, run.created, run.updated, run.removed) == ("partial", 5, 2, 0, 0), run.error
+        assert sorted((u["kind"], u["id"], u["name"]) for u in run.unmapped) == [
+            ("assignment", "Echo", "ED Echo"), ("person", "599", "F599 L599")]
+        assert [p["problem"] for p in run.problems] == [
+            f"slot {hand.id} (ED-NIGHT on 2026-11-25) was entered by hand and is kept"]
+        slots = session.execute(select(Slot).where(Slot.source == "shiftadmin").order_by(Slot.starts_at)).scalars()
+        assert [(s.external_key, s.person_id, s.starts_at) for s in slots] == [
+            (f"{source.id}:101", ids["gwhitfield"], _utc(24, 12)), (f"{source.id}:102", ids["ydemir"], _utc(25, 0))]
+        entry = session.execute(select(AuditEntry).where(AuditEntry.action == "scheduling.sync",
+                                                         AuditEntry.object_id == str(source.id))).scalar_one()
+        assert entry.actor_name == f"sync:shiftadmin:{source.id}" and entry.outcome == "success"
+        assert entry.detail["run_id"] == run.id and entry.detail["created"] == 2 and entry.detail["unmapped"] == 2
+    assert state.shiftadmin_bodies[-1] == {"endpoint": "org_scheduled_shifts", "start_date": "2026-11-23",
+                                           "end_date": "2026-11-27", "group_id": 23, "sort": "shift_start:ASC"}
+    clock.advance(minutes=15)
+    state.shiftadmin_shifts[1]["user_id"] = 503  # ShiftAdmin swapped the night of the 24th
+    with db.unit_of_work() as session:
+        run = engine.run_sync(session=session, clock=clock, source_id=source.id, http=http)
+        assert (run.created, run.updated, run.removed) == (0, 1, 0)
+        night = session.execute(select(Slot).where(Slot.external_key == f"{source.id}:102")).scalar_one()
+        assert night.person_id == ids["nbrennan"] and session.get_one(Slot, hand.id).person_id == ids["nbrennan"]
+        assert [c.action for c in service.list_changes(session=session, schedule_id=ids["schedule"])][-1] == "slot.sync"
+
+
+def test_shiftadmin_refusals_fail_the_run_with_the_reason(
+    db: Database, clock: FakeClock, vendor: tuple[str, VendorState], http: httpx2.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base_url, state = vendor
+    state.shiftadmin_groups = SHIFTADMIN_GROUPS
+    with db.unit_of_work() as session:
+        ids = _ed(session, clock)
+        source = _shiftadmin_source(session, clock, ids, base_url, monkeypatch)
+        monkeypatch.setenv("CARERELAY_TEST_SHIFTADMIN_PASSWORD", "wrong")
+        run = engine.run_sync(session=session, clock=clock, source_id=source.id, http=http)
+        assert run.status == "failed" and "ShiftAdmin refused the API user (401)" in (run.error or "")
+        monkeypatch.setenv("CARERELAY_TEST_SHIFTADMIN_PASSWORD", "s3cret")
+        source.account = "99"
+        run = engine.run_sync(session=session, clock=clock, source_id=source.id, http=http)
+        assert run.status == "failed" and "ShiftAdmin has no group 99" in (run.error or "")
+        source.account = "23"
+        state.shiftadmin_shifts = [_sa(201, 501, 7, "Day", "tomorrow", "11/24/2026 19:00")]
+        run = engine.run_sync(session=session, clock=clock, source_id=source.id, http=http)
+        assert run.status == "failed" and "shift_start 'tomorrow' is not a date and time" in (run.error or "")

@@ -1,12 +1,15 @@
-"""Local HTTP servers that answer like QGenda (REST v2, JSON) and Amion (Rpt=619 text)."""
+"""Local HTTP servers that answer like QGenda (REST v2, JSON), Amion (Rpt=619 text) and ShiftAdmin
+(the organization API: Basic auth, JSON POSTs to ``/<org>/org_groups`` and ``/<org>/org_scheduled_shifts``)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -21,6 +24,21 @@ class VendorState:
     fail_with: int | None = None
     requests: list[str] = field(default_factory=list)
     token: str = "tok-123"
+    shiftadmin_org: str = "vcare"
+    shiftadmin_groups: list[dict[str, Any]] = field(default_factory=list)
+    shiftadmin_shifts: list[dict[str, Any]] = field(default_factory=list)
+    shiftadmin_bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+SHIFTADMIN_USER = ("sync@example.org", "s3cret")
+
+
+def _shiftadmin_in_range(value: str, first: date, last: date) -> bool:
+    """A row whose start cannot be read is answered anyway: a broken vendor row is the client's problem."""
+    try:
+        return first <= datetime.strptime(value, "%m/%d/%Y %H:%M").date() <= last
+    except ValueError:
+        return True
 
 
 def _handler(state: VendorState) -> type[BaseHTTPRequestHandler]:
@@ -35,10 +53,35 @@ def _handler(state: VendorState) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _shiftadmin(self, endpoint: str, raw: bytes) -> None:
+            expected = "Basic " + base64.b64encode(":".join(SHIFTADMIN_USER).encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                self._send(401, b'{"error":"Unauthorized"}', "application/json")
+                return
+            if state.fail_with is not None:
+                self._send(state.fail_with, b"unavailable", "text/plain")
+                return
+            body = json.loads(raw or b"{}")
+            state.shiftadmin_bodies.append({"endpoint": endpoint, **body})
+            if endpoint == "org_groups":
+                self._send(200, json.dumps(state.shiftadmin_groups).encode(), "application/json")
+            elif endpoint == "org_scheduled_shifts":
+                first, last = date.fromisoformat(body["start_date"]), date.fromisoformat(body["end_date"])
+                rows = [s for s in state.shiftadmin_shifts if s["group_id"] == body.get("group_id", s["group_id"])
+                        and _shiftadmin_in_range(s["shift_start"], first, last)]
+                self._send(200, json.dumps(rows).encode(), "application/json")
+            else:
+                self._send(404, b'{"error":"Not found"}', "application/json")
+
         def do_POST(self) -> None:
             state.requests.append(f"POST {self.path}")
             length = int(self.headers.get("Content-Length", "0"))
-            form = parse_qs(self.rfile.read(length).decode())
+            raw = self.rfile.read(length)
+            org, _, endpoint = self.path.strip("/").partition("/")
+            if org == state.shiftadmin_org and endpoint.startswith("org_"):
+                self._shiftadmin(endpoint, raw)
+                return
+            form = parse_qs(raw.decode())
             if self.path == "/v2/login" and form.get("email") == ["sync@example.org"] \
                     and form.get("password") == ["s3cret"]:
                 body = json.dumps({"access_token": state.token, "token_type": "bearer", "expires_in": 3600})

@@ -177,3 +177,38 @@ def test_orders_priority_sources(db: Database, clock: FakeClock) -> None:
         stat = {mrn: s.execute(select(Order.stat).join(Patient, Patient.id == Order.patient_id)
                                .where(Patient.mrn == mrn)).scalar_one() for mrn in cases}
     assert stat == {"MRNO1": True, "MRNO2": True, "MRNO3": False}
+
+
+def test_preadmit_then_admit_then_class_changes(db: Database, clock: FakeClock) -> None:
+    """A05 pre-admits (not on the census); A01 admits the same visit; A06 (outpatient → inpatient)
+    and A07 (inpatient → outpatient) change the class and keep the patient on the census."""
+    mrn = "MRN-A05"
+    visit = "PV1|1|{klass}|4W^412^B^MAINHOSP||||1234567890^HOUSE^GREGORY^^^DR^^^NPI||||||||||||V5001"
+    with db.unit_of_work() as s:
+        out = apply(s, clock, msg("A05", mrn=mrn, pv1=visit.format(klass="P")))
+        enc = encounter(s, mrn)
+        assert out.status == "processed" and enc.status == "preadmit" and enc.patient_class == "P"
+        assert enc.location == "4W^412^B" and mrn not in census_mrns(s, clock, "4W")  # expected, not present
+        assert service.current_care_team(session=s, patient_id=enc.patient_id, role="attending") == []
+        apply(s, clock, msg("A05", mrn=mrn, pv1=visit.format(klass="P")))  # resent: still one pre-admission
+        apply(s, clock, msg("A01", mrn=mrn, pv1=visit.format(klass="I")))
+        admitted = encounter(s, mrn)
+        assert admitted.id == enc.id and admitted.status == "active" and admitted.patient_class == "I"
+        assert mrn in census_mrns(s, clock, "4W")
+        apply(s, clock, msg("A07", mrn=mrn, pv1=visit.format(klass="O")))
+        changed = encounter(s, mrn)
+        assert changed.id == enc.id and changed.patient_class == "O" and changed.status == "active"
+        apply(s, clock, msg("A06", mrn=mrn, pv1=visit.format(klass="I").replace("4W^412^B", "ICU^2^A")))
+        changed = encounter(s, mrn)
+        assert changed.patient_class == "I" and changed.location == "ICU^2^A"
+        assert mrn in census_mrns(s, clock, "ICU") and mrn not in census_mrns(s, clock, "4W")
+        visits = s.execute(select(Encounter).join(Patient, Patient.id == Encounter.patient_id)
+                           .where(Patient.mrn == mrn)).scalars().all()
+        assert len(visits) == 1  # one visit number, one encounter, from pre-admission to class changes
+
+
+def test_a05_does_not_take_an_active_patient_off_the_census(db: Database, clock: FakeClock) -> None:
+    with db.unit_of_work() as s:
+        apply(s, clock, msg("A01", mrn="MRN-A05B"))
+        apply(s, clock, msg("A05", mrn="MRN-A05B"))  # a late pre-admit for the same (current) visit
+        assert encounter(s, "MRN-A05B").status == "active" and "MRN-A05B" in census_mrns(s, clock, "4W")

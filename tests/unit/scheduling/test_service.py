@@ -13,7 +13,7 @@ from carerelay.core.actor import Actor
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
 from carerelay.core.errors import Conflict, Forbidden, Invalid
-from carerelay.scheduling import lookup, service
+from carerelay.scheduling import csv_import, lookup, service
 from carerelay.scheduling.models import Schedule, ScheduleChange, Slot
 from tests.scheduling_factories import (
     ADMIN,
@@ -324,3 +324,59 @@ def test_only_the_person_on_a_slot_or_an_editor_requests_its_swap(db: Database, 
         with pytest.raises(Forbidden):
             service.request_swap(session=session, clock=clock, actor=anonymous, slot_id=slot.id,
                                  to_person_id=people["cdubois"])
+
+
+def test_every_scheduling_change_writes_its_audit_entry(db: Database, clock: FakeClock) -> None:
+    """Who, what and which object, in the same transaction as the change (positive, one per change)."""
+    with db.unit_of_work() as session:
+        last = session.execute(select(func.max(AuditEntry.seq))).scalar_one()
+        icu, schedule, people = _icu(session, clock)
+        day = make_assignment(session, clock, department_id=icu, code="ICU-DAY", start=DAY[0], end=DAY[1])
+        service.update_assignment(session=session, clock=clock, actor=ADMIN, assignment_id=day.id,
+                                  changes={"name": "ICU Day"})
+        service.grant_cross_credential(session=session, clock=clock, actor=ADMIN, person_id=people["aokafor"],
+                                       department_id=icu)
+        mine = make_slot(session, clock, schedule=schedule, assignment=day, on_date=date(2027, 1, 2),
+                         person_id=people["valmeida"])
+        theirs = make_slot(session, clock, schedule=schedule, assignment=day, on_date=date(2027, 1, 3),
+                           person_id=people["cdubois"])
+        report = csv_import.import_slots_csv(session=session, clock=clock, actor=ADMIN, schedule_id=schedule.id,
+                                             text="date,assignment,person\n2027-01-04,ICU-DAY,aokafor\n")
+        assert report.imported == 1
+        service.publish_schedule(session=session, clock=clock, actor=ADMIN, schedule_id=schedule.id)
+        service.update_slot(session=session, clock=clock, actor=ADMIN, slot_id=mine.id,
+                            fields=service.SlotFields(person_id=people["hlee"]))
+        swap = service.request_swap(session=session, clock=clock, actor=ADMIN, slot_id=theirs.id,
+                                    to_person_id=people["valmeida"])
+        service.decide_swap(session=session, clock=clock, actor=ADMIN, swap_id=swap.id, approve=True)
+        service.remove_slot(session=session, clock=clock, actor=ADMIN, slot_id=mine.id)
+        leave = service.request_time_off(session=session, clock=clock, actor=ADMIN, person_id=people["cdubois"],
+                                         starts_on=date(2027, 1, 20), ends_on=date(2027, 1, 21))
+        service.decide_time_off(session=session, clock=clock, actor=ADMIN, request_id=leave.id, approve=False)
+        service.revoke_cross_credential(session=session, clock=clock, actor=ADMIN, person_id=people["aokafor"],
+                                        department_id=icu)
+        entries = session.execute(select(AuditEntry).where(AuditEntry.seq > (last or 0))
+                                  .order_by(AuditEntry.seq)).scalars().all()
+        written = [(e.action, e.object_type, e.object_id) for e in entries]
+        assert written == [
+            ("scheduling.create_schedule", "schedule", str(schedule.id)),
+            ("scheduling.create_assignment", "assignment", str(day.id)),
+            ("scheduling.update_assignment", "assignment", str(day.id)),
+            ("scheduling.grant_cross_credential", "person", str(people["aokafor"])),
+            ("scheduling.add_slot", "slot", str(mine.id)),
+            ("scheduling.add_slot", "slot", str(theirs.id)),
+            ("scheduling.import_slots", "schedule", str(schedule.id)),
+            ("scheduling.publish_schedule", "schedule", str(schedule.id)),
+            ("scheduling.slot_update", "slot", str(mine.id)),
+            ("scheduling.request_swap", "swap", str(swap.id)),
+            ("scheduling.slot_swap", "slot", str(theirs.id)),
+            ("scheduling.decide_swap", "swap", str(swap.id)),
+            ("scheduling.remove_slot", "slot", str(mine.id)),
+            ("scheduling.request_time_off", "time_off", str(leave.id)),
+            ("scheduling.decide_time_off", "time_off", str(leave.id)),
+            ("scheduling.revoke_cross_credential", "person", str(people["aokafor"])),
+        ]
+        assert {e.actor_name for e in entries} == {"test"} and all(e.outcome == "success" for e in entries)
+        by_action = {e.action: e for e in entries}
+        assert by_action["scheduling.publish_schedule"].detail.get("version") == 1
+        assert by_action["scheduling.decide_swap"].detail == {"status": "approved"}

@@ -25,6 +25,7 @@ from carerelay.directory.models import (
     Site,
     VirtualPager,
 )
+from carerelay.escalation.demo import load_demo_policies
 from carerelay.patients.models import Bed, Unit
 from carerelay.scheduling.demo import load_demo_schedules
 
@@ -189,6 +190,7 @@ def load_demo(*, session: Session, clock: Clock, actor: Actor) -> LoadReport:
     _load_groups(session, clock, actor, depts, people, report)
     _load_devices(session, clock, actor, depts, people, report)
     load_demo_schedules(session=session, clock=clock, actor=actor, people=people, count=report.add)
+    load_demo_policies(session=session, clock=clock, actor=actor, count=report.add)
     return report
 
 

@@ -20,7 +20,8 @@ from carerelay.core.clock import Clock
 from carerelay.core.errors import Forbidden, Invalid, NotFound
 from carerelay.escalation import engine
 from carerelay.realtime import service as realtime
-from carerelay.routing.resolver import check_address
+from carerelay.routing.resolver import check_address, department_of
+from carerelay.routing.rules import sender_type_of
 
 OVERSEERS = frozenset({"operator", "integration_admin", "compliance_officer", "system_admin"})
 ACCEPT, REJECT, CALL_BACK = "accept", "reject", "call back"
@@ -43,11 +44,20 @@ def raise_alert(
     source: str, source_ref: str | None = None, patient_id: int | None = None, department_id: int | None = None,
     location: str | None = None, choices: Sequence[str] = (), data: dict[str, Any] | None = None,
 ) -> Alert:
-    """Store the alert and start its escalation in the same transaction: an alert never sits unrouted."""
+    """Store the alert and start its escalation in the same transaction: an alert never sits unrouted.
+
+    Without a department, the address's own (a role's, a group's) picks the policy: a page to
+    "Cardiology On Call" follows cardiology's chain. The sender type personal rules match on is the
+    raiser's profession (an operator is an operator), or "system" for feeds and timers.
+    """
     check_address(address)
+    if department_id is None:
+        department_id = department_of(session, address)
+    data = dict(data or {})
+    data.setdefault("sender_type", sender_type_of(session, actor.person_id))
     alert = Alert(kind=kind, priority=priority, title=title, body=body, address=address, patient_id=patient_id,
                   department_id=department_id, location=location, source=source, source_ref=source_ref,
-                  choices=list(choices), data=data or {}, status=AlertStatus.OPEN, created_at=clock.now())
+                  choices=list(choices), data=data, status=AlertStatus.OPEN, created_at=clock.now())
     session.add(alert)
     session.flush()
     engine.event(session, clock, alert, "raised", actor.person_id, source=source, address=address)

@@ -17,6 +17,8 @@ from carerelay.directory.models import Department, Person, Site
 from carerelay.routing.models import RoutingRule
 
 NEVER_HELD = frozenset({"stat", "critical"})
+SENDER_TYPES = {"physician": "physician", "resident": "physician", "app": "physician", "nurse": "nurse",
+                "tech": "nurse", "operator": "operator"}
 ACTIONS = ("deliver", "hold", "forward", "add_contact")
 
 
@@ -29,6 +31,14 @@ class Decision:
     contact_kind: str | None = None
     after: timedelta | None = None
     note: str | None = None
+
+
+def sender_type_of(session: Session, person_id: int | None) -> str:
+    """The sender kinds rules can name (physician, nurse, operator, system), from the profession."""
+    if person_id is None:
+        return "system"
+    profession = session.execute(select(Person.profession).where(Person.id == person_id)).scalar_one_or_none()
+    return SENDER_TYPES.get(profession or "", "system")
 
 
 def _parse(hhmm: str) -> time:

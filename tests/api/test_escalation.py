@@ -46,10 +46,10 @@ def test_escalates_each_step_until_acknowledged(client: TestClient, db: Database
     admin, operator = user(client, "iadmin"), user(client, "ooperator")
     house, wilson = user(client, "ghouse"), user(client, "jwilson")
     card = _group_id(client, admin.headers, "CARD-PHYS")
-    _policy(client, admin, name="critical results", alert_kind="critical_result",
+    _policy(client, admin, name="telemetry", alert_kind="telemetry",
             steps=[{"address": "target:", "wait_minutes": 5}, {"address": f"person:{wilson.id}", "wait_minutes": 5},
                    {"address": f"group:{card}", "wait_minutes": 10}])
-    alert = _raise(client, operator, f"person:{house.id}", kind="critical_result")
+    alert = _raise(client, operator, f"person:{house.id}", kind="telemetry")
     assert [p for p, _ in _reached(client, operator, alert["id"])] == [house.id]
     clock.advance(minutes=4, seconds=59)
     assert jobs.fire_due(db=db, clock=clock) == 0

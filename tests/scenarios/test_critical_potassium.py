@@ -2,7 +2,8 @@
 
 The shared ADT sample admits a patient to 4W-412-B with the attending (NPI 1234567890); the lab's ORU
 reports K+ 6.8 (HH). The attending gets a critical-result alert with the value and range; nobody
-acknowledges, so after the policy's wait it goes to cardiology on call, call order 2, who
+acknowledges, so after the demo policy's wait ("Critical lab results") it goes to cardiology on
+call, call order 2, who
 acknowledges and records the read-back. The trail shows every step, its time and the reason.
 """
 
@@ -41,12 +42,9 @@ def test_critical_potassium_reaches_the_attending_then_the_covering_cardiologist
     client: TestClient, db: Database, clock: FakeClock
 ) -> None:
     admin = user(client, "iadmin")
-    policy = client.post("/api/escalation/policies", headers=admin.headers, json={
-        "name": "critical results", "alert_kind": "critical_result",
-        "steps": [{"address": "target:", "wait_minutes": 5},
-                  {"address": "role:CARD-CALL2-DAY", "wait_minutes": 5}],
-        "fallback_address": "group:OPERATORS"})
-    assert policy.status_code == 201, policy.text
+    [policy] = [p for p in client.get("/api/escalation/policies", headers=admin.headers).json()
+                if p["alert_kind"] == "critical_result" and p["active"]]
+    assert [s["address"] for s in policy["steps"]] == ["target:", "role:Cardiology On Call#2"]
     clock.set(RESULT_AT)
     _apply(db, clock, "adt_a01_admit.hl7", "MRN-SCEN1")
     _apply(db, clock, "oru_r01_critical_potassium.hl7", "MRN-SCEN1")
@@ -61,7 +59,7 @@ def test_critical_potassium_reaches_the_attending_then_the_covering_cardiologist
     assert alert["location"].startswith("4W") and alert["choices"] == ["Accept", "Call back"]
 
     with db.unit_of_work() as session:
-        [covering] = resolve(session, "role:CARD-CALL2-DAY", RESULT_AT).recipients
+        [covering] = resolve(session, "role:Cardiology On Call#2", RESULT_AT).recipients
     clock.advance(minutes=5)
     jobs.fire_due(db=db, clock=clock)  # real-server tests may have left timers of their own: count nothing
     resident = user(client, client.get(f"/api/people/{covering.person_id}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictInt, StringConstraints
 
@@ -58,9 +58,29 @@ class AlertTrailOut(Output):
     events: list[AlertEventOut]
 
 
+class AlertReceiptsIn(Input):
+    alert_ids: list[StrictInt] = Field(min_length=1, max_length=500)
+    state: Literal["delivered", "read"]
+
+
+class AlertReceiptsChanged(Output):
+    changed: int
+
+
 class RespondIn(Input):
     choice: Annotated[str, StringConstraints(min_length=1, max_length=40)]
 
 
 class ReadbackIn(Input):
     text: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class AlertReportOut(Output):
+    """One row per group; times in seconds (p50, p90, max), empty where nothing was measured."""
+
+    group_by: str
+    since: datetime
+    until: datetime
+    filters: dict[str, Any]
+    columns: list[str]
+    rows: list[dict[str, Any]]

@@ -121,8 +121,54 @@ def find_by_source(*, session: Session, source: str, source_ref: str) -> Alert |
 def _record_response(session: Session, clock: Clock, alert: Alert, person_id: int, response: str) -> None:
     row = session.get(AlertRecipient, (alert.id, person_id))
     if row is not None:
+        now = clock.now()
         row.response = response
-        row.responded_at = clock.now()
+        row.responded_at = now
+        row.delivered_at = row.delivered_at or now
+        row.read_at = row.read_at or now
+
+
+RECEIPT_STATES = ("delivered", "read")
+
+
+def note_receipt(*, session: Session, clock: Clock, alert: Alert, person_id: int, state: str) -> None:
+    """A receipt the caller already checked and audited (a needs-ack message delivered or read)."""
+    row = session.get(AlertRecipient, (alert.id, person_id))
+    if row is None:
+        return
+    row.delivered_at = row.delivered_at or clock.now()
+    if state in ("read", "acknowledged"):
+        row.read_at = row.read_at or clock.now()
+
+
+def mark_alerts(*, session: Session, clock: Clock, actor: Actor, alert_ids: Sequence[int], state: str) -> int:
+    """The device got the alert (delivered) or the person opened it (read; implies delivered).
+
+    What time-to-deliver and time-to-read reports measure; only the first time counts. Alerts that
+    never reached the caller are "not found", like everywhere else.
+    """
+    if state not in RECEIPT_STATES:
+        raise Invalid(f"state must be one of {', '.join(RECEIPT_STATES)}", field="state")
+    if actor.person_id is None:
+        raise Forbidden("only a person has alert receipts")
+    wanted = set(alert_ids)
+    rows = list(session.execute(select(AlertRecipient).where(AlertRecipient.alert_id.in_(wanted),
+                                                             AlertRecipient.person_id == actor.person_id)).scalars())
+    if len(rows) != len(wanted):
+        raise NotFound("some of these alerts did not reach you")
+    now = clock.now()
+    changed = []
+    for row in rows:
+        before = (row.delivered_at, row.read_at)
+        row.delivered_at = row.delivered_at or now
+        if state == "read":
+            row.read_at = row.read_at or now
+        if before != (row.delivered_at, row.read_at):
+            changed.append(row.alert_id)
+    if changed:
+        audit.record(session=session, clock=clock, actor=actor, action=f"alert.{state}", object_type="person",
+                     object_id=actor.person_id, detail={"alert_ids": sorted(changed)})
+    return len(changed)
 
 
 def respond(*, session: Session, clock: Clock, actor: Actor, alert_id: int, choice: str) -> Alert:
@@ -177,6 +223,10 @@ def my_alerts(*, session: Session, actor: Actor, open_only: bool = True, limit: 
 
 def trail(*, session: Session, clock: Clock, actor: Actor, alert_id: int) -> tuple[Alert, list[AlertEvent]]:
     alert = access_alert(session=session, actor=actor, alert_id=alert_id)
+    mine = session.get(AlertRecipient, (alert_id, actor.person_id)) if actor.person_id is not None else None
+    if mine is not None and mine.read_at is None:
+        mine.read_at = clock.now()
+        mine.delivered_at = mine.delivered_at or mine.read_at
     events = list(session.execute(select(AlertEvent).where(AlertEvent.alert_id == alert_id)
                                   .order_by(AlertEvent.id)).scalars())
     audit.record(session=session, clock=clock, actor=actor, action="alert.read", object_type="alert",

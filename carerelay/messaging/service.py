@@ -620,11 +620,16 @@ def mark_receipts(
     for sender_id, updates in changed.items():
         realtime.emit(session=session, clock=clock, person_ids=[sender_id, me], kind="receipt.changed",
                       payload={"receipts": updates})
-    if state == "acknowledged":
-        for _, message in rows:
-            linked = alerts.find_by_source(session=session, source="message", source_ref=f"message:{message.id}")
-            if linked is not None:
-                alerts.acknowledge_alert(session=session, clock=clock, actor=actor, alert=linked)
+    for _, message in rows:
+        if not message.needs_ack:
+            continue
+        linked = alerts.find_by_source(session=session, source="message", source_ref=f"message:{message.id}")
+        if linked is None:
+            continue
+        if state == "acknowledged":
+            alerts.acknowledge_alert(session=session, clock=clock, actor=actor, alert=linked)
+        else:
+            alerts.note_receipt(session=session, clock=clock, alert=linked, person_id=me, state=state)
     by_conversation: dict[int, list[int]] = {}
     for updates in changed.values():
         for update in updates:

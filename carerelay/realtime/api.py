@@ -6,6 +6,7 @@ Protocol (JSON text frames):
                    {"type": "session_ended", "detail": "…"}   then close code 4001
                    {"type": "error", "detail": "…"}
   client → server  {"type": "receipt", "state": "delivered" | "read" | "acknowledged", "message_ids": [...]}
+                   {"type": "alert_receipt", "state": "delivered" | "read", "alert_ids": [...]}
                    {"type": "ping"}
 
 Connect with ``?after=<last seq seen>`` to receive everything missed since: the events come from the
@@ -23,6 +24,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from starlette.websockets import WebSocketState
 
+from carerelay.alerts import service as alerts
+from carerelay.alerts.schemas import AlertReceiptsIn
 from carerelay.auth import service as auth
 from carerelay.auth.deps import get_clock, get_db, get_settings_dep, presented_token, ws_signed_in
 from carerelay.core.actor import Actor
@@ -131,5 +134,27 @@ async def _receive(websocket: WebSocket, db: Database, actor: Actor) -> None:
                 await to_thread.run_sync(mark)
             except CarerelayError as exc:
                 await websocket.send_json({"type": "error", "detail": exc.message})
+        elif kind == "alert_receipt":
+            await _alert_receipt(websocket, db, actor, frame)
         else:
-            await websocket.send_json({"type": "error", "detail": "unknown frame type; expected receipt or ping"})
+            await websocket.send_json({"type": "error", "detail": "unknown frame type; expected receipt, "
+                                                                  "alert_receipt or ping"})
+
+
+async def _alert_receipt(websocket: WebSocket, db: Database, actor: Actor, frame: dict[str, Any]) -> None:
+    """The device shows (delivered) or the person opens (read) an alert: what time-to-deliver measures."""
+    clock = get_clock(websocket)
+    try:
+        body = AlertReceiptsIn.model_validate({k: v for k, v in frame.items() if k != "type"})
+    except ValidationError as exc:
+        await websocket.send_json({"type": "error", "detail": str(exc.errors()[0]["msg"])})
+        return
+
+    def mark() -> None:
+        with db.unit_of_work() as session:
+            alerts.mark_alerts(session=session, clock=clock, actor=actor, alert_ids=body.alert_ids, state=body.state)
+
+    try:
+        await to_thread.run_sync(mark)
+    except CarerelayError as exc:
+        await websocket.send_json({"type": "error", "detail": exc.message})

@@ -3,7 +3,8 @@
 ``resolve(address, at)`` never returns silence: it returns recipients *and* the chain of reasons
 ("group Cardiology Physicians → Dr. Amara Okafor"; "skipped Dana Whitaker: inactive"), so an empty
 result can be explained, routed to a fallback and audited (style habit 9). Schemes are registered:
-person, group, team, pager, role (the published schedule), careteam and location (the ADT census)
+person, group, team, pager, role (the published schedule: first call, ``#2`` one call order,
+``#all`` everyone on), scheduler (a department's schedulers), careteam and location (the ADT census)
 here; others register themselves from their own domains (conversation from messaging).
 """
 
@@ -17,7 +18,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from carerelay.core.errors import Invalid
-from carerelay.directory.models import ContactPoint, Department, Group, GroupMember, Person, VirtualPager
+from carerelay.directory.models import (
+    ContactPoint,
+    Department,
+    Group,
+    GroupMember,
+    Person,
+    PersonRole,
+    VirtualPager,
+)
 from carerelay.patients import service as patients
 from carerelay.scheduling import lookup
 from carerelay.scheduling.models import Assignment
@@ -243,6 +252,19 @@ def department_of(session: Session, address: str, depth: int = 0) -> int | None:
         target = session.execute(select(VirtualPager.target).where(VirtualPager.number == ref)).scalar_one_or_none()
         return department_of(session, target, depth + 1) if target else None
     return None
+
+
+@scheme("scheduler")
+def _scheduler(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
+    """scheduler:<department code>: the people with the scheduler role in that department."""
+    department = session.execute(select(Department).where(Department.code == ref)).scalar_one_or_none()
+    if department is None:
+        raise Invalid(f"no department {ref!r} to resolve scheduler:{ref}", field="address")
+    ids = session.execute(select(Person.id).join(PersonRole, PersonRole.person_id == Person.id)
+                          .where(Person.department_id == department.id, PersonRole.role == "scheduler")
+                          .order_by(Person.id)).scalars().all()
+    return people_recipients(session, f"scheduler:{ref}", at,
+                             [(pid, f"scheduler of {department.name}") for pid in ids])
 
 
 def _care_team(session: Session, address: str, at: datetime, patient_ref: str, role: str) -> Resolution:

@@ -1,7 +1,9 @@
 """Applying personal routing rules when an alert reaches someone.
 
-Platform floors no rule can break: a critical alert is never held or silenced, a STAT one is never
-held. A rule that would break a floor is skipped and the trail says so.
+A rule matches on priority, sender type, a local time window and on/off duty (from the published
+schedule, looked up only when a rule asks). Platform floors no rule can break: a critical alert is
+never held or silenced, a STAT one is never held. A rule that would break a floor is skipped and the
+trail says so.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from carerelay.directory.models import Department, Person, Site
 from carerelay.routing.models import RoutingRule
+from carerelay.scheduling import lookup
 
 NEVER_HELD = frozenset({"stat", "critical"})
 SENDER_TYPES = {"physician": "physician", "resident": "physician", "app": "physician", "nurse": "nurse",
@@ -84,6 +87,7 @@ def decide(session: Session, *, person_id: int, priority: str, sender_type: str,
                                       & (RoutingRule.department_id == person.department_id)))
         .order_by(RoutingRule.person_id.is_(None), RoutingRule.rank, RoutingRule.id)
     ).scalars()
+    on_duty: bool | None = None
     for rule in rules:
         if rule.priorities and priority not in rule.priorities:
             continue
@@ -91,6 +95,11 @@ def decide(session: Session, *, person_id: int, priority: str, sender_type: str,
             continue
         if not _in_window(local, rule.window_start, rule.window_end):
             continue
+        if rule.on_duty is not None:
+            if on_duty is None:
+                on_duty = bool(lookup.working(session=session, at=at, person_id=person_id))
+            if on_duty != rule.on_duty:
+                continue
         if rule.action == "hold":
             if priority in NEVER_HELD:
                 return Decision("deliver", rule.id, note=f"rule {rule.id} would hold it, but {priority} is never held")

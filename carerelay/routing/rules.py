@@ -66,12 +66,23 @@ def _in_window(local: datetime, start: str | None, end: str | None) -> bool:
 
 
 def _next_local(local: datetime, hhmm: str, zone: ZoneInfo) -> datetime:
-    """The next wall-clock HH:MM after ``local``, in UTC; a time skipped by DST moves to after the gap."""
+    """The next wall-clock HH:MM after ``local``, in UTC.
+
+    The DST rule: a time the spring-forward night skips is read with the offset before the change,
+    so it lands after the gap (02:30 → 03:30 daylight time); a time the fall-back night repeats
+    happens twice, and the next of the two that is still ahead is taken.
+    """
+    utc = ZoneInfo("UTC")
+    now = local.astimezone(utc)
     target = _parse(hhmm)
-    candidate = datetime.combine(local.date(), target, tzinfo=zone)
-    if candidate <= local:
-        candidate = datetime.combine(local.date() + timedelta(days=1), target, tzinfo=zone)
-    return candidate.astimezone(ZoneInfo("UTC"))
+    for day in (local.date(), local.date() + timedelta(days=1)):
+        naive = datetime.combine(day, target)
+        folds = sorted({naive.replace(tzinfo=zone, fold=f).astimezone(utc) for f in (0, 1)})
+        real = [c for c in folds if c.astimezone(zone).replace(tzinfo=None) == naive]
+        for candidate in real or [naive.replace(tzinfo=zone, fold=0).astimezone(utc)]:
+            if candidate > now:
+                return candidate
+    raise AssertionError("a wall-clock time recurs within two days")
 
 
 def decide(session: Session, *, person_id: int, priority: str, sender_type: str, at: datetime) -> Decision:

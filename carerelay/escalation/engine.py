@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -132,11 +132,17 @@ def on_notify(kind: str) -> Callable[[NotifyHook], NotifyHook]:
     return register
 
 
-def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution, step_no: int, why: str) -> None:
-    """Reach each recipient as their routing rules say: now, later (hold), someone else, or also by SMS…"""
+def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution, step_no: int,
+            why: str) -> datetime | None:
+    """Reach each recipient as their routing rules say: now, later (hold), someone else, or also by SMS…
+
+    Returns when the first hold ends if every recipient holds it (the step's wait starts then: a
+    routine page held until morning does not escalate to the operators overnight).
+    """
     now = clock.now()
     sender_type = str(alert.data.get("sender_type", "system"))
     reached: list[tuple[int, str]] = []
+    holds: list[datetime] = []
     for recipient in resolution.recipients:
         decision = rules.decide(session, person_id=recipient.person_id, priority=alert.priority,
                                 sender_type=sender_type, at=now)
@@ -149,6 +155,7 @@ def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution
                           params={"alert_id": alert.id, "person_id": recipient.person_id, "step": step_no,
                                   "reason": f"held by their rule until {decision.hold_until:%H:%M} UTC"},
                           key=f"{timer_key(alert.id)}hold:{recipient.person_id}")
+            holds.append(decision.hold_until)
             continue
         if decision.action == "forward" and decision.forward_to:
             covering = resolve_safely(session, decision.forward_to, clock)
@@ -167,6 +174,7 @@ def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution
                           key=f"{timer_key(alert.id)}followup:{recipient.person_id}")
     _reach(session, clock, alert, reached, step_no, resolution.address)
     _audit_notify(session, clock, alert, step_no, why, resolution.as_json(), reached)
+    return min(holds) if holds and not reached else None
 
 
 def _audit_notify(session: Session, clock: Clock, alert: Alert, step_no: int, why: str,
@@ -279,11 +287,12 @@ def _execute_step(session: Session, clock: Clock, run: EscalationRun, alert: Ale
              explanation=resolution.explain())
         _fallback(session, clock, run, alert, f"{address} reached no one")
         _no_one_to_reach(session, clock, alert, address, resolution.explain())
+        held_until = None
     else:
-        _notify(session, clock, alert, resolution, run.step_index, why)
+        held_until = _notify(session, clock, alert, resolution, run.step_index, why)
     wait = timedelta(minutes=float(current.get("wait_minutes", 5)))
     run.token += 1
-    run.next_due_at = clock.now() + wait
+    run.next_due_at = max(clock.now(), held_until or clock.now()) + wait
     jobs.schedule(session=session, clock=clock, kind=STEP_TIMER, due_at=run.next_due_at,
                   params={"run_id": run.id, "token": run.token}, key=timer_key(alert.id) + "step")
 

@@ -173,6 +173,8 @@ def test_acknowledge_stop_and_hold_are_audited(client: TestClient, db: Database,
         assert client.post(f"/api/alerts/{alert['id']}/acknowledge", headers=house.headers).status_code == 200
         _assert_every_step_audited(client, alert["id"])
     assert "held" in [e["kind"] for e in _trail(client, held["id"])]
+    # Held until 07:00, the routine alert did not escalate to the operators overnight either.
+    assert [e["person_id"] for e in _trail(client, held["id"]) if e["kind"] == "notified"] == [house.id]
     assert "floor" in [e["kind"] for e in _trail(client, floored["id"])]
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
-from carerelay.escalation.models import EscalationPolicy
 from carerelay.jobs import service as jobs
 from carerelay.jobs.models import Timer
 from tests.api.messaging.helpers import User, user
@@ -97,9 +96,9 @@ def test_policy_edits_do_not_change_runs_in_progress(client: TestClient, db: Dat
                      steps=[{"address": "target:", "wait_minutes": 5},
                             {"address": f"person:{wilson.id}", "wait_minutes": 5}])
     alert = _raise(client, operator, f"person:{house.id}", kind="order")
-    with db.unit_of_work() as session:
-        session.execute(update(EscalationPolicy).where(EscalationPolicy.id == policy["id"]).values(
-            steps=[{"address": "target:", "wait_minutes": 5}, {"address": f"person:{cuddy.id}", "wait_minutes": 5}]))
+    edited = client.patch(f"/api/escalation/policies/{policy['id']}", headers=admin.headers, json={
+        "steps": [{"address": "target:", "wait_minutes": 5}, {"address": f"person:{cuddy.id}", "wait_minutes": 5}]})
+    assert edited.status_code == 200, edited.text
     clock.advance(minutes=5)
     jobs.fire_due(db=db, clock=clock)
     operator = user(client, "ooperator")

@@ -93,8 +93,8 @@ class Message(Base):
     original_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     forwarded_from_id: Mapped[int | None] = mapped_column(BigInteger)
     warnings_confirmed: Mapped[list[str]] = mapped_column(JSON, default=list)
-    # Whom this message was sent to and why ({"address", "reasons": {person id: reason}}), written
-    # with the row, so the record says "sent to Dr. A because Cardiology On Call, call order 1".
+    # Why each recipient got it ({"address", "default", "reasons": {person id: reason}}; the recipients
+    # are its receipts), written with the row: "sent to Dr. A because Cardiology On Call, call order 1".
     resolution: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),)

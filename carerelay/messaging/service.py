@@ -197,11 +197,17 @@ def _stored_resolution(resolution: Resolution, exclude: int) -> dict[str, Any]:
             "notes": resolution.notes}
 
 
+MEMBER_REASON = "member of the conversation"
+
+
 def message_resolution(conversation: Conversation, members: Sequence[int], sender_id: int) -> dict[str, Any]:
-    """Each recipient of a message and why: the conversation's resolution, else membership."""
+    """Why each recipient (each receipt row) got the message: the reason the conversation's address
+    gave for them, else ``default``. Only the specific reasons are listed, so a message to a big
+    group stays small."""
     known = {str(r["person_id"]): r["reason"] for r in (conversation.resolution or {}).get("recipients", [])}
-    return {"address": conversation.address or f"conversation:{conversation.id}",
-            "reasons": {str(p): known.get(str(p), "member of the conversation") for p in members if p != sender_id}}
+    present = {str(p) for p in members if p != sender_id}
+    return {"address": conversation.address or f"conversation:{conversation.id}", "default": MEMBER_REASON,
+            "reasons": {p: reason for p, reason in known.items() if p in present}}
 
 
 def _check_patient(session: Session, patient_id: int | None) -> None:
@@ -644,7 +650,8 @@ def _receipt_json(receipt: Receipt, message: Message) -> dict[str, Any]:
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
-    reason = (message.resolution or {}).get("reasons", {}).get(str(receipt.person_id))
+    stored = message.resolution or {}
+    reason = stored.get("reasons", {}).get(str(receipt.person_id)) or stored.get("default")
     return {"message_id": message.id, "conversation_id": message.conversation_id, "person_id": receipt.person_id,
             "reason": reason, "sent_at": iso(receipt.sent_at), "delivered_at": iso(receipt.delivered_at),
             "read_at": iso(receipt.read_at), "acknowledged_at": iso(receipt.acknowledged_at)}
@@ -664,7 +671,8 @@ def receipts_of(*, session: Session, actor: Actor, message_id: int) -> list[dict
     out = []
     for receipt in session.execute(query).scalars():
         row = _receipt_json(receipt, message)
-        row["reason"] = row["reason"] or later.get(str(receipt.person_id))
+        if str(receipt.person_id) not in (message.resolution or {}).get("reasons", {}):
+            row["reason"] = later.get(str(receipt.person_id), row["reason"])  # brought in after it was sent
         out.append(row)
     return out
 

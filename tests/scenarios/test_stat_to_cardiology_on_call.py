@@ -65,6 +65,10 @@ def test_stat_message_to_cardiology_on_call_walks_the_call_orders(
     assert backup.id in client.get(f"/api/conversations/{conversation['id']}",
                                    headers=backup.headers).json()["member_ids"]
 
+    receipts = {r["person_id"]: r["reason"] for r in client.get(f"/api/messages/{sent.json()['id']}/receipts",
+                                                               headers=user(client, "cnurse").headers).json()}
+    assert receipts[backup.id].startswith("escalation: not acknowledged within 5 minutes")
+    assert "call order 2" in receipts[backup.id]
     acked = client.post(f"/api/messages/{sent.json()['id']}/acknowledge", headers=backup.headers)
     assert acked.status_code == 200, acked.text
     clock.advance(hours=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, time, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -122,6 +123,12 @@ def test_late_and_failing_timers_are_findings(db: Database, clock: FakeClock) ->
         assert "timer_lag:timers" in _findings(session, clock)
         assert (REGISTRY.get_sample_value("carerelay_timers_overdue") or 0) >= 1
         assert _findings(session, clock)["timer_lag:timers"] == []  # still open: not raised again
+        late = jobs.schedule(session=session, clock=clock, kind="test.fired_late", params={},
+                             due_at=clock.now() - timedelta(seconds=90))
+        late.fired_at = clock.now()
+        session.flush()
+        run_checks(session=session, clock=clock, config=CONFIG)
+        assert REGISTRY.get_sample_value("carerelay_timer_max_lag_seconds") == pytest.approx(90, abs=0.5)
     with db.unit_of_work() as session:
         broken = jobs.schedule(session=session, clock=clock, kind="test.no_handler", due_at=clock.now(), params={})
         broken_id = broken.id

@@ -140,6 +140,8 @@ def run_checks(*, session: Session, clock: Clock, config: AuditorConfig, since: 
 
 
 def _raise_once(session: Session, clock: Clock, finding: Finding) -> int | None:
+    """The finding's department is kept in its data, not on the alert: a schedule gap in cardiology
+    must follow the findings' chain (the addressee, then the operators), not page cardiology."""
     ref = f"{finding.check}:{finding.ref}"
     earlier = alerts.find_by_source(session=session, source=SOURCE, source_ref=ref)
     if earlier is not None:
@@ -152,8 +154,9 @@ def _raise_once(session: Session, clock: Clock, finding: Finding) -> int | None:
         address = INTEGRATION_ADMINS
     alert = alerts.raise_alert(session=session, clock=clock, actor=ACTOR, kind=FINDING_KIND, priority="urgent",
                                title=finding.title[:300], body=finding.body, address=address, source=SOURCE,
-                               source_ref=ref, department_id=finding.department_id,
-                               data={"check": finding.check, "ref": finding.ref})
+                               source_ref=ref,
+                               data={"check": finding.check, "ref": finding.ref,
+                                     "department_id": finding.department_id})
     return alert.id
 
 

@@ -103,6 +103,7 @@ def test_a_rostered_person_without_a_working_contact_warns_the_scheduler_before_
         alert = session.get_one(Alert, raised)
         assert _recipients(session, raised) == {find_person(session, "audasched").id}
         assert "AUDA Evening" in alert.title and "no working contact point" in alert.title
+        assert alert.department_id is None and alert.data["department_id"] is not None
         assert alert.created_at < clock.now() + timedelta(hours=9)  # warned before 17:00 Chicago
 
         directory.add_contact_point(session=session, clock=clock, actor=ADMIN, person_id=worker, kind="sms",

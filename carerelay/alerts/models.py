@@ -41,6 +41,9 @@ class Alert(Base):
     readback: Mapped[str | None] = mapped_column(Text)
     readback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # find_by_source: a needs-ack message's alert, an HL7 hand-off's, the auditor's deduplication.
+    __table_args__ = (Index("ix_alerts_source_ref", "source", "source_ref"),)
+
 
 class AlertRecipient(Base):
     """One person an alert reached, at which escalation step, and why; when it reached their device

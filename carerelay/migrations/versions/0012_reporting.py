@@ -1,4 +1,4 @@
-"""reporting: alert delivered/read times, on-duty routing rules, the resolution stored with messages
+"""reporting: alert delivered/read times and report indexes, on-duty routing rules, message resolution
 
 Revision ID: 0012_reporting
 Revises: 0006_escalation
@@ -23,6 +23,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_alerts_created_at"), ["created_at"], unique=False)
+        batch_op.create_index("ix_alerts_source_ref", ["source", "source_ref"], unique=False)
 
     with op.batch_alter_table("routing_rules", schema=None) as batch_op:
         batch_op.add_column(sa.Column("on_duty", sa.Boolean(), nullable=True))
@@ -42,6 +43,7 @@ def downgrade() -> None:
         batch_op.drop_column("on_duty")
 
     with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.drop_index("ix_alerts_source_ref")
         batch_op.drop_index(batch_op.f("ix_alerts_created_at"))
 
     with op.batch_alter_table("alert_recipients", schema=None) as batch_op:

@@ -153,7 +153,7 @@ def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution
                  rule_id=decision.rule_id)
             jobs.schedule(session=session, clock=clock, kind=RELEASE_TIMER, due_at=decision.hold_until,
                           params={"alert_id": alert.id, "person_id": recipient.person_id, "step": step_no,
-                                  "reason": f"held by their rule until {decision.hold_until:%H:%M} UTC"},
+                                  "reason": f"held by their rule until {decision.local}"},
                           key=f"{timer_key(alert.id)}hold:{recipient.person_id}")
             holds.append(decision.hold_until)
             continue

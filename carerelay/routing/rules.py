@@ -34,6 +34,7 @@ class Decision:
     contact_kind: str | None = None
     after: timedelta | None = None
     note: str | None = None
+    local: str | None = None  # the hold's end as the person reads it: "07:00 America/Chicago"
 
 
 def sender_type_of(session: Session, person_id: int | None) -> str:
@@ -114,7 +115,8 @@ def decide(session: Session, *, person_id: int, priority: str, sender_type: str,
         if rule.action == "hold":
             if priority in NEVER_HELD:
                 return Decision("deliver", rule.id, note=f"rule {rule.id} would hold it, but {priority} is never held")
-            return Decision("hold", rule.id, hold_until=_next_local(local, rule.hold_until or "07:00", zone))
+            until = _next_local(local, rule.hold_until or "07:00", zone)
+            return Decision("hold", rule.id, hold_until=until, local=f"{until.astimezone(zone):%H:%M} {zone.key}")
         if rule.action == "forward" and rule.forward_to:
             return Decision("forward", rule.id, forward_to=rule.forward_to)
         if rule.action == "add_contact" and rule.contact_kind:

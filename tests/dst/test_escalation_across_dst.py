@@ -9,6 +9,7 @@ the right person. A hold-until rule releases at the wall-clock time the person a
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -22,6 +23,8 @@ from carerelay.jobs import service as jobs
 from carerelay.routing import service as routing
 from carerelay.scheduling import service as scheduling
 from tests.scheduling_factories import ADMIN, make_assignment, make_department, make_person, make_schedule, make_slot
+
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 def _hospital(db: Database, clock: FakeClock, code: str, first: date, last: date, wait: float) -> tuple[int, int]:
@@ -127,7 +130,9 @@ def _released_at(db: Database, clock: FakeClock, person_id: int, raised: datetim
     _at(db, clock, expected - timedelta(seconds=1))
     assert _notified(db, alert_id) == []
     _at(db, clock, expected)
-    assert [(p, at) for p, at, _ in _notified(db, alert_id)] == [(person_id, expected)]
+    [(who, at, reason)] = _notified(db, alert_id)
+    assert (who, at) == (person_id, expected)
+    assert reason == f"held by their rule until {expected.astimezone(NEW_YORK):%H:%M} America/New_York"
 
 
 def test_hold_until_seven_releases_at_local_seven_on_both_change_nights(db: Database, clock: FakeClock) -> None:

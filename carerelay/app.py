@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from carerelay import __version__
+from carerelay.alerts.api import reports_router
 from carerelay.alerts.api import router as alerts_router
 from carerelay.audit.api import router as audit_router
 from carerelay.auth.api import router as auth_router
@@ -40,6 +41,7 @@ from carerelay.core.errors import (
 )
 from carerelay.directory.api import router as directory_router
 from carerelay.escalation.api import router as escalation_router
+from carerelay.escalation.auditor import AuditorConfig
 from carerelay.integrations.exports import worker as exports_worker
 from carerelay.integrations.exports.api import router as exports_router
 from carerelay.integrations.hl7.api import router as hl7_router
@@ -178,7 +180,9 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             background.append(asyncio.create_task(jobs_worker.run_forever(
                 database, app.state.clock, build_channels(settings),
                 also=[lambda: wctp_worker.run_once(database, app.state.clock)],
-                schedule_sync=settings.schedule_sync)))
+                schedule_sync=settings.schedule_sync,
+                auditor=AuditorConfig(settings.auditor_interval_seconds, settings.auditor_max_timer_lag_seconds,
+                                      settings.auditor_shift_horizon_hours))))
             background.append(asyncio.create_task(exports_worker.run_forever(database, app.state.clock)))
             background.append(asyncio.create_task(staffing_runner.run_forever(database, app.state.clock)))
         hl7_runtime = None
@@ -256,6 +260,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
     for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
                    alerts_router, escalation_router, routing_router, scheduling_router, audit_router, scim_router,
                    sso_router, hl7_router, exports_router, staffing_router, web_router, wctp_router,
-                   paging_router, paging_web_router):
+                   paging_router, paging_web_router, reports_router):
         app.include_router(router)
     return app

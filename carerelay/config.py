@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     run_timers: bool = Field(default=True, description="Fire escalation timers in this process.")
     schedule_sync: bool = Field(default=True, description="Pull due third-party schedules (Amion, QGenda, "
                                 "ShiftAdmin; every 15 min per source) in this process's worker.")
+    auditor_interval_seconds: float = Field(default=60.0, ge=5, le=3600,
+                                            description="How often the escalation auditor checks.")
+    auditor_max_timer_lag_seconds: float = Field(default=30.0, gt=0, le=3600,
+                                                 description="A timer firing later than this is a finding.")
+    auditor_shift_horizon_hours: float = Field(default=12.0, ge=0, le=72,
+                                               description="Check contact points of shifts starting within.")
 
     sms_gateway_url: str | None = Field(default=None, description="HTTP endpoint that sends SMS.")
     sms_gateway_token: str | None = None

@@ -25,6 +25,7 @@ from carerelay.directory.models import (
     Site,
     VirtualPager,
 )
+from carerelay.escalation.demo import load_demo_policies
 from carerelay.integrations.exports.demo import load_demo_connectors
 from carerelay.integrations.paging.demo import load_demo_paging
 from carerelay.patients.models import Bed, Unit
@@ -200,6 +201,7 @@ def load_demo(*, session: Session, clock: Clock, actor: Actor) -> LoadReport:
     load_demo_connectors(session=session, clock=clock, actor=actor, count=report.add)
     load_demo_assignments(session=session, clock=clock, actor=actor, count=report.add)
     load_demo_paging(session=session, clock=clock, actor=actor, count=report.add)
+    load_demo_policies(session=session, clock=clock, actor=actor, count=report.add)
     return report
 
 

@@ -35,15 +35,19 @@ class Alert(Base):
     choices: Mapped[list[str]] = mapped_column(JSON, default=list)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(20), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     readback: Mapped[str | None] = mapped_column(Text)
     readback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # find_by_source: a needs-ack message's alert, an HL7 hand-off's, the auditor's deduplication.
+    __table_args__ = (Index("ix_alerts_source_ref", "source", "source_ref"),)
+
 
 class AlertRecipient(Base):
-    """One person an alert reached, at which escalation step, and why."""
+    """One person an alert reached, at which escalation step, and why; when it reached their device
+    (``delivered_at``), when they opened it (``read_at``) and how they answered — what reports measure."""
 
     __tablename__ = "alert_recipients"
 
@@ -52,6 +56,8 @@ class AlertRecipient(Base):
     step: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(500))
     notified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     response: Mapped[str | None] = mapped_column(String(40))
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

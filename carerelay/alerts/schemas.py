@@ -58,6 +58,15 @@ class AlertTrailOut(Output):
     events: list[AlertEventOut]
 
 
+class AlertReceiptsIn(Input):
+    alert_ids: list[StrictInt] = Field(min_length=1, max_length=500)
+    state: Literal["delivered", "read"]
+
+
+class AlertReceiptsChanged(Output):
+    changed: int
+
+
 class RespondIn(Input):
     choice: Annotated[str, StringConstraints(min_length=1, max_length=40)]
 
@@ -66,11 +75,17 @@ class ReadbackIn(Input):
     text: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 
 
-class AlertReceiptsIn(Input):
-    state: Literal["delivered", "read"]
-    alert_ids: list[StrictInt] = Field(min_length=1, max_length=500)
-
-
 class AlertRespondIn(Input):
     alert_id: StrictInt
     choice: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+
+
+class AlertReportOut(Output):
+    """One row per group; times in seconds (p50, p90, max), empty where nothing was measured."""
+
+    group_by: str
+    since: datetime
+    until: datetime
+    filters: dict[str, Any]
+    columns: list[str]
+    rows: list[dict[str, Any]]

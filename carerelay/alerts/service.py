@@ -21,7 +21,8 @@ from carerelay.core.clock import Clock
 from carerelay.core.errors import CarerelayError, Forbidden, Invalid, NotFound
 from carerelay.escalation import engine
 from carerelay.realtime import service as realtime
-from carerelay.routing.resolver import check_address, resolve
+from carerelay.routing.resolver import check_address, department_of, resolve
+from carerelay.routing.rules import sender_type_of
 
 OVERSEERS = frozenset({"operator", "integration_admin", "compliance_officer", "system_admin"})
 ACCEPT, REJECT, CALL_BACK = "accept", "reject", "call back"
@@ -75,11 +76,18 @@ def raise_alert(
 
     ``escalation`` (steps, repeat, fallback) replaces the policy lookup for this one alert: an
     integration's own rule says how its event escalates.
+    Without a department, the address's own (a role's, a group's) picks the policy: a page to
+    "Cardiology On Call" follows cardiology's chain. The sender type personal rules match on is the
+    raiser's profession (an operator is an operator), or "system" for feeds and timers.
     """
     check_address(address)
+    if department_id is None:
+        department_id = department_of(session, address)
+    data = dict(data or {})
+    data.setdefault("sender_type", sender_type_of(session, actor.person_id))
     alert = Alert(kind=kind, priority=priority, title=title, body=body, address=address, patient_id=patient_id,
                   department_id=department_id, location=location, source=source, source_ref=source_ref,
-                  choices=list(choices), data=data or {}, status=AlertStatus.OPEN, created_at=clock.now())
+                  choices=list(choices), data=data, status=AlertStatus.OPEN, created_at=clock.now())
     session.add(alert)
     session.flush()
     engine.event(session, clock, alert, "raised", actor.person_id, source=source, address=address)
@@ -186,8 +194,24 @@ def find_by_source(*, session: Session, source: str, source_ref: str) -> Alert |
 def _record_response(session: Session, clock: Clock, alert: Alert, person_id: int, response: str) -> None:
     row = session.get(AlertRecipient, (alert.id, person_id))
     if row is not None:
+        now = clock.now()
         row.response = response
-        row.responded_at = clock.now()
+        row.responded_at = now
+        row.delivered_at = row.delivered_at or now
+        row.read_at = row.read_at or now
+
+
+RECEIPT_STATES = ("delivered", "read")
+
+
+def note_receipt(*, session: Session, clock: Clock, alert: Alert, person_id: int, state: str) -> None:
+    """A receipt the caller already checked and audited (a needs-ack message delivered or read)."""
+    row = session.get(AlertRecipient, (alert.id, person_id))
+    if row is None:
+        return
+    row.delivered_at = row.delivered_at or clock.now()
+    if state in ("read", "acknowledged"):
+        row.read_at = row.read_at or clock.now()
 
 
 def respond(*, session: Session, clock: Clock, actor: Actor, alert_id: int, choice: str) -> Alert:
@@ -215,32 +239,47 @@ def respond(*, session: Session, clock: Clock, actor: Actor, alert_id: int, choi
     return alert
 
 
-RECEIPT_STATES = ("delivered", "read")
-
-
 def record_receipts(*, session: Session, clock: Clock, actor: Actor, alert_ids: Sequence[int], state: str) -> int:
-    """A device says it showed (delivered) or its person opened (read) these alerts. Each person's
-    first receipt of each state is kept in the trail and told to the raising system; repeats are
-    no-ops, so a reconnecting device can send them again. Returns how many were new."""
+    """A device showed (delivered) or its person opened (read; implies delivered) these alerts.
+
+    Only the first time counts: it is what time-to-deliver and time-to-read reports measure, it goes
+    in the trail and it is told to the raising system (WCTP StatusInfo); repeats are no-ops, so a
+    reconnecting device can send them again. Alerts that never reached the caller are "not found",
+    like everywhere else. Returns how many receipts were new.
+    """
     if state not in RECEIPT_STATES:
-        raise Invalid("state must be delivered or read", field="state")
+        raise Invalid(f"state must be one of {', '.join(RECEIPT_STATES)}", field="state")
     if actor.person_id is None:
         raise Forbidden("only a person's device sends receipts")
+    wanted = list(dict.fromkeys(alert_ids))
+    rows = {row.alert_id: row for row in session.execute(
+        select(AlertRecipient).where(AlertRecipient.alert_id.in_(wanted),
+                                     AlertRecipient.person_id == actor.person_id)).scalars()}
+    if len(rows) != len(wanted):
+        raise NotFound("some of these alerts did not reach you")
+    now = clock.now()
     new = 0
-    for alert_id in dict.fromkeys(alert_ids):
-        alert = access_alert(session=session, actor=actor, alert_id=alert_id)
-        if session.get(AlertRecipient, (alert.id, actor.person_id)) is None:
+    changed: list[int] = []
+    for alert_id in wanted:
+        row = rows[alert_id]
+        states = [s for s, seen in (("delivered", row.delivered_at), ("read", row.read_at))
+                  if seen is None and (s == "delivered" or state == "read")]
+        if not states:
             continue
-        seen = session.execute(select(AlertEvent.id).where(
-            AlertEvent.alert_id == alert.id, AlertEvent.kind == state, AlertEvent.person_id == actor.person_id)
-            .limit(1)).first()
-        if seen is not None:
-            continue
-        engine.event(session, clock, alert, state, actor.person_id)
+        alert = session.get_one(Alert, alert_id)
+        row.delivered_at = row.delivered_at or now
+        if state == "read":
+            row.read_at = row.read_at or now
         hook = RECEIPT_HOOKS.get(alert.source)
-        if hook is not None:
-            hook(session, clock, alert, actor.person_id, state)
-        new += 1
+        for reached in states:
+            engine.event(session, clock, alert, reached, actor.person_id)
+            if hook is not None:
+                hook(session, clock, alert, actor.person_id, reached)
+            new += 1
+        changed.append(alert_id)
+    if changed:
+        audit.record(session=session, clock=clock, actor=actor, action=f"alert.{state}", object_type="person",
+                     object_id=actor.person_id, detail={"alert_ids": changed})
     return new
 
 
@@ -275,6 +314,10 @@ def my_alerts(*, session: Session, actor: Actor, open_only: bool = True, limit: 
 
 def trail(*, session: Session, clock: Clock, actor: Actor, alert_id: int) -> tuple[Alert, list[AlertEvent]]:
     alert = access_alert(session=session, actor=actor, alert_id=alert_id)
+    mine = session.get(AlertRecipient, (alert_id, actor.person_id)) if actor.person_id is not None else None
+    if mine is not None and mine.read_at is None:
+        mine.read_at = clock.now()
+        mine.delivered_at = mine.delivered_at or mine.read_at
     events = list(session.execute(select(AlertEvent).where(AlertEvent.alert_id == alert_id)
                                   .order_by(AlertEvent.id)).scalars())
     audit.record(session=session, clock=clock, actor=actor, action="alert.read", object_type="alert",

@@ -6,15 +6,19 @@ run's token; a timer whose token no longer matches (the alert was acknowledged, 
 escalated early) does nothing. Acknowledging cancels every pending timer of the alert, personal
 follow-ups included (the key prefix ``alert:<id>:``) — Grafana OnCall's #4654 is what this avoids.
 
-Never nobody: a step that resolves to no one goes to the fallback address at once and raises a
-"no one to reach" alert for the operators; the chain then goes on to its next step.
+Never nobody: a step that resolves to no one (or to an address that no longer resolves at all: a
+deleted group, a renamed role) goes to the fallback address at once and raises a "no one to reach"
+alert for the operators; the chain then goes on to its next step.
+
+Every step is audited: the trail event and an ``alert.<kind>`` audit entry are written together
+(``step``), so the tamper-evident log tells the same story as the trail.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -25,6 +29,7 @@ from carerelay.alerts.models import Alert, AlertEvent, AlertRecipient
 from carerelay.audit import service as audit
 from carerelay.core.actor import SYSTEM, Actor
 from carerelay.core.clock import Clock
+from carerelay.core.errors import Invalid
 from carerelay.escalation.models import EscalationPolicy, EscalationRun
 from carerelay.jobs import service as jobs
 from carerelay.jobs.models import Timer
@@ -49,16 +54,19 @@ def timer_key(alert_id: int) -> str:
     return f"alert:{alert_id}:"
 
 
+SPECIFICITY = (("alert_kind", "kind", 4), ("department_id", "department_id", 2), ("priority", "priority", 1))
+"""What happened weighs most (a critical result has its own chain), then where, then how urgent."""
+
+
 def find_policy(session: Session, alert: Alert) -> EscalationPolicy | None:
     """The most specific active policy matching the alert's kind, department and priority."""
     best: tuple[int, EscalationPolicy] | None = None
     for policy in session.execute(select(EscalationPolicy).where(EscalationPolicy.active.is_(True))
                                   .order_by(EscalationPolicy.id)).scalars():
-        fields = ((policy.alert_kind, alert.kind), (policy.department_id, alert.department_id),
-                  (policy.priority, alert.priority))
-        if any(want is not None and want != have for want, have in fields):
+        fields = [(getattr(policy, mine), getattr(alert, theirs), weight) for mine, theirs, weight in SPECIFICITY]
+        if any(want is not None and want != have for want, have, _ in fields):
             continue
-        score = sum(want is not None for want, _ in fields)
+        score = sum(weight for want, _, weight in fields if want is not None)
         if best is None or score > best[0]:
             best = (score, policy)
     return best[1] if best else None
@@ -66,7 +74,7 @@ def find_policy(session: Session, alert: Alert) -> EscalationPolicy | None:
 
 def snapshot(policy: EscalationPolicy | None) -> dict[str, Any]:
     if policy is None:
-        return {"policy": "default", "steps": DEFAULT_STEPS, "repeat": 1, "fallback": DEFAULT_FALLBACK}
+        return {"policy": "default", "steps": DEFAULT_STEPS, "repeat": 0, "fallback": DEFAULT_FALLBACK}
     return {"policy": policy.name, "steps": list(policy.steps), "repeat": policy.repeat,
             "fallback": policy.fallback_address or DEFAULT_FALLBACK}
 
@@ -74,6 +82,23 @@ def snapshot(policy: EscalationPolicy | None) -> dict[str, Any]:
 def event(session: Session, clock: Clock, alert: Alert, kind: str, person_id: int | None = None,
           **detail: Any) -> None:
     session.add(AlertEvent(alert_id=alert.id, at=clock.now(), kind=kind, person_id=person_id, detail=detail))
+
+
+def step(session: Session, clock: Clock, alert: Alert, kind: str, person_id: int | None = None,
+         **detail: Any) -> None:
+    """A trail event that is also an audit entry (``alert.<kind>``): hold, forward, fallback, stop…"""
+    event(session, clock, alert, kind, person_id, **detail)
+    audit.record(session=session, clock=clock, actor=SYSTEM, action=f"alert.{kind}", object_type="alert",
+                 object_id=alert.id, detail={"person_id": person_id, "patient_id": alert.patient_id, **detail})
+
+
+def resolve_safely(session: Session, address: str, clock: Clock) -> Resolution:
+    """An address that no longer resolves (a deleted group, a renamed role) reaches no one, loudly:
+    the step goes to the fallback instead of failing its timer over and over."""
+    try:
+        return resolve(session, address, clock.now())
+    except Invalid as exc:
+        return Resolution(address, clock.now(), notes=[f"{address} cannot be resolved: {exc.message}"])
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
@@ -98,8 +123,8 @@ def start(*, session: Session, clock: Clock, alert: Alert, plan: dict[str, Any] 
                         step_index=0, round=0, state="active", token=0, started_at=clock.now())
     session.add(run)
     session.flush()
-    event(session, clock, alert, "escalation_started", policy=run.snapshot["policy"],
-          steps=len(run.snapshot["steps"]), repeat=run.snapshot["repeat"])
+    step(session, clock, alert, "escalation_started", policy=run.snapshot["policy"],
+         steps=len(run.snapshot["steps"]), repeat=run.snapshot["repeat"], fallback=run.snapshot["fallback"])
     _execute_step(session, clock, run, alert, why="alert raised")
     return run
 
@@ -117,28 +142,35 @@ def on_notify(kind: str) -> Callable[[NotifyHook], NotifyHook]:
     return register
 
 
-def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution, step: int, why: str) -> None:
-    """Reach each recipient as their routing rules say: now, later (hold), someone else, or also by SMS…"""
+def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution, step_no: int,
+            why: str) -> datetime | None:
+    """Reach each recipient as their routing rules say: now, later (hold), someone else, or also by SMS…
+
+    Returns when the first hold ends if every recipient holds it (the step's wait starts then: a
+    routine page held until morning does not escalate to the operators overnight).
+    """
     now = clock.now()
     sender_type = str(alert.data.get("sender_type", "system"))
     reached: list[tuple[int, str]] = []
+    holds: list[datetime] = []
     for recipient in resolution.recipients:
         decision = rules.decide(session, person_id=recipient.person_id, priority=alert.priority,
                                 sender_type=sender_type, at=now)
         if decision.note:
-            event(session, clock, alert, "floor", recipient.person_id, note=decision.note)
+            step(session, clock, alert, "floor", recipient.person_id, note=decision.note, rule_id=decision.rule_id)
         if decision.action == "hold" and decision.hold_until is not None:
-            event(session, clock, alert, "held", recipient.person_id, until=decision.hold_until.isoformat(),
-                  rule_id=decision.rule_id)
+            step(session, clock, alert, "held", recipient.person_id, until=decision.hold_until.isoformat(),
+                 rule_id=decision.rule_id)
             jobs.schedule(session=session, clock=clock, kind=RELEASE_TIMER, due_at=decision.hold_until,
-                          params={"alert_id": alert.id, "person_id": recipient.person_id, "step": step,
-                                  "reason": f"held by their rule until {decision.hold_until:%H:%M} UTC"},
+                          params={"alert_id": alert.id, "person_id": recipient.person_id, "step": step_no,
+                                  "reason": f"held by their rule until {decision.local}"},
                           key=f"{timer_key(alert.id)}hold:{recipient.person_id}")
+            holds.append(decision.hold_until)
             continue
         if decision.action == "forward" and decision.forward_to:
-            covering = resolve(session, decision.forward_to, now)
-            event(session, clock, alert, "forwarded", recipient.person_id, to=decision.forward_to,
-                  rule_id=decision.rule_id, explanation=covering.explain())
+            covering = resolve_safely(session, decision.forward_to, clock)
+            step(session, clock, alert, "forwarded", recipient.person_id, to=decision.forward_to,
+                 rule_id=decision.rule_id, explanation=covering.explain())
             if covering.empty:
                 reached.append((recipient.person_id, f"{why}: {recipient.reason} (their forward reached no one)"))
             reached.extend((r.person_id, f"{why}: covering for {recipient.name} by their rule: {r.reason}")
@@ -150,30 +182,37 @@ def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution
                           params={"alert_id": alert.id, "person_id": recipient.person_id,
                                   "kind": decision.contact_kind, "rule_id": decision.rule_id},
                           key=f"{timer_key(alert.id)}followup:{recipient.person_id}")
-    _reach(session, clock, alert, reached, step, resolution.address)
+    _reach(session, clock, alert, reached, step_no, resolution.address)
+    _audit_notify(session, clock, alert, step_no, why, resolution.as_json(), reached)
+    return min(holds) if holds and not reached else None
+
+
+def _audit_notify(session: Session, clock: Clock, alert: Alert, step_no: int, why: str,
+                  resolution: dict[str, Any] | None, reached: list[tuple[int, str]]) -> None:
     audit.record(session=session, clock=clock, actor=SYSTEM, action="alert.notify", object_type="alert",
-                 object_id=alert.id, detail={"step": step, "why": why, "resolution": resolution.as_json(),
-                                             "reached": reached})
+                 object_id=alert.id, detail={"step": step_no, "why": why, "resolution": resolution,
+                                             "reached": reached, "patient_id": alert.patient_id})
 
 
-def _reach(session: Session, clock: Clock, alert: Alert, reached: list[tuple[int, str]], step: int,
+def _reach(session: Session, clock: Clock, alert: Alert, reached: list[tuple[int, str]], step_no: int,
            address: str) -> None:
+    """Who is reached, why, and the live push; the kind's hook runs last so it can read the reasons."""
     if not reached:
         return
     now = clock.now()
     person_ids = list(dict.fromkeys(pid for pid, _ in reached))
-    hook = NOTIFY_HOOKS.get(alert.kind)
-    if hook is not None:
-        hook(session, clock, alert, person_ids)
     for person_id, reason in reached:
         row = session.get(AlertRecipient, (alert.id, person_id))
         if row is None:
-            session.add(AlertRecipient(alert_id=alert.id, person_id=person_id, step=step, reason=reason[:500],
+            session.add(AlertRecipient(alert_id=alert.id, person_id=person_id, step=step_no, reason=reason[:500],
                                        notified_at=now))
         else:
-            row.step, row.reason, row.notified_at = step, reason[:500], now
-        event(session, clock, alert, "notified", person_id, step=step, reason=reason[:500], address=address)
+            row.step, row.reason, row.notified_at = step_no, reason[:500], now
+        event(session, clock, alert, "notified", person_id, step=step_no, reason=reason[:500], address=address)
     session.flush()
+    hook = NOTIFY_HOOKS.get(alert.kind)
+    if hook is not None:
+        hook(session, clock, alert, person_ids)
     realtime.emit(session=session, clock=clock, person_ids=person_ids, kind="alert.new",
                   payload={**alert_json(alert), "reasons": dict(reached)})
 
@@ -182,8 +221,9 @@ def _reach(session: Session, clock: Clock, alert: Alert, reached: list[tuple[int
 def on_hold_released(session: Session, clock: Clock, timer: Timer) -> None:
     alert = session.get_one(Alert, timer.params["alert_id"])
     if alert.status == "open":
-        _reach(session, clock, alert, [(timer.params["person_id"], timer.params["reason"])], timer.params["step"],
-               alert.address)
+        reached = [(timer.params["person_id"], timer.params["reason"])]
+        _reach(session, clock, alert, reached, timer.params["step"], alert.address)
+        _audit_notify(session, clock, alert, timer.params["step"], "hold released", None, reached)
 
 
 @jobs.HANDLERS.register(FOLLOWUP_TIMER)
@@ -196,22 +236,24 @@ def on_followup_due(session: Session, clock: Clock, timer: Timer) -> None:
         return
     address = notifications.contact_for(session, person_id, kind)
     if address is None:
-        event(session, clock, alert, "followup_impossible", person_id, channel=kind,
-              note=f"no active {kind} contact point")
+        step(session, clock, alert, "followup_impossible", person_id, channel=kind,
+             note=f"no active {kind} contact point")
         return
     delivery = notifications.enqueue(session=session, clock=clock, person_id=person_id, channel=kind,
                                      address=address, subject=f"[{alert.priority.upper()}] {alert.title}",
                                      body=alert.body or alert.title, alert_id=alert.id)
-    event(session, clock, alert, "followup", person_id, channel=kind, delivery_id=delivery.id,
-          rule_id=timer.params.get("rule_id"))
+    step(session, clock, alert, "followup", person_id, channel=kind, delivery_id=delivery.id,
+         rule_id=timer.params.get("rule_id"))
 
 
 def _fallback(session: Session, clock: Clock, run: EscalationRun, alert: Alert, why: str) -> Resolution:
-    resolution = resolve(session, run.snapshot["fallback"], clock.now())
+    resolution = resolve_safely(session, run.snapshot["fallback"], clock)
+    step(session, clock, alert, "fallback", address=run.snapshot["fallback"], why=why,
+         reaches=resolution.person_ids)
     if resolution.empty:
         NOBODY_TO_REACH.inc()
-        event(session, clock, alert, "fallback_empty", address=run.snapshot["fallback"],
-              explanation=resolution.explain())
+        step(session, clock, alert, "fallback_empty", address=run.snapshot["fallback"],
+             explanation=resolution.explain())
         log.critical("fallback reaches no one", extra={"alert_id": alert.id, "fallback": run.snapshot["fallback"]})
     else:
         _notify(session, clock, alert, resolution, run.step_index, f"fallback ({why})")
@@ -232,34 +274,35 @@ def _no_one_to_reach(session: Session, clock: Clock, alert: Alert, address: str,
 def _execute_step(session: Session, clock: Clock, run: EscalationRun, alert: Alert, why: str) -> None:
     steps = run.snapshot["steps"]
     if run.step_index >= len(steps):
-        if run.round + 1 < max(1, run.snapshot["repeat"]):
+        if run.round < run.snapshot["repeat"]:
             run.round += 1
             run.step_index = 0
-            event(session, clock, alert, "repeat", round=run.round)
+            step(session, clock, alert, "repeat", round=run.round, of=run.snapshot["repeat"])
         else:
             _fallback(session, clock, run, alert, "every step tried without acknowledgement")
             run.state = "exhausted"
             run.finished_at = clock.now()
             run.next_due_at = None
-            event(session, clock, alert, "exhausted")
+            step(session, clock, alert, "exhausted", rounds=run.round + 1, steps=len(steps))
             return
-    step = steps[run.step_index]
-    address = alert.address if step["address"] == TARGET else step["address"]
-    resolution = resolve(session, address, clock.now())
+    current = steps[run.step_index]
+    address = alert.address if current["address"] == TARGET else current["address"]
+    resolution = resolve_safely(session, address, clock)
     raiser = alert.data.get("raised_by")
     if raiser is not None:
         resolution.recipients = [r for r in resolution.recipients if r.person_id != raiser]
     if resolution.empty:
         NOBODY_TO_REACH.inc()
-        event(session, clock, alert, "no_one", step=run.step_index, address=address,
-              explanation=resolution.explain())
+        step(session, clock, alert, "no_one", step=run.step_index, address=address,
+             explanation=resolution.explain())
         _fallback(session, clock, run, alert, f"{address} reached no one")
         _no_one_to_reach(session, clock, alert, address, resolution.explain())
+        held_until = None
     else:
-        _notify(session, clock, alert, resolution, run.step_index, why)
-    wait = timedelta(minutes=float(step.get("wait_minutes", 5)))
+        held_until = _notify(session, clock, alert, resolution, run.step_index, why)
+    wait = timedelta(minutes=float(current.get("wait_minutes", 5)))
     run.token += 1
-    run.next_due_at = clock.now() + wait
+    run.next_due_at = max(clock.now(), held_until or clock.now()) + wait
     jobs.schedule(session=session, clock=clock, kind=STEP_TIMER, due_at=run.next_due_at,
                   params={"run_id": run.id, "token": run.token}, key=timer_key(alert.id) + "step")
 
@@ -291,8 +334,8 @@ def stop(*, session: Session, clock: Clock, alert: Alert, state: str) -> None:
         run.next_due_at = None
     cancelled = jobs.cancel_prefix(session=session, clock=clock, prefix=timer_key(alert.id))
     unsent = notifications.cancel_for_alert(session=session, alert_id=alert.id)
-    event(session, clock, alert, "escalation_stopped", state=state, timers_cancelled=cancelled,
-          deliveries_cancelled=unsent)
+    step(session, clock, alert, "escalation_stopped", state=state, timers_cancelled=cancelled,
+         deliveries_cancelled=unsent)
 
 
 def escalate_now(*, session: Session, clock: Clock, alert: Alert, why: str, actor: Actor) -> None:

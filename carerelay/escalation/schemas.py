@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, StrictInt, StringConstraints
+from pydantic import Field, StrictBool, StrictInt, StringConstraints
 
 from carerelay.core.schemas import Input, Output
 from carerelay.messaging.models import Priority
@@ -22,8 +22,22 @@ class PolicyIn(Input):
     department_id: StrictInt | None = None
     priority: Priority | None = None
     steps: list[StepIn] = Field(min_length=1, max_length=20)
-    repeat: Annotated[int, Field(strict=True, ge=0, le=10)] = 0
+    repeat: Annotated[int, Field(strict=True, ge=0, le=10, description="How many more times the chain runs after "
+                                                                         "the first pass (0: once)")] = 0
     fallback_address: Annotated[str, StringConstraints(min_length=3, max_length=200)] | None = None
+
+
+class PolicyPatch(Input):
+    """Only the fields given change; ``active: false`` deactivates (a deactivated policy picks no new alerts)."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    alert_kind: Annotated[str, StringConstraints(max_length=40)] | None = None
+    department_id: StrictInt | None = None
+    priority: Priority | None = None
+    steps: list[StepIn] | None = Field(default=None, min_length=1, max_length=20)
+    repeat: Annotated[int, Field(strict=True, ge=0, le=10)] | None = None
+    fallback_address: Annotated[str, StringConstraints(min_length=3, max_length=200)] | None = None
+    active: StrictBool | None = None
 
 
 class StepOut(Output):

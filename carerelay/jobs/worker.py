@@ -1,5 +1,9 @@
 """The worker inside every app node: fires due timers and sends queued deliveries, several times a second;
-and, beside it, pulls third-party schedules that are due (every 15 minutes per source)."""
+and, beside it, pulls third-party schedules that are due (every 15 minutes per source).
+
+At start it makes sure the escalation auditor has its next run scheduled (one durable timer shared by
+every node; see escalation/auditor.py).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from anyio import to_thread
 from carerelay.alerts.intake import take_handoffs
 from carerelay.core.clock import Clock
 from carerelay.core.db import Database
+from carerelay.escalation.auditor import AuditorConfig, ensure_scheduled
 from carerelay.jobs.service import fire_due
 from carerelay.messaging.retention import schedule_daily_purge
 from carerelay.notifications.channels import Channel
@@ -28,7 +33,8 @@ SYNC_HTTP_TIMEOUT_SECONDS = 20.0
 
 
 async def run_forever(db: Database, clock: Clock, channels: dict[str, Channel],
-                      also: Sequence[Callable[[], object]] = (), *, schedule_sync: bool = True) -> None:
+                      also: Sequence[Callable[[], object]] = (), *, schedule_sync: bool = True,
+                      auditor: AuditorConfig | None = None) -> None:
     """Each pass fires due timers, turns clinical hand-offs into alerts, sends due deliveries, then does
     ``also`` (integrations' own outboxes: WCTP replies to originators). Scheduler syncs run in a task of
     their own, so a slow vendor never delays an escalation.
@@ -36,6 +42,13 @@ async def run_forever(db: Database, clock: Clock, channels: dict[str, Channel],
     The first pass also makes sure the periodic work is planned (the daily retention purge); it is
     done here rather than at start-up so a busy database delays the purge, never the node's readiness.
     """
+    if auditor is not None:
+        config = AuditorConfig(auditor.interval_seconds, auditor.max_lag_seconds, auditor.shift_horizon_hours,
+                               tuple(sorted(channels)))
+        try:
+            await to_thread.run_sync(lambda: ensure_scheduled(db=db, clock=clock, config=config))
+        except Exception:  # the timers must run even if this start-up write fails; the next start retries
+            log.exception("could not schedule the escalation auditor")
     syncing = asyncio.create_task(sync_schedules_forever(db, clock), name="schedule-sync") if schedule_sync else None
     planned = False
     try:

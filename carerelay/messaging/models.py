@@ -59,6 +59,9 @@ class Conversation(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # An address conversation: who the address reached when it was made, and why; people an
+    # escalation brings in later are added with their reason.
+    resolution: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class ConversationMember(Base):
@@ -90,6 +93,9 @@ class Message(Base):
     original_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     forwarded_from_id: Mapped[int | None] = mapped_column(BigInteger)
     warnings_confirmed: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Why each recipient got it ({"address", "default", "reasons": {person id: reason}}; the recipients
+    # are its receipts), written with the row: "sent to Dr. A because Cardiology On Call, call order 1".
+    resolution: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),)
 

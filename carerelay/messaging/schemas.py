@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt, StringConstraints
 
@@ -28,6 +28,9 @@ class ConversationOut(Output):
     address: str | None
     patient_id: int | None
     member_ids: list[int]
+    resolution: dict[str, Any] | None = Field(
+        default=None, description="An address conversation: whom the address reached and why (and whom an "
+                                  "escalation brought in later).")
     created_at: datetime
     last_message_at: datetime | None
 
@@ -82,6 +85,7 @@ class ReceiptOut(Output):
     message_id: int
     conversation_id: int
     person_id: int
+    reason: str | None = Field(default=None, description="Why this person received the message.")
     sent_at: datetime
     delivered_at: datetime | None
     read_at: datetime | None

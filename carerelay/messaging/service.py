@@ -34,7 +34,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from carerelay.alerts import service as alerts
-from carerelay.alerts.models import Alert
+from carerelay.alerts.models import Alert, AlertRecipient
 from carerelay.audit import service as audit
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
@@ -194,12 +194,33 @@ def _active_people(session: Session, ids: set[int]) -> list[int]:
     return sorted(found)
 
 
-def _resolve_address(session: Session, address: str, at: datetime) -> list[int]:
+def _resolve_address(session: Session, address: str, at: datetime) -> Resolution:
     """Any address routing knows (person, group, team, role, pager…), resolved now."""
     resolution = resolve(session, address, at)
     if resolution.empty:
         raise Invalid(f"{address} reaches no one right now: {resolution.explain()}", field="address")
-    return resolution.person_ids
+    return resolution
+
+
+def _stored_resolution(resolution: Resolution, exclude: int) -> dict[str, Any]:
+    """What an address conversation keeps of its resolution: who, why, and the notes (no contacts)."""
+    return {"address": resolution.address, "at": resolution.at.isoformat(),
+            "recipients": [{"person_id": r.person_id, "name": r.name, "reason": r.reason}
+                           for r in resolution.recipients if r.person_id != exclude],
+            "notes": resolution.notes}
+
+
+MEMBER_REASON = "member of the conversation"
+
+
+def message_resolution(conversation: Conversation, members: Sequence[int], sender_id: int) -> dict[str, Any]:
+    """Why each recipient (each receipt row) got the message: the reason the conversation's address
+    gave for them, else ``default``. Only the specific reasons are listed, so a message to a big
+    group stays small."""
+    known = {str(r["person_id"]): r["reason"] for r in (conversation.resolution or {}).get("recipients", [])}
+    present = {str(p) for p in members if p != sender_id}
+    return {"address": conversation.address or f"conversation:{conversation.id}", "default": MEMBER_REASON,
+            "reasons": {p: reason for p, reason in known.items() if p in present}}
 
 
 def _check_patient(session: Session, patient_id: int | None) -> None:
@@ -212,10 +233,13 @@ def create_conversation(
     address: str | None = None, title: str | None = None, patient_id: int | None = None,
 ) -> Conversation:
     me = _require_person(actor)
+    resolution: dict[str, Any] | None = None
     if kind == ConversationKind.ADDRESS:
         if not address:
             raise Invalid("an addressed conversation needs an address", field="address")
-        others = set(_resolve_address(session, address, clock.now())) - {me}
+        resolved = _resolve_address(session, address, clock.now())
+        others = set(resolved.person_ids) - {me}
+        resolution = _stored_resolution(resolved, me)
     else:
         others = set(member_ids) - {me}
     if not others:
@@ -230,7 +254,7 @@ def create_conversation(
             return existing
     now = clock.now()
     conversation = Conversation(kind=kind, title=title, address=address, patient_id=patient_id, created_by=me,
-                                created_at=now, last_message_at=None, last_seq=0)
+                                created_at=now, last_message_at=None, last_seq=0, resolution=resolution)
     session.add(conversation)
     session.flush()
     session.add_all(ConversationMember(conversation_id=conversation.id, person_id=pid, joined_at=now, added_by=me)
@@ -238,7 +262,7 @@ def create_conversation(
     session.flush()
     audit.record(session=session, clock=clock, actor=actor, action="conversation.create", object_type="conversation",
                  object_id=conversation.id, detail={"kind": kind, "members": members, "address": address,
-                                                    "patient_id": patient_id})
+                                                    "patient_id": patient_id, "resolution": resolution})
     realtime.emit(session=session, clock=clock, person_ids=members, kind="conversation.new",
                   payload=conversation_json(session, conversation))
     return conversation
@@ -269,6 +293,7 @@ def conversation_json(session: Session, conversation: Conversation) -> dict[str,
         "id": conversation.id, "kind": conversation.kind, "title": conversation.title,
         "address": conversation.address, "patient_id": conversation.patient_id,
         "member_ids": member_ids(session, conversation.id),
+        "resolution": conversation.resolution,
         "created_at": conversation.created_at.isoformat(),
         "last_message_at": conversation.last_message_at.isoformat() if conversation.last_message_at else None,
     }
@@ -435,6 +460,7 @@ def _bring_into_conversation(session: Session, clock: Clock, alert: Alert, perso
     joined = [pid for pid in person_ids if session.get(ConversationMember, (conversation.id, pid)) is None]
     if not joined:
         return
+    _record_joined(session, conversation, alert, joined)
     session.add_all(ConversationMember(conversation_id=conversation.id, person_id=pid, joined_at=now, added_by=None)
                     for pid in joined)
     session.add_all(Receipt(message_id=message_id, person_id=pid, sent_at=now) for pid in joined)
@@ -443,6 +469,20 @@ def _bring_into_conversation(session: Session, clock: Clock, alert: Alert, perso
     realtime.emit(session=session, clock=clock, person_ids=joined, kind="conversation.new",
                   payload=conversation_json(session, conversation))
     realtime.emit(session=session, clock=clock, person_ids=joined, kind="message.new", payload=message.as_json())
+
+
+def _record_joined(session: Session, conversation: Conversation, alert: Alert, joined: list[int]) -> None:
+    """The conversation's resolution gains who the escalation brought in, and why."""
+    reasons: dict[int, str] = {pid: reason for pid, reason in session.execute(
+        select(AlertRecipient.person_id, AlertRecipient.reason)
+        .where(AlertRecipient.alert_id == alert.id, AlertRecipient.person_id.in_(joined)))}
+    names = _names(session, set(joined))
+    stored = dict(conversation.resolution or {"address": conversation.address, "at": None, "recipients": [],
+                                              "notes": []})
+    stored["recipients"] = [*stored.get("recipients", []), *(
+        {"person_id": pid, "name": names.get(pid, "?"), "reason": f"escalation: {reasons.get(pid, 'reached')}"}
+        for pid in joined)]
+    conversation.resolution = stored
 
 
 @alerts.on_acknowledge(MESSAGE_ALERT)
@@ -498,13 +538,14 @@ def _append(
     now = clock.now()
     conversation.last_seq += 1
     conversation.last_message_at = now
+    members = member_ids(session, conversation.id)
     message = Message(conversation_id=conversation.id, seq=conversation.last_seq, sender_id=sender_id, kind=kind,
                       body=body, priority=priority, needs_ack=needs_ack, silent=silent, patient_id=patient_id,
                       created_at=now, original_author_id=original_author_id, original_sent_at=original_sent_at,
-                      forwarded_from_id=forwarded_from_id, warnings_confirmed=warnings)
+                      forwarded_from_id=forwarded_from_id, warnings_confirmed=warnings,
+                      resolution=message_resolution(conversation, members, sender_id))
     session.add(message)
     session.flush()
-    members = member_ids(session, conversation.id)
     receipts = [{"message_id": message.id, "person_id": pid, "sent_at": now} for pid in members if pid != sender_id]
     if receipts:
         session.execute(insert(Receipt), receipts)
@@ -517,10 +558,12 @@ def _publish(
 ) -> MessageView:
     session.flush()
     view = views(session, [message], with_attachments=with_attachments)[0]
+    detail: dict[str, Any] = {"message_id": message.id, "seq": message.seq, "content_sha256": content_hash(view),
+                              "priority": message.priority, "patient_id": message.patient_id}
+    if conversation.kind == ConversationKind.ADDRESS:
+        detail["resolution"] = message.resolution
     audit.record(session=session, clock=clock, actor=actor, action=action, object_type="conversation",
-                 object_id=conversation.id,
-                 detail={"message_id": message.id, "seq": message.seq, "content_sha256": content_hash(view),
-                         "priority": message.priority, "patient_id": message.patient_id})
+                 object_id=conversation.id, detail=detail)
     realtime.emit(session=session, clock=clock, person_ids=members, kind="message.new", payload=view.as_json())
     return view
 
@@ -596,11 +639,16 @@ def mark_receipts(
     for sender_id, updates in changed.items():
         realtime.emit(session=session, clock=clock, person_ids=[sender_id, me], kind="receipt.changed",
                       payload={"receipts": updates})
-    if state == "acknowledged":
-        for _, message in rows:
-            linked = alerts.find_by_source(session=session, source="message", source_ref=f"message:{message.id}")
-            if linked is not None:
-                alerts.acknowledge_alert(session=session, clock=clock, actor=actor, alert=linked)
+    for _, message in rows:
+        if not message.needs_ack:
+            continue
+        linked = alerts.find_by_source(session=session, source="message", source_ref=f"message:{message.id}")
+        if linked is None:
+            continue
+        if state == "acknowledged":
+            alerts.acknowledge_alert(session=session, clock=clock, actor=actor, alert=linked)
+        else:
+            alerts.note_receipt(session=session, clock=clock, alert=linked, person_id=me, state=state)
     by_conversation: dict[int, list[int]] = {}
     for updates in changed.values():
         for update in updates:
@@ -615,8 +663,10 @@ def _receipt_json(receipt: Receipt, message: Message) -> dict[str, Any]:
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
+    stored = message.resolution or {}
+    reason = stored.get("reasons", {}).get(str(receipt.person_id)) or stored.get("default")
     return {"message_id": message.id, "conversation_id": message.conversation_id, "person_id": receipt.person_id,
-            "sent_at": iso(receipt.sent_at), "delivered_at": iso(receipt.delivered_at),
+            "reason": reason, "sent_at": iso(receipt.sent_at), "delivered_at": iso(receipt.delivered_at),
             "read_at": iso(receipt.read_at), "acknowledged_at": iso(receipt.acknowledged_at)}
 
 
@@ -626,11 +676,18 @@ def receipts_of(*, session: Session, actor: Actor, message_id: int) -> list[dict
     message = session.get(Message, message_id)
     if message is None:
         raise NotFound(f"no message {message_id}")
-    access_conversation(session=session, actor=actor, conversation_id=message.conversation_id)
+    conversation = access_conversation(session=session, actor=actor, conversation_id=message.conversation_id)
     query = select(Receipt).where(Receipt.message_id == message_id).order_by(Receipt.person_id)
     if message.sender_id != me:
         query = query.where(Receipt.person_id == me)
-    return [_receipt_json(r, message) for r in session.execute(query).scalars()]
+    later = {str(r["person_id"]): r["reason"] for r in (conversation.resolution or {}).get("recipients", [])}
+    out = []
+    for receipt in session.execute(query).scalars():
+        row = _receipt_json(receipt, message)
+        if str(receipt.person_id) not in (message.resolution or {}).get("reasons", {}):
+            row["reason"] = later.get(str(receipt.person_id), row["reason"])  # brought in after it was sent
+        out.append(row)
+    return out
 
 
 # -- forwarding --------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from carerelay.alerts.models import AlertEvent
+from carerelay.audit import service as audit
 from carerelay.config import Settings
+from carerelay.core.actor import SYSTEM
 from carerelay.core.clock import Clock
 from carerelay.core.db import Database
 from carerelay.directory.models import ContactPoint
@@ -106,6 +108,8 @@ def _record(db: Database, clock: Clock, delivery_id: int, provider_ref: str | No
         row.lease_until = None
         if error is None:
             row.status, row.sent_at, row.provider_ref = SENT, now, provider_ref
+            if row.alert_id is not None:
+                _alert_step(session, clock, row, "delivery_sent", provider_ref=provider_ref)
             return
         row.last_error = str(error)[:2000]
         if error.retryable and row.attempts < MAX_ATTEMPTS:
@@ -116,8 +120,16 @@ def _record(db: Database, clock: Clock, delivery_id: int, provider_ref: str | No
         log.error("delivery failed for good", extra={"delivery_id": row.id, "channel": row.channel,
                                                       "error": row.last_error})
         if row.alert_id is not None:
-            session.add(AlertEvent(alert_id=row.alert_id, at=now, kind="delivery_failed", person_id=row.person_id,
-                                   detail={"channel": row.channel, "address": row.address, "error": row.last_error}))
+            _alert_step(session, clock, row, "delivery_failed", error=row.last_error)
+
+
+def _alert_step(session: Session, clock: Clock, row: Delivery, kind: str, **detail: object) -> None:
+    """A follow-up's outcome is an escalation step: in the alert's trail and in the audit log."""
+    assert row.alert_id is not None
+    detail = {"channel": row.channel, "address": row.address, "delivery_id": row.id, **detail}
+    session.add(AlertEvent(alert_id=row.alert_id, at=clock.now(), kind=kind, person_id=row.person_id, detail=detail))
+    audit.record(session=session, clock=clock, actor=SYSTEM, action=f"alert.{kind}", object_type="alert",
+                 object_id=row.alert_id, detail={"person_id": row.person_id, **detail})
 
 
 def deliver_due(*, db: Database, clock: Clock, channels: Mapping[str, Channel], limit: int = 100) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -25,4 +25,22 @@ TIMER_LAG = Histogram(
 
 NOBODY_TO_REACH = Counter(
     "carerelay_alert_nobody_to_reach_total", "Escalation steps whose address resolved to no one", registry=REGISTRY
+)
+
+AUDITOR_FINDINGS = Gauge(
+    "carerelay_auditor_findings", "Problems the escalation auditor found on its last run, by check", ["check"],
+    registry=REGISTRY,
+)
+AUDITOR_RUNS = Counter("carerelay_auditor_runs_total", "Escalation auditor runs", registry=REGISTRY)
+AUDITOR_LAST_RUN = Gauge(
+    "carerelay_auditor_last_run_timestamp_seconds", "When the escalation auditor last ran (Unix time)",
+    registry=REGISTRY,
+)
+TIMERS_OVERDUE = Gauge(
+    "carerelay_timers_overdue", "Durable timers past due by more than the auditor's bound at its last run",
+    registry=REGISTRY,
+)
+TIMER_MAX_LAG = Gauge(
+    "carerelay_timer_max_lag_seconds", "Largest fire-minus-due time the auditor saw since its previous run",
+    registry=REGISTRY,
 )

@@ -805,3 +805,26 @@ def find_bed_by_code(*, session: Session, unit_code: str, room: str, bed: str) -
     ).first()
     return (found[0], found[1]) if found is not None else None
 
+
+@dataclass(frozen=True)
+class ResultFacts:
+    """What reports need of a result: its test, when it reached us, and the patient's unit."""
+
+    observation_id: int
+    code: str
+    text: str
+    received_at: datetime
+    unit_code: str | None
+
+
+def result_facts(*, session: Session, observation_ids: Sequence[int]) -> dict[int, ResultFacts]:
+    """No patient identity leaves here: only the test, the time and the unit, for aggregate reports."""
+    if not observation_ids:
+        return {}
+    rows = session.execute(
+        select(Observation.id, Observation.code, Observation.text, Observation.received_at, Unit.code)
+        .outerjoin(Encounter, Encounter.id == Observation.encounter_id)
+        .outerjoin(Unit, Unit.id == Encounter.unit_id)
+        .where(Observation.id.in_(sorted(set(observation_ids))))
+    )
+    return {oid: ResultFacts(oid, code, text, received_at, unit) for oid, code, text, received_at, unit in rows}

@@ -12,7 +12,8 @@ class RoutingRule(Base):
     """First matching rule by rank wins: the person's own rules, then their department's defaults.
 
     Empty ``priorities`` / ``sender_types`` match any; ``window_start``/``window_end`` are local
-    "HH:MM" in the person's site time zone and may cross midnight.
+    "HH:MM" in the person's site time zone and may cross midnight. ``on_duty`` true matches only while
+    the published schedule has the person working, false only while it does not, empty always.
     """
 
     __tablename__ = "routing_rules"
@@ -30,4 +31,5 @@ class RoutingRule(Base):
     forward_to: Mapped[str | None] = mapped_column(String(200))
     contact_kind: Mapped[str | None] = mapped_column(String(10))
     after_minutes: Mapped[float | None] = mapped_column()
+    on_duty: Mapped[bool | None] = mapped_column(Boolean)
     active: Mapped[bool] = mapped_column(Boolean, default=True)

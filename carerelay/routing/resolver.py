@@ -3,9 +3,10 @@
 ``resolve(address, at)`` never returns silence: it returns recipients *and* the chain of reasons
 ("group Cardiology Physicians → Dr. Amara Okafor"; "skipped Dana Whitaker: inactive"), so an empty
 result can be explained, routed to a fallback and audited (style habit 9). Schemes are registered:
-person, group, team, pager, role (the published schedule), careteam (the ADT care team) and location
-(staff assignments for care roles, the ADT care team for others) here; others register themselves
-from their own domains (conversation from messaging).
+person, group, team, pager, role (the published schedule: first call, ``#2`` one call order,
+``#all`` everyone on), scheduler (a department's schedulers), careteam (the ADT care team) and
+location (staff assignments for care roles, the ADT care team for others) here; others register
+themselves from their own domains (conversation from messaging).
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from carerelay.core.errors import Invalid
-from carerelay.directory.models import ContactPoint, Department, Group, GroupMember, Person, VirtualPager
+from carerelay.directory.models import (
+    ContactPoint,
+    Department,
+    Group,
+    GroupMember,
+    Person,
+    PersonRole,
+    VirtualPager,
+)
 from carerelay.patients import service as patients
 from carerelay.scheduling import lookup
 from carerelay.scheduling.models import Assignment
@@ -164,31 +173,100 @@ def _pager(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
     ], [f"pager {ref} → {n}" for n in inner.notes])
 
 
-@scheme("role")
-def _role(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
-    """Who the published schedule has on now, in call order: by assignment code, department code
-    (its whole clinical coverage) or assignment name ("Cardiology On Call", day and night alike)."""
+ALL_CALL_ORDERS = "all"
+
+
+def _call_order(spec: str, address: str) -> int | None:
+    """``#2`` → 2; ``#all`` → 0 (every call order); no ``#`` → None (the first call on now)."""
+    if not spec:
+        return None
+    if spec.lower() == ALL_CALL_ORDERS:
+        return 0
+    if spec.isdigit() and int(spec) >= 1:
+        return int(spec)
+    raise Invalid(f"{address}: after # give a call order (1, 2, …) or 'all'", field="address")
+
+
+def _on_for(session: Session, ref: str, at: datetime) -> list[lookup.OnCall]:
+    """By assignment code, department code (its whole clinical coverage) or assignment name (every
+    template of that name: "Cardiology On Call" day and night, first and second call)."""
     assignment = session.execute(select(Assignment).where(Assignment.code == ref)).scalar_one_or_none()
     if assignment is not None:
-        on = lookup.who_is_on(session=session, at=at, assignment_id=assignment.id)
+        return lookup.who_is_on(session=session, at=at, assignment_id=assignment.id)
+    department = session.execute(select(Department).where(Department.code == ref)).scalar_one_or_none()
+    if department is not None:
+        return lookup.who_is_on(session=session, at=at, department_id=department.id)
+    ids = list(session.execute(select(Assignment.id).where(func.lower(Assignment.name) == ref.lower())).scalars())
+    if not ids:
+        raise Invalid(f"no assignment or department {ref!r} to resolve role:{ref}", field="address")
+    return sorted((o for aid in ids for o in lookup.who_is_on(session=session, at=at, assignment_id=aid)),
+                  key=lambda o: (o.call_order, o.starts_at, o.slot_id))
+
+
+@scheme("role")
+def _role(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
+    """Who the published schedule has on now. ``role:<name>`` is the first call: the lowest call order
+    with someone reachable on it (a hospital pages first call; second call is the back-up the
+    escalation reaches). ``role:<name>#2`` is exactly call order 2; ``role:<name>#all`` is everyone
+    on now, in call order."""
+    name, _, spec = ref.partition("#")
+    address = f"role:{ref}"
+    wanted = _call_order(spec, address)
+    on = _on_for(session, name, at)
+    if wanted:
+        on = [o for o in on if o.call_order == wanted]
+    everyone = people_recipients(session, address, at, [(o.person_id, o.reason) for o in on if o.person_id is not None])
+    result = Resolution(address, at, notes=everyone.notes)
+    orders = {o.person_id: o.call_order for o in reversed(on) if o.person_id is not None}
+    first = min((orders[r.person_id] for r in everyone.recipients), default=None)
+    if wanted is None and first is not None:
+        result.recipients = [r for r in everyone.recipients if orders[r.person_id] == first]
+        if first > min(o.call_order for o in on):
+            result.notes.append(f"{name}: no one reachable on call order {min(o.call_order for o in on)}; "
+                                f"first call now is call order {first}")
+        on = [o for o in on if o.call_order <= first]
     else:
-        department = session.execute(select(Department).where(Department.code == ref)).scalar_one_or_none()
-        if department is not None:
-            on = lookup.who_is_on(session=session, at=at, department_id=department.id)
-        else:
-            named = session.execute(select(Assignment.id).where(func.lower(Assignment.name) == ref.lower())).scalars()
-            ids = list(named)
-            if not ids:
-                raise Invalid(f"no assignment or department {ref!r} to resolve role:{ref}", field="address")
-            on = sorted((o for aid in ids for o in lookup.who_is_on(session=session, at=at, assignment_id=aid)),
-                        key=lambda o: (o.call_order, o.starts_at, o.slot_id))
-    result = people_recipients(session, f"role:{ref}", at,
-                               [(o.person_id, o.reason) for o in on if o.person_id is not None])
+        result.recipients = everyone.recipients
     result.notes.extend(f"{o.name} ({o.reason}): no person to page; call {o.contact or 'no number given'}"
                         for o in on if o.person_id is None)
     if not on:
-        result.notes.append(f"role:{ref}: no one on the published schedule at {at:%Y-%m-%d %H:%M} UTC")
+        which = f"call order {wanted} of {name}" if wanted else address
+        result.notes.append(f"{which}: no one on the published schedule at {at:%Y-%m-%d %H:%M} UTC")
     return result
+
+
+def department_of(session: Session, address: str, depth: int = 0) -> int | None:
+    """The department an address belongs to (a role's, a group's), so policies can be chosen by it."""
+    name, _, ref = address.partition(":")
+    if name == "role":
+        ref = ref.partition("#")[0]
+        found = session.execute(select(Assignment.department_id).where(Assignment.code == ref)).scalar_one_or_none()
+        if found is None:
+            found = session.execute(select(Department.id).where(Department.code == ref)).scalar_one_or_none()
+        if found is None:
+            found = session.execute(select(Assignment.department_id).where(func.lower(Assignment.name) == ref.lower())
+                                    .order_by(Assignment.call_order, Assignment.id).limit(1)).scalar_one_or_none()
+        return found
+    if name in ("group", "team"):
+        clause = Group.id == int(ref) if ref.isdigit() else Group.code == ref
+        return session.execute(select(Group.department_id).where(clause)).scalar_one_or_none()
+    if name == "pager" and depth < MAX_DEPTH:
+        target = session.execute(select(VirtualPager.target).where(VirtualPager.number == ref)).scalar_one_or_none()
+        return department_of(session, target, depth + 1) if target else None
+    return None
+
+
+@scheme("scheduler")
+def _scheduler(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
+    """scheduler:<department code>: the people with the scheduler role in that department."""
+    department = session.execute(select(Department).where(Department.code == ref)).scalar_one_or_none()
+    if department is None:
+        raise Invalid(f"no department {ref!r} to resolve scheduler:{ref}", field="address")
+    ids = session.execute(select(Person.id).join(PersonRole, PersonRole.person_id == Person.id)
+                          .where(Person.department_id == department.id, PersonRole.role == "scheduler")
+                          .order_by(Person.id)).scalars().all()
+    return people_recipients(session, f"scheduler:{ref}", at,
+                             [(pid, f"scheduler of {department.name}") for pid in ids])
 
 
 def _care_team(session: Session, address: str, at: datetime, patient_ref: str, role: str) -> Resolution:

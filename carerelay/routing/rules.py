@@ -1,7 +1,9 @@
 """Applying personal routing rules when an alert reaches someone.
 
-Platform floors no rule can break: a critical alert is never held or silenced, a STAT one is never
-held. A rule that would break a floor is skipped and the trail says so.
+A rule matches on priority, sender type, a local time window and on/off duty (from the published
+schedule, looked up only when a rule asks). Platform floors no rule can break: a critical alert is
+never held or silenced, a STAT one is never held. A rule that would break a floor is skipped and the
+trail says so.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from sqlalchemy.orm import Session
 
 from carerelay.directory.models import Department, Person, Site
 from carerelay.routing.models import RoutingRule
+from carerelay.scheduling import lookup
 
 NEVER_HELD = frozenset({"stat", "critical"})
+SENDER_TYPES = {"physician": "physician", "resident": "physician", "app": "physician", "nurse": "nurse",
+                "tech": "nurse", "operator": "operator"}
 ACTIONS = ("deliver", "hold", "forward", "add_contact")
 
 
@@ -29,6 +34,15 @@ class Decision:
     contact_kind: str | None = None
     after: timedelta | None = None
     note: str | None = None
+    local: str | None = None  # the hold's end as the person reads it: "07:00 America/Chicago"
+
+
+def sender_type_of(session: Session, person_id: int | None) -> str:
+    """The sender kinds rules can name (physician, nurse, operator, system), from the profession."""
+    if person_id is None:
+        return "system"
+    profession = session.execute(select(Person.profession).where(Person.id == person_id)).scalar_one_or_none()
+    return SENDER_TYPES.get(profession or "", "system")
 
 
 def _parse(hhmm: str) -> time:
@@ -53,12 +67,23 @@ def _in_window(local: datetime, start: str | None, end: str | None) -> bool:
 
 
 def _next_local(local: datetime, hhmm: str, zone: ZoneInfo) -> datetime:
-    """The next wall-clock HH:MM after ``local``, in UTC; a time skipped by DST moves to after the gap."""
+    """The next wall-clock HH:MM after ``local``, in UTC.
+
+    The DST rule: a time the spring-forward night skips is read with the offset before the change,
+    so it lands after the gap (02:30 → 03:30 daylight time); a time the fall-back night repeats
+    happens twice, and the next of the two that is still ahead is taken.
+    """
+    utc = ZoneInfo("UTC")
+    now = local.astimezone(utc)
     target = _parse(hhmm)
-    candidate = datetime.combine(local.date(), target, tzinfo=zone)
-    if candidate <= local:
-        candidate = datetime.combine(local.date() + timedelta(days=1), target, tzinfo=zone)
-    return candidate.astimezone(ZoneInfo("UTC"))
+    for day in (local.date(), local.date() + timedelta(days=1)):
+        naive = datetime.combine(day, target)
+        folds = sorted({naive.replace(tzinfo=zone, fold=f).astimezone(utc) for f in (0, 1)})
+        real = [c for c in folds if c.astimezone(zone).replace(tzinfo=None) == naive]
+        for candidate in real or [naive.replace(tzinfo=zone, fold=0).astimezone(utc)]:
+            if candidate > now:
+                return candidate
+    raise AssertionError("a wall-clock time recurs within two days")
 
 
 def decide(session: Session, *, person_id: int, priority: str, sender_type: str, at: datetime) -> Decision:
@@ -74,6 +99,7 @@ def decide(session: Session, *, person_id: int, priority: str, sender_type: str,
                                       & (RoutingRule.department_id == person.department_id)))
         .order_by(RoutingRule.person_id.is_(None), RoutingRule.rank, RoutingRule.id)
     ).scalars()
+    on_duty: bool | None = None
     for rule in rules:
         if rule.priorities and priority not in rule.priorities:
             continue
@@ -81,10 +107,16 @@ def decide(session: Session, *, person_id: int, priority: str, sender_type: str,
             continue
         if not _in_window(local, rule.window_start, rule.window_end):
             continue
+        if rule.on_duty is not None:
+            if on_duty is None:
+                on_duty = bool(lookup.working(session=session, at=at, person_id=person_id))
+            if on_duty != rule.on_duty:
+                continue
         if rule.action == "hold":
             if priority in NEVER_HELD:
                 return Decision("deliver", rule.id, note=f"rule {rule.id} would hold it, but {priority} is never held")
-            return Decision("hold", rule.id, hold_until=_next_local(local, rule.hold_until or "07:00", zone))
+            until = _next_local(local, rule.hold_until or "07:00", zone)
+            return Decision("hold", rule.id, hold_until=until, local=f"{until.astimezone(zone):%H:%M} {zone.key}")
         if rule.action == "forward" and rule.forward_to:
             return Decision("forward", rule.id, forward_to=rule.forward_to)
         if rule.action == "add_contact" and rule.contact_kind:

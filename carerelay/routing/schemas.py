@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictInt, StringConstraints, model_validator
+from pydantic import Field, StrictBool, StrictInt, StringConstraints, model_validator
 
 from carerelay.core.schemas import Input, Output
 from carerelay.messaging.models import Priority
@@ -23,6 +23,8 @@ class RuleIn(Input):
     forward_to: Annotated[str, StringConstraints(min_length=3, max_length=200)] | None = None
     contact_kind: Literal["sms", "email", "pager", "phone"] | None = None
     after_minutes: Annotated[float, Field(strict=True, ge=0, le=24 * 60)] | None = None
+    on_duty: StrictBool | None = Field(default=None, description="true: only while the published schedule has me "
+                                                                 "working; false: only while it does not")
 
     @model_validator(mode="after")
     def _complete(self) -> RuleIn:
@@ -53,6 +55,7 @@ class RuleOut(Output):
     forward_to: str | None
     contact_kind: str | None
     after_minutes: float | None
+    on_duty: bool | None
     active: bool
 
 

@@ -392,6 +392,21 @@ def _wanted(generation: _Generation, item: _Found, field: str) -> bool:
     return kind != AssignmentKind.OFF.value if field == "a" else kind in CLINICAL
 
 
+def working(*, session: Session, at: datetime, person_id: int) -> list[OnCall]:
+    """The person's published slots covering ``at`` (any kind but ``off``): "on duty" for routing rules."""
+    query = _base().where(Slot.person_id == person_id, Slot.starts_at <= at,
+                          Slot.starts_at > at - timedelta(hours=MAX_SLOT_HOURS), Slot.ends_at > at,
+                          Assignment.kind != AssignmentKind.OFF.value)
+    return _sorted([_row(r) for r in session.execute(query)])
+
+
+def working_between(*, session: Session, since: datetime, until: datetime) -> list[OnCall]:
+    """Every published slot (people and placeholders, any kind but ``off``) overlapping [since, until)."""
+    query = _base().where(Slot.starts_at < until, Slot.starts_at > since - timedelta(hours=MAX_SLOT_HOURS),
+                          Slot.ends_at > since, Assignment.kind != AssignmentKind.OFF.value)
+    return sorted((_row(r) for r in session.execute(query)), key=lambda o: (o.starts_at, o.slot_id))
+
+
 @dataclass(frozen=True)
 class DepartmentCoverage:
     department_id: int

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
-from carerelay.escalation.models import EscalationPolicy
 from carerelay.jobs import service as jobs
 from carerelay.jobs.models import Timer
 from tests.api.messaging.helpers import User, user
@@ -46,10 +45,10 @@ def test_escalates_each_step_until_acknowledged(client: TestClient, db: Database
     admin, operator = user(client, "iadmin"), user(client, "ooperator")
     house, wilson = user(client, "ghouse"), user(client, "jwilson")
     card = _group_id(client, admin.headers, "CARD-PHYS")
-    _policy(client, admin, name="critical results", alert_kind="critical_result",
+    _policy(client, admin, name="telemetry", alert_kind="telemetry",
             steps=[{"address": "target:", "wait_minutes": 5}, {"address": f"person:{wilson.id}", "wait_minutes": 5},
                    {"address": f"group:{card}", "wait_minutes": 10}])
-    alert = _raise(client, operator, f"person:{house.id}", kind="critical_result")
+    alert = _raise(client, operator, f"person:{house.id}", kind="telemetry")
     assert [p for p, _ in _reached(client, operator, alert["id"])] == [house.id]
     clock.advance(minutes=4, seconds=59)
     assert jobs.fire_due(db=db, clock=clock) == 0
@@ -97,9 +96,9 @@ def test_policy_edits_do_not_change_runs_in_progress(client: TestClient, db: Dat
                      steps=[{"address": "target:", "wait_minutes": 5},
                             {"address": f"person:{wilson.id}", "wait_minutes": 5}])
     alert = _raise(client, operator, f"person:{house.id}", kind="order")
-    with db.unit_of_work() as session:
-        session.execute(update(EscalationPolicy).where(EscalationPolicy.id == policy["id"]).values(
-            steps=[{"address": "target:", "wait_minutes": 5}, {"address": f"person:{cuddy.id}", "wait_minutes": 5}]))
+    edited = client.patch(f"/api/escalation/policies/{policy['id']}", headers=admin.headers, json={
+        "steps": [{"address": "target:", "wait_minutes": 5}, {"address": f"person:{cuddy.id}", "wait_minutes": 5}]})
+    assert edited.status_code == 200, edited.text
     clock.advance(minutes=5)
     jobs.fire_due(db=db, clock=clock)
     operator = user(client, "ooperator")

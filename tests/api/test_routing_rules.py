@@ -19,6 +19,7 @@ from carerelay.jobs import service as jobs
 from carerelay.notifications.channels.email import SmtpChannel
 from carerelay.notifications.channels.sms import SmsGateway
 from carerelay.notifications.service import deliver_due, deliveries_for_alert
+from carerelay.routing.resolver import resolve
 from tests.api.messaging.helpers import User, user
 from tests.servers import free_port
 
@@ -185,3 +186,78 @@ def test_resolve_preview_explains(client: TestClient) -> None:
     nurse = user(client, "cnurse")
     preview = client.get("/api/routing/resolve", headers=nurse.headers, params={"address": "pager:5553333"}).json()
     assert preview["recipients"] and "pager 5553333" in preview["recipients"][0]["reason"]
+
+
+def test_a_rule_cannot_hold_a_critical_alert(client: TestClient, db: Database, clock: FakeClock) -> None:
+    house = user(client, "ghouse")
+    _rule(client, house, action="hold", hold_until="07:00")
+    critical = _alert(client, house, priority="critical")
+    routine = _alert(client, house, priority="routine")
+    assert [a["id"] for a in client.get("/api/alerts", headers=house.headers).json()] == [critical]
+    floor = next(e for e in _events(client, critical) if e["kind"] == "floor")
+    assert "critical is never held" in floor["detail"]["note"]
+    assert [e["kind"] for e in _events(client, routine) if e["kind"] in ("held", "notified")] == ["held"]
+
+
+def test_department_defaults_apply_unless_the_person_has_a_rule(client: TestClient, clock: FakeClock) -> None:
+    clock.set(clock.now().replace(hour=4, minute=0))  # 22:00 in Chicago
+    admin = user(client, "admin")
+    four_west = next(d["id"] for d in client.get("/api/departments", headers=admin.headers).json()
+                     if d["code"] == "4W")
+    created = client.post("/api/routing/department-rules", headers=admin.headers,
+                          json={"department_id": four_west, "priorities": ["routine"], "window_start": "21:00",
+                                "window_end": "07:00", "action": "hold", "hold_until": "07:00"})
+    assert created.status_code == 201, created.text
+    assert created.json()["person_id"] is None and created.json()["department_id"] == four_west
+    nurse, whitaker, house = user(client, "cnurse"), user(client, "dwhitaker"), user(client, "ghouse")
+    _rule(client, whitaker, action="deliver")
+    held, mine, elsewhere = (_alert(client, p, priority="routine") for p in (nurse, whitaker, house))
+    assert [e["kind"] for e in _events(client, held) if e["kind"] in ("held", "notified")] == ["held"]
+    assert "notified" in [e["kind"] for e in _events(client, mine)]
+    assert "notified" in [e["kind"] for e in _events(client, elsewhere)]
+    denied = client.post("/api/routing/department-rules", headers=nurse.headers,
+                         json={"department_id": four_west, "action": "deliver"})
+    assert denied.status_code == 403
+
+
+def test_sender_type_rules_tell_a_nurse_from_an_operator(client: TestClient) -> None:
+    house, cuddy, nurse = user(client, "ghouse"), user(client, "lcuddy"), user(client, "cnurse")
+    _rule(client, house, sender_types=["nurse"], action="forward", forward_to=f"person:{cuddy.id}")
+    conversation = client.post("/api/conversations", headers=nurse.headers,
+                               json={"kind": "address", "address": f"person:{house.id}"}).json()["id"]
+    sent = client.post(f"/api/conversations/{conversation}/messages", headers=nurse.headers,
+                       json={"text": "Family asking for an update in 412", "needs_ack": True})
+    assert sent.status_code == 201, sent.text
+    [from_nurse] = client.get("/api/alerts", headers=cuddy.headers).json()
+    forwarded = next(e for e in _events(client, from_nurse["id"]) if e["kind"] == "forwarded")
+    assert forwarded["person_id"] == house.id
+    from_operator = _alert(client, house)
+    assert from_operator in [a["id"] for a in client.get("/api/alerts", headers=house.headers).json()]
+    assert "forwarded" not in [e["kind"] for e in _events(client, from_operator)]
+
+
+def test_on_and_off_duty_rules_follow_the_published_schedule(client: TestClient, db: Database,
+                                                               clock: FakeClock) -> None:
+    clock.set(clock.now().replace(hour=15, minute=0))  # 09:00 in Chicago
+    with db.unit_of_work() as session:
+        on_call = resolve(session, "role:Cardiology On Call#all", clock.now()).person_ids
+    admin = user(client, "admin")
+    cardiologists = client.get(f"/api/groups/{_group(client, 'CARD-PHYS')}", headers=admin.headers).json()
+    off_duty_id = next(p for p in cardiologists["member_ids"] if p not in on_call)
+    people = {p: client.get(f"/api/people/{p}", headers=admin.headers).json()["username"]
+              for p in (on_call[0], off_duty_id)}
+    working, resting, cuddy = user(client, people[on_call[0]]), user(client, people[off_duty_id]), \
+        user(client, "lcuddy")
+    for who in (working, resting):
+        _rule(client, who, on_duty=False, action="forward", forward_to=f"person:{cuddy.id}")
+    to_working, to_resting = _alert(client, working), _alert(client, resting)
+    assert to_working in [a["id"] for a in client.get("/api/alerts", headers=working.headers).json()]
+    assert [a["id"] for a in client.get("/api/alerts", headers=cuddy.headers).json()] == [to_resting]
+    rules = client.get("/api/routing/rules", headers=resting.headers).json()
+    assert rules[0]["on_duty"] is False
+
+
+def _group(client: TestClient, code: str) -> int:
+    found: int = next(g["id"] for g in client.get("/api/groups", headers=user(client, "admin").headers).json()
+                      if g["code"] == code)
+    return found

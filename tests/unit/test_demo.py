@@ -9,7 +9,8 @@ from carerelay.core.actor import cli_actor
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
 from carerelay.demo import load_demo
-from carerelay.directory.models import Person
+from carerelay.directory.models import Department, Person
+from carerelay.escalation.service import list_policies
 from carerelay.patients.models import Bed, Unit
 
 
@@ -34,3 +35,16 @@ def test_demo_has_the_samples_people_and_beds(db: Database) -> None:
             found = session.execute(select(Bed).join(Unit).where(Unit.code == unit, Bed.room == room,
                                                                  Bed.bed == bed)).first()
             assert found is not None, f"{unit}-{room}-{bed} missing"
+
+
+def test_demo_escalation_policies_walk_cardiology_call_orders(db: Database) -> None:
+    with db.unit_of_work() as session:
+        policies = {p.name: p for p in list_policies(session=session)}
+        cardiology = policies["Cardiology on call"]
+        card = session.execute(select(Department).where(Department.code == "CARD")).scalar_one()
+        assert cardiology.department_id == card.id and cardiology.fallback_address == "group:OPERATORS"
+        assert [s["address"] for s in cardiology.steps] == ["target:", "role:Cardiology On Call#2"]
+        assert policies["Critical lab results"].alert_kind == "critical_result"
+        assert policies["Hospitalist on call"].active
+        catch_all = policies["Everything else: then the operators"]
+        assert (catch_all.alert_kind, catch_all.department_id, catch_all.priority) == (None, None, None)

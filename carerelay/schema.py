@@ -17,9 +17,10 @@ from carerelay.patients import models as patients_models
 from carerelay.realtime import models as realtime_models
 from carerelay.routing import models as routing_models
 from carerelay.scheduling import models as scheduling_models
+from carerelay.web import models as web_models
 
 metadata = Base.metadata
 
 __all__ = ["alerts_models", "audit_models", "auth_models", "directory_models", "escalation_models", "hl7_models",
            "jobs_models", "ldap_models", "messaging_models", "metadata", "notifications_models", "patients_models",
-           "realtime_models", "routing_models", "scheduling_models", "scim_models", "sso_models"]
+           "realtime_models", "routing_models", "scheduling_models", "scim_models", "sso_models", "web_models"]

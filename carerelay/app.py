@@ -58,7 +58,7 @@ from carerelay.realtime.api import router as realtime_router
 from carerelay.realtime.hub import Hub
 from carerelay.routing.api import router as routing_router
 from carerelay.scheduling.api import router as scheduling_router
-from carerelay.web.pages import router as web_router
+from carerelay.web.routes import router as web_router
 
 log = logging.getLogger("carerelay.app")
 

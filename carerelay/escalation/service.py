@@ -12,7 +12,7 @@ from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.db import flush_or_conflict
 from carerelay.escalation.engine import TARGET
-from carerelay.escalation.models import EscalationPolicy
+from carerelay.escalation.models import EscalationPolicy, EscalationRun
 from carerelay.routing.resolver import check_address
 
 
@@ -35,3 +35,8 @@ def create_policy(*, session: Session, clock: Clock, actor: Actor, data: dict[st
 
 def list_policies(*, session: Session) -> list[EscalationPolicy]:
     return list(session.execute(select(EscalationPolicy).order_by(EscalationPolicy.name)).scalars())
+
+
+def run_for_alert(*, session: Session, alert_id: int) -> EscalationRun | None:
+    """Where an alert's escalation stands (for a screen showing it; the engine locks its own)."""
+    return session.execute(select(EscalationRun).where(EscalationRun.alert_id == alert_id)).scalar_one_or_none()

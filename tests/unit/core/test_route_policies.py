@@ -65,7 +65,8 @@ def test_public_routes_are_the_expected_few() -> None:
            "/sso/saml/{name}/login", "/sso/saml/{name}/acs", "/sso/saml/{name}/metadata"}
     # Shared-device sign-in is a sign-in; unlock proves itself with the locked session's token and the PIN.
     signing_in = {"/api/auth/shared-device/sign-in", "/api/auth/unlock"}
-    assert public == {"/healthz", "/readyz", "/metrics", "/docs", "/", "/sign-in", "/api/auth/sign-in", *sso,
+    # /embed is an EHR launch: the HMAC-signed, expiring, single-use token it carries is what it checks.
+    assert public == {"/healthz", "/readyz", "/metrics", "/docs", "/", "/sign-in", "/embed", "/api/auth/sign-in", *sso,
                       *signing_in}
 
 

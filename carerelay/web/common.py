@@ -175,11 +175,10 @@ def viewer_of(request: Request, session: Session, actor: Actor) -> Viewer:
     if actor.person_id is None:
         raise Forbidden("only a person can use the web client")
     person = directory.get_person(session=session, person_id=actor.person_id)
-    zone = "UTC"
     if person.department is not None:
         zone = person.department.site.timezone
-    else:
-        sites = directory.list_sites(session=session)
+    else:  # operators, administrators: the first site set up (the main hospital, usually)
+        sites = sorted(directory.list_sites(session=session), key=lambda s: s.id)
         zone = sites[0].timezone if sites else "UTC"
     token = _cookie_token(request)
     embedded = request.cookies.get(EMBED_COOKIE, "")

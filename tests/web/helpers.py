@@ -48,3 +48,30 @@ def post(client: TestClient, user: WebUser, url: str, data: dict[str, Any] | Non
          files: dict[str, Any] | None = None) -> Response:
     act_as(client, user)
     return client.post(url, data={**(data or {}), "csrf": user.csrf}, files=files, follow_redirects=False)
+
+
+def admit(db: Any, clock: Any, mrn: str, sample: str = "adt_a01_admit.hl7") -> int:
+    """Admits the shared ADT sample's patient (4W-412-B; Dr. House attending, Carol Nurse) as ``mrn``."""
+    from carerelay.core.actor import Actor
+    from carerelay.integrations.hl7.feeds import Feed
+    from carerelay.integrations.hl7.parser import parse
+    from carerelay.integrations.hl7.processor import process_message
+    from carerelay.patients.models import Patient
+    from carerelay.patients.service import ResultPolicy
+    from tests.hl7support import SAMPLES
+
+    text = (SAMPLES / sample).read_bytes().replace(b"MRN1001", mrn.encode())
+    with db.unit_of_work() as session:
+        process_message(session=session, clock=clock, actor=Actor(person_id=None, username="hl7:test"),
+                        parsed=parse(text), feed=Feed(name="adt", port=0, timezone="America/Chicago"),
+                        policy=ResultPolicy(), stat_priorities=("S", "STAT"), message_id=None)
+        patient_id: int = session.execute(select(Patient.id).where(Patient.mrn == mrn)).scalar_one()
+    return patient_id
+
+
+def messages_of(page: str) -> list[str]:
+    """The message texts of a thread page, as the browser would show them."""
+    import html
+    import re
+
+    return [html.unescape(m) for m in re.findall(r'<p class="text">(.*?)</p>', page, flags=re.S)]

@@ -73,7 +73,7 @@ def _post_routes() -> list[tuple[str, Any]]:
 
     app = create_app(load_settings(database_url="sqlite:///:memory:"))
     return [(r.path, r) for r in _expand(app.routes) if isinstance(r, APIRoute) and isinstance(r, WebRoute)
-            and "POST" in r.methods]
+            and "POST" in (r.methods or set())]
 
 
 def _names(dependant: Any) -> set[str]:

@@ -32,8 +32,11 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def wait_until_ready(base_url: str, process: subprocess.Popen[str], log_path: Path, timeout: float = 30) -> None:
-    """Poll /readyz; this waits on a real process starting, not on time passing in the system under test."""
+def wait_until_ready(base_url: str, process: subprocess.Popen[str], log_path: Path, timeout: float = 90) -> None:
+    """Poll /readyz; this waits on a real process starting, not on time passing in the system under test.
+
+    Generous: importing the whole application takes 20 s and more on a 2-core machine shared by
+    several test runs; a server that is truly stuck still fails, and says where its log stopped."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

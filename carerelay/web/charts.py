@@ -40,14 +40,18 @@ def _nice_max(value: float) -> float:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+    if value >= 10 or value == int(value):
+        return f"{value:.0f}"
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def bar_chart(*, title: str, description: str, bars: Sequence[Bar], unit: str, mark_label: str = "",
-              chart_id: str = "chart") -> Markup:
-    """Vertical bars (e.g. the median) with an optional tick per bar (e.g. the 90th percentile)."""
+              chart_id: str = "chart", counts: bool = False) -> Markup:
+    """Vertical bars (e.g. the median) with an optional tick per bar (e.g. the 90th percentile).
+    ``counts``: whole numbers on the axis (a number of alerts has no fractions)."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    top = _nice_max(max([b.value or 0 for b in bars] + [b.mark or 0 for b in bars] + [0.0]))
+    highest = max([b.value or 0 for b in bars] + [b.mark or 0 for b in bars] + [0.0])
+    top = 4.0 * max(1, math.ceil(highest / 4)) if counts else _nice_max(highest)
     parts = [f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{chart_id}-t {chart_id}-d" '
              f'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif" font-size="12">',
              f'<title id="{chart_id}-t">{escape(title)}</title><desc id="{chart_id}-d">{escape(description)}</desc>',

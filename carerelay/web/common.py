@@ -283,6 +283,18 @@ def local_date(ctx: Context, value: datetime) -> str:
     return f"{_local(ctx, value):%a %d %b}"
 
 
+@pass_context
+def span_at(ctx: Context, start: datetime, end: datetime, zone: str) -> str:
+    """A shift in its site's wall-clock time: '07:00–19:00 CST', with the day when it is not today."""
+    tz = ZoneInfo(zone)
+    now: datetime | None = ctx.get("now")
+    today = now.astimezone(tz).date() if now else None
+    a, b = start.astimezone(tz), end.astimezone(tz)
+    first = f"{a:%H:%M}" if a.date() == today else f"{a:%a %d %b %H:%M}"
+    second = f"{b:%H:%M}" if b.date() == a.date() or b.date() == today else f"{b:%a %d %b %H:%M}"
+    return f"{first}–{second} {b.tzname()}"
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -294,11 +306,18 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def bed(location: str | None) -> str:
+    """An HL7 location (PV1-3 as sent, '4W^412^B^MAINHOSP') as people write it: '4W-412-B'."""
+    parts = [p for p in (location or "").split("^")[:3] if p]
+    return "-".join(parts)
+
+
 def iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
-templates.env.filters.update(when=when, full_time=full_time, local_date=local_date, duration=duration, iso=iso,
+templates.env.filters.update(when=when, full_time=full_time, local_date=local_date, span_at=span_at, duration=duration,
+                             iso=iso, bed=bed,
                              urlquote=lambda v: quote(str(v), safe=""))
 templates.env.globals["timedelta"] = timedelta
 

@@ -173,7 +173,7 @@ def tta_report(request: Request, session: DbSession, clock: ClockDep, kind: str 
         bars=[Bar(g.label[5:], minutes(g.median_seconds), minutes(g.p90_seconds), note=f"{g.count} alerts, "
                   f"{g.open} open") for g in report.by_day])
     spread = bar_chart(
-        title="How long acknowledgement took", chart_id="spread", unit="alerts",
+        title="How long acknowledgement took", chart_id="spread", unit="alerts", counts=True,
         description="Number of alerts by time to acknowledge, and those still open",
         bars=histogram_bars([s.seconds for s in report.samples if s.seconds is not None], report.overall.open))
     units = bar_chart(

@@ -101,8 +101,10 @@ def _page(session: Session, clock: Clock, actor: Actor, *, address: str, text: s
         level = Priority(priority)
     except ValueError:
         raise Invalid("unknown priority", field="priority") from None
+    assert actor.person_id is not None
+    sender = directory.get_person(session=session, person_id=actor.person_id).display_name
     alert = alerts.raise_alert(session=session, clock=clock, actor=actor, kind="page", priority=level.value,
-                               title=f"Page from {actor.username}: {text}"[:300], body=text, address=address,
+                               title=f"Page from {sender}: {text}"[:300], body=text, address=address,
                                source="web", source_ref=actor.username, choices=["Accept", "Call back"],
                                data={"raised_by": actor.person_id, "sender_type": "operator"})
     return alert.id

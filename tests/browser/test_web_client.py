@@ -29,14 +29,18 @@ from carerelay.core.migrate import upgrade
 from carerelay.demo import DEMO_PASSWORD, load_demo
 from carerelay.directory.models import Person
 from carerelay.escalation import service as escalation
+from carerelay.integrations.hl7 import store
+from carerelay.integrations.hl7.feeds import Feed
 from carerelay.jobs.models import Timer
+from carerelay.patients.models import Patient
+from carerelay.patients.service import ResultPolicy
 from carerelay.scheduling import lookup
 from carerelay.scheduling.models import Assignment
 from carerelay.web.launch import build_token
 from tests.browser.test_sso_browser import ARGS, CHROMIUM
 from tests.conftest import TEST_KEYS
+from tests.hl7support import sample
 from tests.servers import ServerProcess, free_port, running_server
-from tests.web.helpers import admit
 
 pytestmark = [
     pytest.mark.slow,
@@ -119,7 +123,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "steps": [{"address": "target:", "wait_minutes": 2},
                       {"address": f"person:{people['lcuddy']}", "wait_minutes": 30}],
             "repeat": 0, "fallback_address": None})
-    patient_id = admit(db, clock, MRN)
+    with db.unit_of_work() as session:  # through the HL7 store, so the message log has something to show
+        feed = Feed(name="default", port=0, timezone="America/Chicago")
+        store.receive_messages(session=session, clock=clock, items=[
+            store.Inbound(feed=feed, raw=sample("adt_a01_admit.hl7"), peer="10.20.0.5"),
+            store.Inbound(feed=feed, raw=sample("adt_a01_admit.hl7").replace(b"MSG00001", b"MSG00099")
+                          .replace(b"MRN1001^^^MAINHOSP^MR", b""), peer="10.20.0.5")])
+        store.process_pending(session=session, clock=clock, feeds={"default": feed}, policy=ResultPolicy(),
+                              stat_priorities=("S", "STAT"))
+        patient_id = session.execute(select(Patient.id).where(Patient.mrn == MRN)).scalar_one()
     clock_file = tmp / "now"
     clock_file.write_text(T0.isoformat())
     with running_server(url, tmp, port=free_port(), CARERELAY_ENVIRONMENT="test",

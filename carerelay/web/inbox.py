@@ -81,15 +81,17 @@ class Draft:
 
 
 def _thread_context(request: Request, session: Session, clock: Clock, viewer: Viewer,
-                    conversation_id: int) -> dict[str, Any]:
+                    conversation_id: int, *, header: bool = True) -> dict[str, Any]:
+    """``header``: also the members, the patient and the deep links (the live refresh needs only the
+    messages, so it does not read the patient again)."""
     conversation = service.access_conversation(session=session, actor=viewer.actor, conversation_id=conversation_id)
     messages = service.read_messages(session=session, clock=clock, actor=viewer.actor,
                                      conversation_id=conversation_id, limit=500)
     receipts = inbox.thread_receipts(session=session, actor=viewer.actor, messages=messages)
-    members = inbox.member_names(session, [conversation_id])[conversation_id]
+    members = inbox.member_names(session, [conversation_id])[conversation_id] if header else []
     patient = None
     links: list[Any] = []
-    if conversation.patient_id is not None:
+    if header and conversation.patient_id is not None:
         patient, _ = patients.access_patient(session=session, clock=clock, actor=viewer.actor,
                                              patient_id=conversation.patient_id)
         links = epic_links(request.app.state.settings, mrn=patient.mrn)
@@ -116,7 +118,7 @@ def thread(conversation_id: int, request: Request, session: DbSession, clock: Cl
 def thread_fragment(conversation_id: int, request: Request, session: DbSession, clock: ClockDep,
                     actor: Actor = signed_in()) -> Response:
     viewer = viewer_of(request, session, actor)
-    context = _thread_context(request, session, clock, viewer, conversation_id)
+    context = _thread_context(request, session, clock, viewer, conversation_id, header=False)
     return fragment(request, "inbox/_messages.html", viewer=viewer, **context)
 
 

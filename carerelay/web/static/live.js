@@ -137,6 +137,11 @@
       if (data.id !== undefined && kind.indexOf("conversation.") === 0) { ids.push(String(data.id)); }
       if (ids.indexOf(conversation) === -1) { return false; }
     }
+    if (kind === "receipt.changed" && region.dataset.receipts === "mine") {
+      /* The inbox counts what I have not read: only my own reading (here or on another device) changes it. */
+      var mine = (data.receipts || []).some(function (r) { return r.person_id === me; });
+      if (!mine) { return false; }
+    }
     var alertId = region.dataset.alert;
     if (alertId && String(data.id) !== alertId) { return false; }
     return true;

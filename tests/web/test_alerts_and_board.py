@@ -103,3 +103,19 @@ def test_board_shows_every_department_and_pages_a_number(client: TestClient, db:
     assert post(client, nurse, "/board/page", {"person_id": "1", "text": "x"}).status_code == 403
     oncall = client.get("/oncall").text
     assert "Page a number" not in oncall and 'data-department="CARD"' in oncall
+
+
+def test_a_message_needing_acknowledgement_is_acknowledged_from_the_alerts_page(client: TestClient) -> None:
+    doc = web_user(client, "jwilson")
+    nurse = web_user(client, "cnurse")
+    sent = post(client, nurse, "/compose", {"address": f"person:{doc.id}", "text": "please confirm transfer",
+                                            "needs_ack": "true"})
+    assert sent.status_code == 303
+    act_as(client, doc)
+    listing = client.get("/alerts").text
+    alert_id = int(re.search(r'id="alert-(\d+)-acknowledge"', listing)[1])  # type: ignore[index]
+    assert "please confirm transfer" in listing
+    assert post(client, doc, f"/alerts/{alert_id}/respond", {"choice": "Acknowledge", "next": "/alerts"}) \
+        .headers["location"] == "/alerts"
+    act_as(client, nurse)
+    assert 'data-state="acknowledged">Dr. James Wilson: acknowledged' in client.get(sent.headers["location"]).text

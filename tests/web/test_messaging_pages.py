@@ -115,7 +115,7 @@ def test_compose_by_role_group_and_care_team(client: TestClient, db: Database, c
     picked = client.get(f"/compose?patient_id={patient_id}").text
     assert f'value="careteam:{patient_id}/attending"' in picked and "Dr. Gregory House" in picked
     assert f'name="patient_id" value="{patient_id}"' in picked
-    found = client.get("/compose?pq=doe").text
+    found = client.get("/compose?pq=MRN-WEB-CT").text
     assert f"/compose?patient_id={patient_id}" in found
     response = post(client, nurse, "/compose", {"address": f"careteam:{patient_id}/attending",
                                                 "patient_id": str(patient_id), "text": "K+ question"})

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from carerelay.auth.deps import ClockDep, DbSession, signed_in
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
+from carerelay.core.crypto import KeyRing
 from carerelay.core.errors import Conflict, Invalid
 from carerelay.directory import service as directory
 from carerelay.messaging import inbox, service
@@ -46,8 +47,9 @@ PRIORITIES = [p.value for p in Priority]
 CARE_TEAM_ROLES = ("attending", "consulting", "referring", "admitting", "nurse")
 
 
-def _key_ring(request: Request) -> Any:
-    return request.app.state.keys()
+def _key_ring(request: Request) -> KeyRing:
+    keys: KeyRing = request.app.state.keys()
+    return keys
 
 
 # -- inbox --------------------------------------------------------------------------------------
@@ -212,6 +214,20 @@ def _reach(session: Session, clock: Clock, address: str) -> str:
     return "now: " + "; ".join(f"{r.name} ({r.reason})" for r in resolution.recipients)
 
 
+def _label(session: Session, address: str) -> str:
+    """What a chosen address is called on the page: the person's or group's name, not its id."""
+    scheme, _, ref = address.partition(":")
+    if scheme == "person" and ref.isdigit():
+        return directory.get_person(session=session, person_id=int(ref)).display_name
+    if scheme in ("group", "team") and ref.isdigit():
+        return directory.get_group(session=session, group_id=int(ref)).name
+    if scheme == "role":
+        return f"{ref} (whoever is on call)"
+    if scheme == "pager":
+        return f"pager {ref}"
+    return address
+
+
 def _role_options(session: Session, clock: Clock, q: str) -> list[Option]:
     wanted = q.strip().lower()
     names: dict[str, str] = {}
@@ -258,9 +274,7 @@ def _compose_page(request: Request, session: Session, clock: Clock, viewer: View
         care_team = _care_team_options(session, clock, viewer, patient_id)
     found_patients = (patient_search.search_patients(session=session, clock=clock, actor=viewer.actor, query=pq)
                       if pq.strip() and may_read_patients else [])
-    chosen = None
-    if to:
-        chosen = Option(to, to, _reach(session, clock, to))
+    chosen = Option(to, _label(session, to), _reach(session, clock, to)) if to else None
     forwarding = None
     if forward is not None:
         forwarding = service.access_conversation(session=session, actor=viewer.actor, conversation_id=forward)

@@ -27,7 +27,7 @@ from carerelay.auth.api import router as auth_router
 from carerelay.auth.deps import public
 from carerelay.config import ConfigError, Settings
 from carerelay.core.actor import Actor
-from carerelay.core.clock import Clock, SystemClock
+from carerelay.core.clock import Clock, FileClock, SystemClock
 from carerelay.core.crypto import KeyRing, load_key_ring
 from carerelay.core.db import Database, make_engine
 from carerelay.core.errors import (
@@ -69,7 +69,7 @@ from carerelay.routing.api import router as routing_router
 from carerelay.scheduling.api import router as scheduling_router
 from carerelay.staffing import runner as staffing_runner
 from carerelay.staffing.api import router as staffing_router
-from carerelay.web.pages import router as web_router
+from carerelay.web.routes import router as web_router
 
 log = logging.getLogger("carerelay.app")
 
@@ -220,7 +220,8 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
     )
     app.state.settings = settings
     app.state.db = database
-    app.state.clock = clock or SystemClock()
+    app.state.clock = clock or (FileClock(Path(settings.test_clock_file)) if settings.test_clock_file
+                                else SystemClock())
     app.state.hub = hub
     app.state.keys = _lazy_key_ring(settings)
     try:

@@ -20,6 +20,7 @@ from carerelay.core.migrate import current_revision, head_revision, is_current, 
 from carerelay.integrations.exports.cli import connector_app
 from carerelay.scheduling.cli import schedule_app
 from carerelay.staffing.cli import staffing_app
+from carerelay.web.cli import embed_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="carerelay: clinical communication platform")
@@ -36,6 +37,7 @@ messages_app = typer.Typer(no_args_is_help=True, help="Messages: retention.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(messages_app, name="messages")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(embed_app, name="embed")
 scim_app = typer.Typer(no_args_is_help=True, help="SCIM provisioning.")
 scim_token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens of identity providers.")
 scim_app.add_typer(scim_token_app, name="token")

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -165,6 +165,42 @@ class Settings(BaseSettings):
     paging_idle_timeout_seconds: float = Field(default=120.0, gt=0, description="Close a silent TAP/SNPP link.")
     paging_max_connections: int = Field(default=200, ge=1, description="Concurrent TAP + SNPP + SMTP connections.")
     paging_max_message_chars: int = Field(default=2000, ge=80, description="Longest TAP/SNPP/e-mail page text.")
+
+    # Web client (carerelay/web, docs/subsystems/web.md): embedded EHR launch, Epic deep links.
+    embed_launch_key: str = Field(
+        default="", description="HMAC-SHA256 key the EHR signs /embed launch tokens with; empty: embedded mode off.")
+    embed_token_max_seconds: int = Field(default=300, ge=30, le=3600,
+                                         description="Longest lifetime (exp - now) a launch token may claim.")
+    epic_haiku_url: str = Field(default="", description="Epic Haiku deep link template ({epic_patient_id}, {mrn}).")
+    epic_canto_url: str = Field(default="", description="Epic Canto deep link template.")
+    epic_rover_url: str = Field(default="", description="Epic Rover deep link template.")
+    # Tests only: a live server whose "now" a test moves by rewriting a file. Refused outside environment=test.
+    environment: Literal["production", "test"] = Field(
+        default="production", description="'test' only in automated test runs; enables test-only settings.")
+    test_clock_file: str = Field(default="", description="TESTS ONLY: file holding the server's current instant.")
+
+    @field_validator("embed_launch_key")
+    @classmethod
+    def _launch_key(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("must be at least 32 characters (e.g. openssl rand -hex 32)")
+        return value
+
+    @field_validator("epic_haiku_url", "epic_canto_url", "epic_rover_url")
+    @classmethod
+    def _deep_link(cls, value: str) -> str:
+        if value:
+            from carerelay.web.deeplinks import check_template
+
+            check_template(value)
+        return value
+
+    @field_validator("test_clock_file")
+    @classmethod
+    def _test_clock(cls, value: str, info: ValidationInfo) -> str:
+        if value and info.data.get("environment") != "test":
+            raise ValueError("is for automated tests only and is refused unless CARERELAY_ENVIRONMENT=test")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -21,6 +21,7 @@ from carerelay.realtime import models as realtime_models
 from carerelay.routing import models as routing_models
 from carerelay.scheduling import models as scheduling_models
 from carerelay.staffing import models as staffing_models
+from carerelay.web import models as web_models
 
 metadata = Base.metadata
 
@@ -29,3 +30,4 @@ __all__ = ["alerts_models", "audit_models", "auth_models", "directory_models", "
            "jobs_models", "ldap_models", "messaging_models", "metadata", "notifications_models", "patients_models",
            "realtime_models", "routing_models", "scheduling_models", "scim_models", "sso_models", "staffing_models"]
 __all__ += ["paging_models", "wctp_models"]
+__all__ += ["web_models"]

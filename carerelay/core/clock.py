@@ -7,8 +7,10 @@ All instants are timezone-aware UTC; local wall-clock time exists only inside sc
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 
@@ -43,6 +45,36 @@ class FakeClock:
     def set(self, instant: datetime) -> None:
         with self._lock:
             self._now = instant.astimezone(UTC)
+
+
+class FileClock:
+    """Tests only (``CARERELAY_TEST_CLOCK_FILE``): "now" is the ISO 8601 instant written in a file.
+
+    A browser test moves a live ``carerelay serve`` process through a shift change by rewriting the
+    file (write elsewhere, then rename over it). The settings refuse this clock unless
+    ``CARERELAY_ENVIRONMENT=test``, so a production server can never have its time set from outside.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int, int] | None = None
+        self._now = self._read()
+
+    def _read(self) -> datetime:
+        instant = datetime.fromisoformat(self._path.read_text().strip())
+        if instant.tzinfo is None:
+            raise ValueError(f"{self._path}: the instant needs an offset, e.g. 2026-11-24T13:05:00+00:00")
+        return instant.astimezone(UTC)
+
+    def now(self) -> datetime:
+        stat = os.stat(self._path)
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if seen != self._seen:
+                self._now = self._read()
+                self._seen = seen
+            return self._now
 
 
 def as_utc(value: datetime) -> datetime:

@@ -20,7 +20,7 @@ from carerelay.core.db import flush_or_conflict
 from carerelay.core.errors import Conflict, Invalid, NotFound
 from carerelay.directory.models import Department
 from carerelay.escalation.engine import TARGET
-from carerelay.escalation.models import EscalationPolicy
+from carerelay.escalation.models import EscalationPolicy, EscalationRun
 from carerelay.routing.resolver import check_address, resolve
 
 SCOPE = ("alert_kind", "department_id", "priority")
@@ -118,3 +118,8 @@ def list_policies(*, session: Session, include_inactive: bool = True) -> list[Es
     if not include_inactive:
         query = query.where(EscalationPolicy.active.is_(True))
     return list(session.execute(query).scalars())
+
+
+def run_for_alert(*, session: Session, alert_id: int) -> EscalationRun | None:
+    """Where an alert's escalation stands (for a screen showing it; the engine locks its own)."""
+    return session.execute(select(EscalationRun).where(EscalationRun.alert_id == alert_id)).scalar_one_or_none()

@@ -23,17 +23,18 @@ def _libpq_url(sqlalchemy_url: str) -> str:
     return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def _person_ids(payload: str) -> list[int]:
-    """A payload we cannot read wakes no one rather than ending the listener: sockets still catch up
-    from the database at their next wake, so a stray NOTIFY can cost latency, never an event."""
-    ids: list[int] = []
-    for part in payload.split(","):
-        try:
-            ids.append(int(part))
-        except ValueError:
-            if part:
-                log.warning("ignored an unreadable event notification", extra={"payload": payload[:200]})
-    return ids
+def _person_ids(payload: str) -> list[int] | None:
+    """The people a NOTIFY names, or None when it cannot be read.
+
+    The channel is database-wide: another carerelay version (or a test run in another schema) may
+    notify in a shape this one does not know. A wake carries no data, so an unreadable one wakes
+    every socket on this node to look again, and the listener never dies of it.
+    """
+    try:
+        return [int(p) for p in payload.split(",") if p]
+    except ValueError:
+        log.warning("unreadable event notification; waking every connection", extra={"payload": payload[:100]})
+        return None
 
 
 async def listen_forever(database_url: str, hub: Hub, ready: asyncio.Event | None = None) -> None:
@@ -50,7 +51,11 @@ async def listen_forever(database_url: str, hub: Hub, ready: asyncio.Event | Non
                 gen = conn.notifies()
                 try:
                     async for note in gen:
-                        hub.wake(_person_ids(note.payload))
+                        ids = _person_ids(note.payload)
+                        if ids is None:
+                            hub.wake_all()
+                        else:
+                            hub.wake(ids)
                 finally:
                     await gen.aclose()
         except asyncio.CancelledError:

@@ -35,7 +35,7 @@ def deactivate_rule(rule_id: int, session: DbSession, clock: ClockDep, actor: Ac
 
 @router.post("/department-rules", response_model=RuleOut, status_code=status.HTTP_201_CREATED)
 def create_department_rule(body: DepartmentRuleIn, session: DbSession, clock: ClockDep,
-                           actor: Actor = allow(Role.SYSTEM_ADMIN, Role.SCHEDULER)) -> RuleOut:
+                           actor: Actor = allow(Role.SYSTEM_ADMIN, Role.INTEGRATION_ADMIN, Role.SCHEDULER)) -> RuleOut:
     data = body.model_dump(exclude={"department_id"})
     return RuleOut.model_validate(service.create_rule(session=session, clock=clock, actor=actor, data=data,
                                                       person_id=None, department_id=body.department_id))

@@ -50,3 +50,11 @@ def deactivate_rule(*, session: Session, clock: Clock, actor: Actor, rule_id: in
 
 def preview(*, session: Session, clock: Clock, address: str) -> Resolution:
     return resolve(session, address, clock.now())
+
+
+def department_rules(*, session: Session, department_id: int | None = None) -> list[RoutingRule]:
+    """Departments' default rules (what applies to a person without a matching rule of their own)."""
+    query = select(RoutingRule).where(RoutingRule.department_id.is_not(None), RoutingRule.active.is_(True))
+    if department_id is not None:
+        query = query.where(RoutingRule.department_id == department_id)
+    return list(session.execute(query.order_by(RoutingRule.department_id, RoutingRule.rank, RoutingRule.id)).scalars())

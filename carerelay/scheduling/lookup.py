@@ -542,3 +542,10 @@ def _query_on_call_now(*, session: Session, at: datetime) -> list[DepartmentCove
                            next=_sorted(next_by_dept.get(d, [])))
         for d in sorted(codes, key=lambda d: codes[d])
     ]
+
+
+def person_slots(*, session: Session, person_id: int, since: datetime, days: int = 14) -> list[OnCall]:
+    """A person's published slots that end after ``since`` and start within ``days``: "my schedule"."""
+    query = _base().where(Slot.person_id == person_id, Slot.ends_at > since,
+                          Slot.starts_at < since + timedelta(days=days), Assignment.kind != AssignmentKind.OFF.value)
+    return sorted((_row(r) for r in session.execute(query)), key=lambda o: (o.starts_at, o.slot_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -59,10 +60,13 @@ def test_docs_are_served_without_a_cdn(client: TestClient) -> None:
 
 
 def test_web_sign_in_page_flow(client: TestClient) -> None:
-    assert "Sign in" in client.get("/sign-in").text
-    bad = client.post("/sign-in", data={"username": "cnurse", "password": "wrong-one"})
+    page = client.get("/sign-in").text
+    assert "Sign in" in page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf is not None
+    bad = client.post("/sign-in", data={"username": "cnurse", "password": "wrong-one", "csrf": csrf[1]})
     assert bad.status_code == 401 and "sign-in failed" in bad.text
-    good = client.post("/sign-in", data={"username": "cnurse", "password": "carerelay-demo"},
+    good = client.post("/sign-in", data={"username": "cnurse", "password": "carerelay-demo", "csrf": csrf[1]},
                        follow_redirects=False)
     assert good.status_code == 303 and good.headers["location"] == "/home"
     home = client.get("/home")

@@ -67,7 +67,8 @@ def test_public_routes_are_the_expected_few() -> None:
     signing_in = {"/api/auth/shared-device/sign-in", "/api/auth/unlock"}
     # WCTP authenticates inside the document (senderID + securityCode), checked by the service.
     devices = {"/wctp"}
-    assert public == {"/healthz", "/readyz", "/metrics", "/docs", "/", "/sign-in", "/api/auth/sign-in", *sso,
+    # /embed is an EHR launch: the HMAC-signed, expiring, single-use token it carries is what it checks.
+    assert public == {"/healthz", "/readyz", "/metrics", "/docs", "/", "/sign-in", "/embed", "/api/auth/sign-in", *sso,
                       *signing_in, *devices}
 
 

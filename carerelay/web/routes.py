@@ -1,0 +1,11 @@
+"""Every page of the web client, one router per area, mounted by the application."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from carerelay.web import admin, alerts, compliance, directory, embed, inbox, me, pages, patients, schedule
+
+router = APIRouter(include_in_schema=False)
+for area in (pages, inbox, alerts, directory, patients, me, schedule, admin, compliance, embed):
+    router.include_router(area.router)

@@ -1,13 +1,16 @@
 """What every benchmark shares: the machine's description, percentiles, the table and the JSON.
 
-Each JSON file holds ``benchmark``, ``machine``, ``metrics`` (units in the names), ``floor`` (the
-same keys measured on a bare baseline in the same run, where one applies) and ``targets`` (the
-bound from the issue), so a run can be checked against its targets in a few lines.
+Each JSON file (issue 11) holds ``benchmark``, ``machine`` (cores, memory, Python, database, and the
+load average while it ran: this machine is shared), ``metrics`` (units in the names), ``floor`` (the
+same keys measured on a bare baseline in the same run, where one applies) and ``targets`` (the bound
+from the issue, in the small grammar ``check_target`` reads), so a run can be checked against its
+targets in a few lines.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 import os
 import platform
 import statistics
@@ -16,21 +19,31 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
-def machine(database: str) -> dict[str, Any]:
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def machine(database: str, load_before: float | None = None) -> dict[str, Any]:
     try:
         with open("/proc/meminfo") as f:
             mem_kib = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
     except (OSError, StopIteration):
         mem_kib = 0
-    return {
+    box: dict[str, Any] = {
         "cores": os.cpu_count(),
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "database": database,
+        "load_avg_1m_after": load_average(),
     }
+    if load_before is not None:
+        box["load_avg_1m_before"] = load_before
+    return box
 
 
 def percentile(samples: list[float], pct: float) -> float:
@@ -42,6 +55,8 @@ def percentile(samples: list[float], pct: float) -> float:
 
 
 def summarize_ms(samples_s: list[float], prefix: str) -> dict[str, float]:
+    if not samples_s:
+        return {f"{prefix}_p50_ms": float("nan"), f"{prefix}_p99_ms": float("nan"), f"{prefix}_max_ms": float("nan")}
     ms = [s * 1000 for s in samples_s]
     return {
         f"{prefix}_p50_ms": round(statistics.median(ms), 4),
@@ -50,17 +65,67 @@ def summarize_ms(samples_s: list[float], prefix: str) -> dict[str, float]:
     }
 
 
+def check_target(target: str, value: float, floor: float | None) -> bool | None:
+    """``"< 50"``, ``">= 1000 and >= floor/3"``, ``"< 10 and <= 3*floor"``; None if it cannot tell."""
+    verdict = True
+    for clause in target.split(" and "):
+        op, _, bound_text = clause.strip().partition(" ")
+        if op not in _OPS:
+            return None
+        bound_text = bound_text.strip()
+        if "floor" in bound_text:
+            if floor is None:
+                return None
+            if bound_text.startswith("floor/"):
+                bound = floor / float(bound_text.split("/", 1)[1])
+            elif bound_text.endswith("*floor"):
+                bound = floor * float(bound_text.split("*", 1)[0])
+            else:
+                return None
+        else:
+            try:
+                bound = float(bound_text.split()[0])
+            except (ValueError, IndexError):
+                return None
+        verdict = verdict and _OPS[op](value, bound)
+    return verdict
+
+
 def report(name: str, *, database: str, metrics: dict[str, float], floor: dict[str, float],
-           targets: dict[str, str], notes: str = "") -> dict[str, Any]:
-    box = machine(database)
+           targets: dict[str, str], notes: str = "", load_before: float | None = None) -> dict[str, Any]:
+    box = machine(database, load_before)
+    load = f"load average (1 min) {box.get('load_avg_1m_before', '?')} before, {box['load_avg_1m_after']} after"
     result: dict[str, Any] = {"benchmark": name, "machine": box, "metrics": metrics, "floor": floor,
-                              "targets": targets, "notes": notes}
+                              "targets": targets, "notes": f"{notes} [{load}]".strip()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{name} on {database} ({box['cores']} cores, {box['memory_gib']} GiB, Python {box['python']})")
-    print(f"{'metric':<34}{'value':>12}{'floor':>12}{'ratio':>9}  target")
+    print(f"\n{name} on {database} ({box['cores']} cores, {box['memory_gib']} GiB, Python {box['python']}; {load})")
+    print(f"{'metric':<38}{'value':>12}{'floor':>12}{'ratio':>9}  target")
     for key, value in metrics.items():
         base = floor.get(key)
         ratio = f"{value / base:.1f}x" if base else ""
-        print(f"{key:<34}{value:>12}{'' if base is None else base:>12}{ratio:>9}  {targets.get(key, '')}")
+        print(f"{key:<38}{value:>12}{'' if base is None else base:>12}{ratio:>9}  {targets.get(key, '')}")
     return result
+
+
+def table(names: list[str] | None = None) -> list[str]:
+    """One line per target of every result file: our figure, the floor, the ratio, met or not."""
+    lines = [f"{'benchmark':<24}{'metric':<36}{'ours':>12}{'floor':>12}{'ratio':>9}  {'target':<26}{'met':<5}load"]
+    for path in sorted(RESULTS.glob("*.json")):
+        data = json.loads(path.read_text())
+        if names is not None and data["benchmark"] not in names:
+            continue
+        load = data["machine"].get("load_avg_1m_after", "")
+        keys = list(data["targets"]) or list(data["metrics"])[:2]
+        for key in keys:
+            value = data["metrics"].get(key)
+            if value is None:
+                continue
+            base = data["floor"].get(key)
+            ratio = f"{value / base:.1f}x" if base else ""
+            target = data["targets"].get(key, "")
+            met = check_target(target, value, base) if target else None
+            mark = {True: "yes", False: "NO", None: ""}[met]
+            lines.append(f"{data['benchmark']:<24}{key:<36}{value:>12}{'' if base is None else base:>12}{ratio:>9}  "
+                         f"{target:<26}{mark:<5}{load}")
+    return lines

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from carerelay import __version__
 from carerelay.alerts.api import reports_router
@@ -123,27 +123,31 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
                         status_code=422)
 
 
-class SQLiteWriterGate:
-    """SQLite's one writer path: HTTP requests take turns here, in the event loop.
-
-    A request's unit of work hops between worker threads (the policy dependency, the route, the
-    commit) while holding SQLite's write lock. If every worker thread were blocked waiting for that
-    lock, its holder could never get a thread to commit: a deadlock until the busy timeout. Waiting
-    here costs no thread. PostgreSQL locks rows, not the database, and needs no gate.
-    """
+class Measure:
+    """Request count and latency per route, as plain ASGI: Starlette's ``BaseHTTPMiddleware`` costs a
+    task and two memory streams per request, on the path every message takes."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.lock: asyncio.Lock | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.lock is None:
-            self.lock = asyncio.Lock()
-        async with self.lock:
-            await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = [500]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(scope["method"], route, str(status[0])).inc()
+            HTTP_LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
 
 
 def _lazy_key_ring(settings: Settings) -> Callable[[], KeyRing]:
@@ -233,17 +237,7 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
     app.add_exception_handler(CarerelayError, _carerelay_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
-    if database.dialect == "sqlite":
-        app.add_middleware(SQLiteWriterGate)
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(Measure)
 
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -455,8 +455,10 @@ def serve(
     db = _database(settings)
     _require_current(db)
     application = create_app(settings, db=db, listeners=True)
+    # No per-message deflate: event frames are small, and compressing each costs CPU on every socket.
     config = uvicorn.Config(application, host=host or settings.host, port=port or settings.port,
-                            log_config=None, timeout_graceful_shutdown=int(settings.shutdown_grace_seconds))
+                            log_config=None, timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+                            ws_per_message_deflate=False)
     uvicorn.Server(config).run()
 
 

@@ -14,10 +14,12 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, event, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, SessionTransaction
 
 from carerelay.audit.models import GENESIS_HASH, AuditChainHead, AuditEntry
 from carerelay.core.actor import Actor
@@ -60,15 +62,23 @@ def _entry_hash(
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def _lock_head(session: Session) -> AuditChainHead:
-    head = session.execute(
-        select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:
-        head = AuditChainHead(id=1, last_seq=0, last_hash=GENESIS_HASH)
-        session.add(head)
-        session.flush()
-    return head
+_ENTRIES = cast(Table, AuditEntry.__table__)
+_HEAD = cast(Table, AuditChainHead.__table__)
+
+
+def _lock_head(session: Session) -> tuple[int, str]:
+    """The chain's tip, locked for the rest of the transaction (PostgreSQL; SQLite holds its write lock)."""
+    head = _HEAD
+    locked = select(head.c.last_seq, head.c.last_hash).where(head.c.id == 1).with_for_update()
+    row = session.execute(locked).first()
+    if row is None:
+        create = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(head)
+        session.execute(create.values(id=1, last_seq=0, last_hash=GENESIS_HASH).on_conflict_do_nothing())
+        row = session.execute(locked).one()
+    return int(row.last_seq), str(row.last_hash)
+
+
+PENDING_KEY = "audit_pending"
 
 
 def record(
@@ -81,13 +91,15 @@ def record(
     object_id: str | int | None = None,
     outcome: str = "success",
     detail: dict[str, Any] | None = None,
-) -> AuditEntry:
-    """Append one entry in the caller's transaction, so it commits or rolls back with the change."""
-    head = _lock_head(session)
-    at = clock.now()
+) -> None:
+    """Append one entry in the caller's transaction, so it commits or rolls back with the change.
+
+    The entry is chained when the transaction commits (``append_pending``, a before-commit hook):
+    the chain's head is then locked for the last statements before COMMIT only, not for the rest of
+    the request — on PostgreSQL every transaction that audits takes turns on that one row.
+    """
     fields: dict[str, Any] = {
-        "seq": head.last_seq + 1,
-        "at": at,
+        "at": clock.now(),
         "actor_id": actor.person_id,
         "actor_name": actor.username,
         "action": action,
@@ -96,15 +108,54 @@ def record(
         "outcome": outcome,
         "ip": actor.ip,
         "detail": json.loads(json.dumps(detail or {}, default=str)),
-        "prev_hash": head.last_hash,
     }
-    digest = _entry_hash(**fields)
-    entry = AuditEntry(**fields, hash=digest)
-    session.add(entry)
-    head.last_seq = fields["seq"]
-    head.last_hash = digest
-    session.flush()
-    return entry
+    session.info.setdefault(PENDING_KEY, []).append((fields, session.get_nested_transaction()))
+
+
+def pending_entries(session: Session) -> int:
+    """Entries recorded in this transaction that its commit will append."""
+    return len(session.info.get(PENDING_KEY, ()))
+
+
+@event.listens_for(Session, "before_commit")
+def append_pending(session: Session) -> None:
+    """Chain this transaction's entries, in the order recorded: lock the tip, insert, move the tip.
+
+    Runs before every commit; called directly by code that must read its own entries back in the
+    same transaction (the database copy verifies the chain it is about to commit).
+    """
+    pending = session.info.pop(PENDING_KEY, None)
+    if not pending:
+        return
+    last_seq, last_hash = _lock_head(session)
+    rows = []
+    for fields, _ in pending:
+        last_seq += 1
+        row = {**fields, "seq": last_seq, "prev_hash": last_hash}
+        last_hash = _entry_hash(**row)
+        rows.append({**row, "hash": last_hash})
+    session.execute(insert(_ENTRIES), rows)
+    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(last_seq=last_seq, last_hash=last_hash))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, rolled_back: SessionTransaction) -> None:
+    """Entries recorded inside a savepoint that rolled back describe changes that never happened."""
+    pending = session.info.get(PENDING_KEY)
+    if not pending:
+        return
+    if not rolled_back.nested:
+        pending.clear()
+        return
+
+    def inside(savepoint: SessionTransaction | None) -> bool:
+        while savepoint is not None:
+            if savepoint is rolled_back:
+                return True
+            savepoint = savepoint.parent
+        return False
+
+    pending[:] = [p for p in pending if not inside(p[1])]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ and fails on any route that forgot to state one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -41,9 +41,13 @@ def get_settings_dep(request: HTTPConnection) -> Settings:
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One unit of work per request: it commits before the response is sent, or rolls back."""
-    with get_db(request).unit_of_work() as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One unit of work per request: it commits before the response is sent, or rolls back.
+
+    Entered and left in the event loop (``Database.unit_of_work_async``): the commit never waits for
+    a worker thread, and on SQLite requests take turns and commit in groups.
+    """
+    async with get_db(request).unit_of_work_async() as session:
         yield session
 
 
@@ -139,20 +143,23 @@ def _policy_dependency(policy: Policy) -> Callable[..., Any]:
 def _ws_dependency() -> Callable[..., Any]:
     """WebSockets cannot hold a request's unit of work open: authenticate in a short one of their own."""
 
-    def ws_guard(websocket: WebSocket) -> Actor:
+    async def ws_guard(websocket: WebSocket) -> Actor:
         token = presented_token(websocket)
         if not token:
             raise WebSocketException(status.WS_1008_POLICY_VIOLATION, "sign in first")
+        client = websocket.client.host if websocket.client else None
+
+        def check(session: Session) -> Actor:
+            auth_session, person = service.authenticate(
+                session=session, clock=get_clock(websocket), settings=get_settings_dep(websocket), token=token)
+            return Actor(person_id=person.id, username=person.username, roles=person.role_names,
+                         session_id=auth_session.id, ip=client)
+
         try:
-            with get_db(websocket).unit_of_work() as session:
-                auth_session, person = service.authenticate(
-                    session=session, clock=get_clock(websocket), settings=get_settings_dep(websocket), token=token)
-                roles = person.role_names
+            actor: Actor = await get_db(websocket).run(check)
         except CarerelayError as exc:
             raise WebSocketException(status.WS_1008_POLICY_VIOLATION, exc.message) from None
-        client = websocket.client.host if websocket.client else None
-        return Actor(person_id=person.id, username=person.username, roles=roles, session_id=auth_session.id,
-                     ip=client)
+        return actor
 
     ws_guard.__carerelay_policy__ = Policy(signed_in=True, roles=frozenset())  # type: ignore[attr-defined]
     return ws_guard

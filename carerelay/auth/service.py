@@ -198,19 +198,21 @@ def authenticate(
     left on the charger with the app open.
     """
     now = clock.now()
-    found = session.execute(
-        select(AuthSession).where(AuthSession.token_hash == _token_hash(token))
-    ).scalar_one_or_none()
-    if found is None or found.revoked_at is not None or found.expires_at <= now:
+    # The session and its person in one query: this runs before every request.
+    row = session.execute(
+        select(AuthSession, Person).join(Person, Person.id == AuthSession.person_id)
+        .where(AuthSession.token_hash == _token_hash(token))
+    ).first()
+    if row is None or row[0].revoked_at is not None or row[0].expires_at <= now:
         raise Unauthenticated("not signed in, or the session has ended")
+    found, person = row
     idle_for = now - found.last_seen_at
     # Every limit is at least a minute, so a session seen within the last minute needs no policy read.
     if idle_for >= timedelta(minutes=1):
         _check_idle(session, clock, settings, found, idle_for)
     if found.locked_at is not None:
         raise Unauthenticated(SESSION_LOCKED, keep_changes=True)
-    person = session.get(Person, found.person_id)
-    if person is None or not person.active:
+    if not person.active:
         raise Unauthenticated("this account is not active")
     # Write the slide at most once a minute so reads do not all become writes.
     if idle_for > timedelta(minutes=1) and (activity or found.kind != SHARED):

@@ -11,16 +11,21 @@ of failing half-way with SQLITE_BUSY when a reader upgrades.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
+from anyio import CancelScope, CapacityLimiter, to_thread
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from carerelay.core.clock import as_utc
@@ -93,24 +98,35 @@ def _tune_sqlite(engine: Engine, synchronous: str) -> None:
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
-class SerialLock:
-    """Reentrant for the thread that holds it, yet releasable by another thread.
+_HOLDER: contextvars.ContextVar[object | None] = contextvars.ContextVar("carerelay_serial_holder", default=None)
 
-    FastAPI may enter a request's unit of work in one worker thread and leave it in another, which an
-    RLock refuses; code that nests units of work in one thread needs reentrancy, which a Lock lacks.
+
+class SerialLock:
+    """Reentrant for the code path that holds it, yet releasable by another thread.
+
+    FastAPI may enter a unit of work in one worker thread and leave it in another, which an RLock
+    refuses; code that nests units of work needs reentrancy, which a Lock lacks. The holder is the
+    logical context (a ``ContextVar``), not the thread: once a unit of work has been entered in a
+    pool thread, that thread goes back to the pool and may run someone else's work — which must
+    wait, not slip in as a "reentrant" second user of the same connection.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._owner: int | None = None
+        self._owner: object | None = None
         self._depth = 0
 
-    def acquire(self) -> None:
-        me = threading.get_ident()
+    def acquire(self, owner: object | None = None) -> None:
+        """``owner``: who holds it when that is not the calling context (the event loop's write group)."""
+        me = _HOLDER.get() if owner is None else owner
         with self._cond:
-            while self._depth and self._owner != me:
+            while self._depth and (me is None or self._owner is not me):
                 self._cond.wait()
-            self._owner = me
+            if not self._depth:
+                me = me if owner is not None else object()
+                self._owner = me
+                if owner is None:
+                    _HOLDER.set(me)
             self._depth += 1
 
     def release(self) -> None:
@@ -140,6 +156,12 @@ class Database:
         self.engine = engine
         self.after_commit: list[AfterCommit] = []
         self._serial: SerialLock | None = None if bind is None else SerialLock()
+        in_memory = engine.url.database in (None, "", ":memory:") or isinstance(engine.pool, StaticPool)
+        grouped = bind is None and engine.dialect.name == "sqlite" and not in_memory
+        # SQLite's one writer at a time, taken in this process before BEGIN IMMEDIATE: a writer waits
+        # here for a wake-up instead of in SQLite's busy handler, which sleeps up to 100 ms a try.
+        self._writer: SerialLock | None = SerialLock() if grouped else None
+        self._group: WriteGroup | None = WriteGroup(self) if grouped else None
         if bind is None:
             self._factory = sessionmaker(engine, expire_on_commit=False)
             self._read_factory = sessionmaker(engine.execution_options(**{READ_ONLY: True}))
@@ -161,14 +183,15 @@ class Database:
 
     @contextmanager
     def _serialized(self) -> Iterator[None]:
-        if self._serial is None:
+        lock = self._serial or self._writer
+        if lock is None:
             yield
             return
-        self._serial.acquire()
+        lock.acquire()
         try:
             yield
         finally:
-            self._serial.release()
+            lock.release()
 
     def _unit_of_work(self) -> Iterator[Session]:
         session = self._factory()
@@ -178,7 +201,7 @@ class Database:
             self._run_after_commit(session)
         except IntegrityError as exc:
             session.rollback()
-            raise Conflict(f"conflicts with existing data: {_constraint_text(exc)}") from exc
+            raise _conflict(exc) from exc
         except CarerelayError as exc:
             if exc.keep_changes:
                 session.commit()
@@ -193,10 +216,72 @@ class Database:
             session.close()
 
 
+    @asynccontextmanager
+    async def unit_of_work_async(self) -> AsyncIterator[Session]:
+        """A unit of work for code running in the event loop (HTTP requests, WebSocket frames).
+
+        The session may be used from worker threads in turn (FastAPI runs each dependency and the
+        route in a thread of its own); committing runs in a thread of a separate pool, so a commit
+        never waits for a thread held by a request that waits on this transaction's locks. On
+        SQLite these units of work take turns and commit in groups (``WriteGroup``).
+        """
+        if self._group is not None:
+            async with self._group.member() as session:
+                yield session
+            return
+        scope = self.unit_of_work()
+        # Entering only creates the session (it connects on first use) unless a test's serial lock
+        # must be waited for: no thread hop for it then.
+        session = scope.__enter__() if self._serial is None else await to_thread.run_sync(scope.__enter__)
+        try:
+            yield session
+        except BaseException as exc:
+            # Shielded: a client that disconnects cancels its request, and a transaction left open
+            # would keep its locks (the audit chain's head: everyone's) until the process ends.
+            with CancelScope(shield=True):
+                kept = await to_thread.run_sync(scope.__exit__, type(exc), exc, exc.__traceback__,
+                                                limiter=_finishers())
+            if not kept:
+                raise
+        else:
+            with CancelScope(shield=True):
+                await to_thread.run_sync(scope.__exit__, None, None, None, limiter=_finishers())
+
+    async def run(self, work: Callable[[Session], Any]) -> Any:
+        """Run ``work`` in one unit of work from the event loop; returns its result once committed."""
+        async with self.unit_of_work_async() as session:
+            return await to_thread.run_sync(work, session)
+
+    def _finish(self, session: Session, exc: BaseException | None) -> tuple[bool, BaseException | None]:
+        """End a unit of work: commit (or roll back); returns whether it kept its changes, and the error
+        the caller must raise."""
+        if exc is None:
+            try:
+                session.commit()
+                return True, None
+            except IntegrityError as error:
+                session.rollback()
+                return False, _conflict(error)
+            except BaseException as error:
+                session.rollback()
+                return False, error
+        if isinstance(exc, IntegrityError):
+            session.rollback()
+            return False, _conflict(exc)
+        if isinstance(exc, CarerelayError) and exc.keep_changes:
+            try:
+                session.commit()
+            except BaseException as error:
+                session.rollback()
+                return False, error
+            return True, exc
+        session.rollback()
+        return False, exc
+
     @contextmanager
     def read_only(self) -> Iterator[Session]:
         """A snapshot for reading that writes nothing and never takes SQLite's write lock."""
-        with self._serialized():
+        with self._serialized() if self._serial is not None else nullcontext():
             session = self._read_factory()
             try:
                 yield session
@@ -208,6 +293,177 @@ class Database:
         for hook in self.after_commit:
             hook(session)
         session.info.clear()
+
+
+def _conflict(exc: IntegrityError) -> Conflict:
+    conflict = Conflict(f"conflicts with existing data: {_constraint_text(exc)}")
+    conflict.__cause__ = exc
+    return conflict
+
+
+_FINISHERS: list[CapacityLimiter] = []
+
+
+def _finishers() -> CapacityLimiter:
+    """Threads that only begin and end units of work, apart from the threads that do the work."""
+    if not _FINISHERS:
+        _FINISHERS.append(CapacityLimiter(8))
+    return _FINISHERS[0]
+
+
+class WriteGroup:
+    """SQLite group commit: the event loop's units of work take turns and share one durable COMMIT.
+
+    SQLite has one writer at a time and, with ``synchronous=FULL``, each COMMIT waits for the disk
+    (0.2-10 ms on a busy machine). Requests therefore take turns on one connection (the turn is an
+    asyncio lock: waiting costs no thread), each inside a SAVEPOINT of one open transaction; a
+    request that fails rolls back to its savepoint only. The transaction is committed when no other
+    request is waiting for a turn, or once it holds ``MAX_MEMBERS`` requests or is ``MAX_AGE_S`` old.
+    Every member waits for that COMMIT before its after-commit hooks run and its response is sent:
+    nothing is acknowledged before it is durable, and a reader in the group sees only data that is
+    committed by the time it answers. Order inside the group is the turn order, so audit chain
+    and event sequences stay gap-free.
+    """
+
+    MAX_MEMBERS = 64
+    MAX_AGE_S = 0.010
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._gate: asyncio.Lock | None = None
+        self._waiting = 0
+        self._conn: Connection | None = None
+        self._outcome: asyncio.Future[None] | None = None
+        self._members = 0
+        self._opened = 0.0
+        self._commit_queued = False
+        self._holding = False
+        self._limiter = CapacityLimiter(1)
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self._db.engine.connect()
+        return self._conn
+
+    @asynccontextmanager
+    async def member(self) -> AsyncIterator[Session]:
+        if self._gate is None:
+            self._gate = asyncio.Lock()
+        gate = self._gate
+        self._waiting += 1
+        try:
+            await gate.acquire()
+        finally:
+            self._waiting -= 1
+        raised: BaseException | None = None
+        try:
+            conn = self._connection()
+            if not conn.in_transaction():
+                with CancelScope(shield=True):
+                    await to_thread.run_sync(self._begin, conn, limiter=self._limiter)
+            if self._outcome is None:
+                self._outcome = asyncio.get_running_loop().create_future()
+                self._members = 0
+                self._opened = time.monotonic()
+            outcome = self._outcome
+            self._members += 1
+            session = Session(bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint")
+            error: BaseException | None = None
+            try:
+                yield session
+            except BaseException as exc:
+                error = exc
+            commit = (self._waiting == 0 or self._members >= self.MAX_MEMBERS
+                      or time.monotonic() - self._opened >= self.MAX_AGE_S)
+            with CancelScope(shield=True):  # a cancelled request still closes its savepoint
+                kept, raised, failed = await to_thread.run_sync(self._end, session, error, commit,
+                                                                limiter=self._limiter)
+            if kept:
+                # The hooks (waking sockets) run once the group is durable, even if this request has
+                # been cancelled meanwhile: what it wrote is committed all the same.
+                outcome.add_done_callback(lambda done: None if done.cancelled() or done.exception()
+                                          else self._db._run_after_commit(session))
+            if commit:
+                self._settle(outcome, failed)
+            else:
+                self._commit_later()
+        finally:
+            gate.release()
+        await asyncio.shield(outcome)
+        if raised is not None:
+            raise raised
+
+    def _end(self, session: Session, error: BaseException | None,
+             commit: bool) -> tuple[bool, BaseException | None, BaseException | None]:
+        """In a thread: close this member's savepoint, and COMMIT the group if it is its turn."""
+        try:
+            kept, raised = self._db._finish(session, error)
+        finally:
+            session.close()
+        return kept, raised, self._commit() if commit else None
+
+    def _begin(self, conn: Connection) -> None:
+        assert self._db._writer is not None
+        self._db._writer.acquire(owner=self)
+        self._holding = True
+        try:
+            conn.begin()
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        if self._holding:
+            self._holding = False
+            assert self._db._writer is not None
+            self._db._writer.release()
+
+    def _commit(self) -> BaseException | None:
+        try:
+            conn = self._connection()
+            if conn.in_transaction():
+                conn.commit()
+            return None
+        except BaseException as exc:
+            if self._conn is not None:
+                self._conn.invalidate()
+            self._conn = None
+            return exc
+        finally:
+            self._release()
+
+    def _settle(self, outcome: asyncio.Future[None], failed: BaseException | None) -> None:
+        if self._outcome is outcome:
+            self._outcome = None
+        if outcome.done():
+            return
+        if failed is None:
+            outcome.set_result(None)
+        else:
+            outcome.set_exception(failed)
+
+    def _commit_later(self) -> None:
+        """Commit what the group holds at the next free turn, should the requests queued behind this
+        one go away without committing it (a client that disconnected)."""
+        if self._commit_queued:
+            return
+        self._commit_queued = True
+
+        async def commit() -> None:
+            assert self._gate is not None
+            async with self._gate:
+                self._commit_queued = False
+                outcome = self._outcome
+                if outcome is not None:
+                    failed = await to_thread.run_sync(self._commit, limiter=self._limiter)
+                    self._settle(outcome, failed)
+
+        task = asyncio.get_running_loop().create_task(commit())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
 
 
 def _constraint_text(exc: IntegrityError) -> str:

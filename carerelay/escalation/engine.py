@@ -201,11 +201,15 @@ def _reach(session: Session, clock: Clock, alert: Alert, reached: list[tuple[int
         return
     now = clock.now()
     person_ids = list(dict.fromkeys(pid for pid, _ in reached))
+    earlier = {row.person_id: row for row in session.execute(
+        select(AlertRecipient).where(AlertRecipient.alert_id == alert.id,
+                                     AlertRecipient.person_id.in_(person_ids))).scalars()}
     for person_id, reason in reached:
-        row = session.get(AlertRecipient, (alert.id, person_id))
+        row = earlier.get(person_id)
         if row is None:
-            session.add(AlertRecipient(alert_id=alert.id, person_id=person_id, step=step_no, reason=reason[:500],
-                                       notified_at=now))
+            earlier[person_id] = AlertRecipient(alert_id=alert.id, person_id=person_id, step=step_no,
+                                                reason=reason[:500], notified_at=now)
+            session.add(earlier[person_id])
         else:
             row.step, row.reason, row.notified_at = step_no, reason[:500], now
         event(session, clock, alert, "notified", person_id, step=step_no, reason=reason[:500], address=address)

@@ -134,6 +134,10 @@ class MessageView:
 def _names(session: Session, ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
+    if len(ids) == 1:
+        # Usually the sender, whom signing in already loaded into this session: no query then.
+        person = session.get(Person, next(iter(ids)))
+        return {person.id: person.display_name} if person is not None else {}
     rows = session.execute(select(Person.id, Person.display_name).where(Person.id.in_(ids)))
     return {pid: name for pid, name in rows}
 

@@ -28,7 +28,7 @@ def healthz(actor: Actor = public()) -> dict[str, str]:
 @router.get("/readyz", responses={503: {"description": "database unreachable or schema not current"}})
 def readyz(request: Request, actor: Actor = public()) -> JSONResponse:
     try:
-        with get_db(request).unit_of_work() as session:
+        with get_db(request).read_only() as session:
             current = revision_of(session.connection())
     except SQLAlchemyError as exc:
         # The public answer names the kind of failure; the log, for the operator, has the driver's words.

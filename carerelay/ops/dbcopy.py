@@ -164,6 +164,7 @@ def copy_database(
             session = Session(bind=dst)
             audit.record(session=session, clock=clock, actor=actor, action="ops.db_copy", object_type="database",
                          detail={"from": safe_url(source), "rows": report.rows, "tables": report.tables})
+            audit.append_pending(session)
             chain = audit.verify_chain(session=session)
             if not chain.ok:
                 raise Invalid(f"the copied audit chain does not verify ({chain.problem}); nothing was changed")

@@ -26,6 +26,7 @@ from typing import Any
 from anyio import to_thread
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.websockets import WebSocketState
 
 from carerelay.alerts import service as alerts
@@ -70,6 +71,14 @@ def _fetch(
     return frames, live
 
 
+def _live(db: Database, clock: Clock, settings: Settings, actor: Actor) -> bool:
+    """Whether this socket's session may still receive what was just taken from the hub."""
+    assert actor.person_id is not None and actor.session_id is not None
+    with db.read_only() as session:
+        return bool(devices.delivery_targets(session=session, clock=clock, settings=settings,
+                                             person_id=actor.person_id, session_id=actor.session_id))
+
+
 def _last_seq(db: Database, person_id: int) -> int:
     with db.read_only() as session:
         return service.last_seq(session=session, person_id=person_id)
@@ -89,13 +98,23 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
     receiver = asyncio.create_task(_receive(websocket, db, actor))
     try:
         cursor = after if after is not None else await to_thread.run_sync(_last_seq, db, person_id)
+        subscription.cursor = cursor
         await websocket.send_json({"type": "hello", "last_seq": cursor})
         checked = clock.now()
+        caught_up = False
         while not receiver.done():
-            batch, live = await to_thread.run_sync(_fetch, db, clock, settings, actor, cursor)
+            # Events this node just committed come straight from the hub when they continue exactly
+            # at the cursor; anything else (catching up, a gap, another node's commit) is read. Either
+            # way the session is checked after the events are taken and before any is sent.
+            batch, complete = subscription.take() if caught_up else ([], False)
+            if not complete:
+                more, live = await to_thread.run_sync(_fetch, db, clock, settings, actor, cursor + len(batch))
+                batch += more
+            else:
+                live = await to_thread.run_sync(_live, db, clock, settings, actor)
             ended: str | None = None
             if not live:
-                ended = (_announced_end(batch, actor) or await to_thread.run_sync(_session_problem, websocket, token)
+                ended = (_announced_end(batch, actor) or await _session_problem(websocket, token)
                          or "this session has ended")
                 batch = []
             for frame in batch:
@@ -103,15 +122,16 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
                 if ended:
                     break
                 await websocket.send_json(frame)
-                cursor = frame["seq"]
+                cursor = subscription.cursor = frame["seq"]
             if ended is None and (clock.now() - checked).total_seconds() > SESSION_CHECK_SECONDS:
                 checked = clock.now()
-                ended = await to_thread.run_sync(_session_problem, websocket, token)
+                ended = await _session_problem(websocket, token)
             if ended:
                 await websocket.send_json({"type": "session_ended", "detail": ended})
                 await websocket.close(SESSION_ENDED, ended[:120])
                 return
-            if len(batch) == BATCH:
+            caught_up = complete or len(batch) < BATCH
+            if not caught_up:
                 continue
             waiter = asyncio.create_task(subscription.wait(HEARTBEAT_SECONDS))
             await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
@@ -132,16 +152,31 @@ def _announced_end(frames: list[dict[str, Any]], actor: Actor) -> str | None:
     return None
 
 
-def _session_problem(websocket: WebSocket, token: str) -> str | None:
+async def _session_problem(websocket: WebSocket, token: str) -> str | None:
     """A password reset or sign-out elsewhere ends this socket too: alerts go to live sessions only.
 
     An open socket is presence, not use: it keeps a personal session alive but lets a shared device's
-    session idle out (and records that end, announced like any other).
+    session idle out (and records that end, announced like any other). Checked in a read-only snapshot
+    first (every few seconds for every socket): only when the check has something to write (an expiry
+    to record) does it take a write turn.
     """
+    db = get_db(websocket)
+
+    def check(session: Session) -> None:
+        auth.authenticate(session=session, clock=get_clock(websocket), settings=get_settings_dep(websocket),
+                          token=token, activity=False)
+
+    def peek() -> bool:
+        with db.read_only() as session:
+            try:
+                check(session)
+            except CarerelayError:
+                return True
+            return bool(session.dirty)
+
     try:
-        with get_db(websocket).unit_of_work() as session:
-            auth.authenticate(session=session, clock=get_clock(websocket), settings=get_settings_dep(websocket),
-                              token=token, activity=False)
+        if await to_thread.run_sync(peek):
+            await db.run(check)
     except CarerelayError as exc:
         return exc.message
     return None
@@ -161,13 +196,12 @@ async def _receive(websocket: WebSocket, db: Database, actor: Actor) -> None:
                 await websocket.send_json({"type": "error", "detail": str(exc.errors()[0]["msg"])})
                 continue
 
-            def mark(receipts: ReceiptsIn = body) -> None:
-                with db.unit_of_work() as session:
-                    messaging.mark_receipts(session=session, clock=clock, actor=actor,
-                                            message_ids=receipts.message_ids, state=receipts.state)
+            def mark(session: Session, receipts: ReceiptsIn = body) -> None:
+                messaging.mark_receipts(session=session, clock=clock, actor=actor,
+                                        message_ids=receipts.message_ids, state=receipts.state)
 
             try:
-                await to_thread.run_sync(mark)
+                await db.run(mark)
             except CarerelayError as exc:
                 await websocket.send_json({"type": "error", "detail": exc.message})
         elif kind in ("alert.receipt", "alert.respond"):

@@ -1,9 +1,13 @@
 """Wakes a node's live WebSocket connections when their person has new events.
 
-The hub carries no data, only "look again": each connection then reads its events from the
-database after its own last sequence number, so a missed or repeated wake can neither lose nor
-duplicate anything. Wakes come from this node's commits (after-commit hook, any thread) and from
-other nodes through PostgreSQL NOTIFY.
+The database is the record: each connection can always read its events after its own last
+sequence number, so a missed or repeated wake can neither lose nor duplicate anything. To spare
+that read on the hot path, a commit on this node also hands the events it wrote to the
+connections of their people (``deliver``); a connection sends them directly only when they
+continue exactly where it stands (seq = its cursor + 1, without gaps) and reads the database
+otherwise. Wakes come from this node's commits (after-commit hook, any thread) and from other
+nodes through PostgreSQL NOTIFY, which names each person's newest sequence number so a
+connection that already has it is not woken again.
 """
 
 from __future__ import annotations
@@ -13,19 +17,53 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import suppress
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from carerelay.realtime.service import WAKE_KEY
+from carerelay.realtime.service import WAKE_KEY, committed_events
+
+# (person id, seq, kind, payload) of one committed event
+Committed = tuple[int, int, str, dict[str, Any]]
+
+MAX_PENDING = 500
 
 
 class Subscription:
     def __init__(self, person_id: int) -> None:
         self.person_id = person_id
+        self.cursor = 0
         self._event = asyncio.Event()
+        self._pending: dict[int, tuple[str, dict[str, Any]]] = {}
 
     def wake(self) -> None:
         self._event.set()
+
+    def push(self, seq: int, kind: str, payload: dict[str, Any]) -> None:
+        if seq > self.cursor and len(self._pending) < MAX_PENDING:
+            self._pending[seq] = (kind, payload)
+        self._event.set()
+
+    def take(self) -> tuple[list[dict[str, Any]], bool]:
+        """Handed-over events that continue exactly at the cursor, and whether that is all there is.
+
+        Not complete (read the database) when nothing was handed over (a wake from another node,
+        a heartbeat) or when a gap remains (an event committed elsewhere, or whose hook has not
+        run yet).
+        """
+        pending = self._pending
+        for seq in [s for s in pending if s <= self.cursor]:
+            del pending[seq]
+        frames = []
+        seq = self.cursor + 1
+        while seq in pending:
+            kind, payload = pending.pop(seq)
+            frames.append({"type": "event", "seq": seq, "kind": kind, "data": payload})
+            seq += 1
+        return frames, bool(frames) and not pending
+
+    def behind(self, seq: int) -> bool:
+        return seq > self.cursor
 
     async def wait(self, timeout: float) -> None:
         with suppress(TimeoutError):
@@ -64,8 +102,21 @@ class Hub:
             for sub in self._subs.get(person_id, ()):
                 sub.wake()
 
+    def wake_behind(self, newest: Iterable[tuple[int, int]]) -> None:
+        """Call from the event loop: wake the connections of each person not yet at that seq."""
+        for person_id, seq in newest:
+            for sub in self._subs.get(person_id, ()):
+                if sub.behind(seq):
+                    sub.wake()
+
     def wake_all(self) -> None:
         self.wake(list(self._subs))
+
+    def deliver(self, events: list[Committed]) -> None:
+        """Call from the event loop: hand committed events to their people's connections."""
+        for person_id, seq, kind, payload in events:
+            for sub in self._subs.get(person_id, ()):
+                sub.push(seq, kind, payload)
 
     def wake_threadsafe(self, person_ids: Iterable[int]) -> None:
         loop = self._loop
@@ -75,7 +126,13 @@ class Hub:
         loop.call_soon_threadsafe(self.wake, ids)
 
     def after_commit(self, session: Session) -> None:
-        """Database hook: wake whoever the committed transaction wrote events for."""
+        """Database hook: hand over (or wake for) what the committed transaction wrote."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        events = committed_events(session)
         woken = session.info.get(WAKE_KEY)
-        if woken:
-            self.wake_threadsafe(woken)
+        if events:
+            loop.call_soon_threadsafe(self.deliver, events)
+        elif woken:
+            loop.call_soon_threadsafe(self.wake, list(woken))

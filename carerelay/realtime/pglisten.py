@@ -23,20 +23,6 @@ def _libpq_url(sqlalchemy_url: str) -> str:
     return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def _person_ids(payload: str) -> list[int] | None:
-    """The people a NOTIFY names, or None when it cannot be read.
-
-    The channel is database-wide: another carerelay version (or a test run in another schema) may
-    notify in a shape this one does not know. A wake carries no data, so an unreadable one wakes
-    every socket on this node to look again, and the listener never dies of it.
-    """
-    try:
-        return [int(p) for p in payload.split(",") if p]
-    except ValueError:
-        log.warning("unreadable event notification; waking every connection", extra={"payload": payload[:100]})
-        return None
-
-
 async def listen_forever(database_url: str, hub: Hub, ready: asyncio.Event | None = None) -> None:
     delay = 0.5
     while True:
@@ -51,11 +37,7 @@ async def listen_forever(database_url: str, hub: Hub, ready: asyncio.Event | Non
                 gen = conn.notifies()
                 try:
                     async for note in gen:
-                        ids = _person_ids(note.payload)
-                        if ids is None:
-                            hub.wake_all()
-                        else:
-                            hub.wake(ids)
+                        hub.wake_behind(_newest(note.payload))
                 finally:
                     await gen.aclose()
         except asyncio.CancelledError:
@@ -64,6 +46,17 @@ async def listen_forever(database_url: str, hub: Hub, ready: asyncio.Event | Non
             log.warning("event listener lost its connection; retrying", extra={"error": str(exc)})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
+
+
+def _newest(payload: str) -> list[tuple[int, int]]:
+    """``person:seq,…``; a bare person id (an older node) wakes that person's connections regardless.
+    Anything else is skipped, never fatal: a stray NOTIFY may cost a wake, never the listener."""
+    newest = []
+    for item in payload.split(","):
+        person, _, seq = item.partition(":")
+        if person.isdigit():
+            newest.append((int(person), int(seq) if seq.isdigit() else 1 << 62))
+    return newest
 
 
 async def stop(task: asyncio.Task[None]) -> None:

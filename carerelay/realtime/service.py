@@ -9,56 +9,93 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import Table, delete, event, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from carerelay.core.clock import Clock
 from carerelay.realtime.models import Event, EventCursor
 
 WAKE_KEY = "realtime_wake"
+EVENTS_KEY = "realtime_events"
 NOTIFY_CHANNEL = "carerelay_events"
 
 
-def _next_seq(session: Session, person_id: int) -> int:
-    """One statement takes the next number and holds the row lock until commit.
+_CURSORS = cast(Table, EventCursor.__table__)
+_EVENTS = cast(Table, Event.__table__)
 
-    A person's first cursor row is created with ON CONFLICT DO NOTHING: two transactions fanning out
-    to the same new person must not collide on its creation (a 409 under load on PostgreSQL).
+
+def _next_seqs(session: Session, person_ids: list[int]) -> dict[int, int]:
+    """One statement takes every person's next number and holds their cursor rows until commit.
+
+    An upsert: a person's first cursor row is created by the same statement, so two transactions
+    fanning out to the same new person cannot collide on its creation (ON CONFLICT waits for the
+    other's row instead of failing). Rows are taken in the order given (sorted ids), so two
+    transactions fanning out to overlapping people cannot deadlock.
     """
     dialect = session.get_bind().dialect.name
-    create = (pg_insert if dialect == "postgresql" else sqlite_insert)(EventCursor)
-    session.execute(create.values(person_id=person_id, last_seq=0).on_conflict_do_nothing())
-    seq = session.execute(
-        update(EventCursor).where(EventCursor.person_id == person_id)
-        .values(last_seq=EventCursor.last_seq + 1).returning(EventCursor.last_seq)
-    ).scalar_one()
-    return int(seq)
+    table = _CURSORS
+    upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(
+        [{"person_id": p, "last_seq": 1} for p in person_ids])
+    upsert = upsert.on_conflict_do_update(index_elements=[table.c.person_id],
+                                          set_={"last_seq": table.c.last_seq + 1})
+    rows = session.execute(upsert.returning(table.c.person_id, table.c.last_seq))
+    return {int(p): int(q) for p, q in rows}
 
 
 def emit(
     *, session: Session, clock: Clock, person_ids: Iterable[int], kind: str, payload: dict[str, Any]
 ) -> dict[int, int]:
     """One event per person; returns each person's new sequence number."""
+    ids = sorted(set(person_ids))
+    if not ids:
+        return {}
+    seqs = _next_seqs(session, ids)
     now = clock.now()
-    seqs: dict[int, int] = {}
-    # Lock cursors in id order so two transactions fanning out to overlapping people cannot deadlock.
-    for person_id in sorted(set(person_ids)):
-        seqs[person_id] = _next_seq(session, person_id)
-    if not seqs:
-        return seqs
-    session.execute(insert(Event), [{"person_id": p, "seq": q, "kind": kind, "payload": payload, "created_at": now}
-                                    for p, q in seqs.items()])
+    session.execute(insert(_EVENTS), [{"person_id": p, "seq": seqs[p], "kind": kind, "payload": payload,
+                                     "created_at": now} for p in ids])
     wake: set[int] = session.info.setdefault(WAKE_KEY, set())
-    wake.update(seqs)
-    if session.get_bind().dialect.name == "postgresql":
-        # One channel per schema: installations (or test runs) sharing a database never hear each other.
+    wake.update(ids)
+    savepoint = session.get_nested_transaction()
+    session.info.setdefault(EVENTS_KEY, []).extend((p, seqs[p], kind, payload, savepoint) for p in ids)
+    if _postgresql(session):
+        # person:seq, so a node whose connections already have the event does not read for it again;
+        # one channel per schema: installations (or test runs) sharing a database never hear each other.
         session.execute(text("SELECT pg_notify(:channel || '_' || current_schema(), :payload)"),
-                        {"channel": NOTIFY_CHANNEL, "payload": ",".join(map(str, sorted(seqs)))})
+                        {"channel": NOTIFY_CHANNEL, "payload": ",".join(f"{p}:{seqs[p]}" for p in ids)})
     return seqs
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, rolled_back: SessionTransaction) -> None:
+    """Events written inside a savepoint that rolled back never existed: they must not be handed over."""
+    emitted = session.info.get(EVENTS_KEY)
+    if not emitted:
+        return
+    if not rolled_back.nested:
+        emitted.clear()
+        return
+
+    def inside(savepoint: SessionTransaction | None) -> bool:
+        while savepoint is not None:
+            if savepoint is rolled_back:
+                return True
+            savepoint = savepoint.parent
+        return False
+
+    emitted[:] = [e for e in emitted if not inside(e[4])]
+
+
+def committed_events(session: Session) -> list[tuple[int, int, str, dict[str, Any]]]:
+    """What this (committed) unit of work emitted: (person id, seq, kind, payload)."""
+    return [(p, q, k, d) for p, q, k, d, _ in session.info.get(EVENTS_KEY, ())]
+
+
+def _postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def events_after(*, session: Session, person_id: int, after_seq: int, limit: int = 500) -> list[Event]:

@@ -121,7 +121,11 @@ def people_recipients(
     """Active people with their contact points, in the given order; inactive ones become notes."""
     result = Resolution(address, at)
     ids = [pid for pid, _ in reasons]
-    people = {p.id: p for p in session.execute(select(Person).where(Person.id.in_(ids))).scalars()}
+    if not ids:
+        return result
+    # Columns, not Person objects: no roles to load, and resolve() runs at every send and step.
+    people = {row.id: row for row in session.execute(
+        select(Person.id, Person.display_name, Person.active).where(Person.id.in_(ids)))}
     contacts = contacts_of(session, ids)
     seen: set[int] = set()
     for pid, reason in reasons:

@@ -50,10 +50,10 @@ def _parse(hhmm: str) -> time:
     return time(int(hours), int(minutes))
 
 
-def _zone(session: Session, person: Person) -> ZoneInfo:
-    if person.department_id is not None:
+def _zone(session: Session, department_id: int | None) -> ZoneInfo:
+    if department_id is not None:
         tz = session.execute(select(Site.timezone).join(Department, Department.site_id == Site.id)
-                             .where(Department.id == person.department_id)).scalar_one_or_none()
+                             .where(Department.id == department_id)).scalar_one_or_none()
         if tz:
             return ZoneInfo(tz)
     return ZoneInfo("UTC")
@@ -87,18 +87,23 @@ def _next_local(local: datetime, hhmm: str, zone: ZoneInfo) -> datetime:
 
 
 def decide(session: Session, *, person_id: int, priority: str, sender_type: str, at: datetime) -> Decision:
-    person = session.get(Person, person_id)
-    if person is None:
+    # Runs for every recipient of every step: the department only, not the whole person, and the
+    # site's zone only once a rule needs the local time.
+    found = session.execute(select(Person.id, Person.department_id).where(Person.id == person_id)).first()
+    if found is None:
         return Decision("deliver")
-    zone = _zone(session, person)
-    local = at.astimezone(zone)
-    rules = session.execute(
+    department_id = found.department_id
+    rules = list(session.execute(
         select(RoutingRule).where(RoutingRule.active.is_(True),
                                   or_(RoutingRule.person_id == person_id,
                                       (RoutingRule.person_id.is_(None))
-                                      & (RoutingRule.department_id == person.department_id)))
+                                      & (RoutingRule.department_id == department_id)))
         .order_by(RoutingRule.person_id.is_(None), RoutingRule.rank, RoutingRule.id)
-    ).scalars()
+    ).scalars())
+    if not rules:
+        return Decision("deliver")
+    zone = _zone(session, department_id)
+    local = at.astimezone(zone)
     on_duty: bool | None = None
     for rule in rules:
         if rule.priorities and priority not in rule.priorities:

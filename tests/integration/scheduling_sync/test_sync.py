@@ -264,6 +264,7 @@ def test_shiftadmin_pull_maps_reports_keeps_hand_entered_and_follows_changes(
         slots = session.execute(select(Slot).where(Slot.source == "shiftadmin").order_by(Slot.starts_at)).scalars()
         assert [(s.external_key, s.person_id, s.starts_at) for s in slots] == [
             (f"{source.id}:101", ids["gwhitfield"], _utc(24, 12)), (f"{source.id}:102", ids["ydemir"], _utc(25, 0))]
+    with db.unit_of_work() as session:  # audit entries are chained as the run's transaction commits
         entry = session.execute(select(AuditEntry).where(AuditEntry.action == "scheduling.sync",
                                                          AuditEntry.object_id == str(source.id))).scalar_one()
         assert entry.actor_name == f"sync:shiftadmin:{source.id}" and entry.outcome == "success"

@@ -1,11 +1,20 @@
-"""A notification in a shape this version does not know wakes everyone instead of killing the listener."""
+"""A notification in a shape this version does not expect never kills the listener."""
 
 from __future__ import annotations
 
-from carerelay.realtime.pglisten import _person_ids
+from carerelay.realtime.pglisten import _newest
+
+EVERYTHING = 1 << 62
 
 
-def test_payloads() -> None:
-    assert _person_ids("3,5,8") == [3, 5, 8]
-    assert _person_ids("") == []
-    assert _person_ids("52:1,53:4") is None
+def test_person_and_sequence_pairs() -> None:
+    assert _newest("3:17,5:2") == [(3, 17), (5, 2)]
+
+
+def test_a_bare_person_id_wakes_that_person_whatever_it_has() -> None:
+    assert _newest("3,5") == [(3, EVERYTHING), (5, EVERYTHING)]
+
+
+def test_what_cannot_be_read_is_skipped() -> None:
+    assert _newest("") == []
+    assert _newest("x:1,,7:y,{json}") == [(7, EVERYTHING)]

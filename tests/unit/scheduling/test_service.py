@@ -355,6 +355,7 @@ def test_every_scheduling_change_writes_its_audit_entry(db: Database, clock: Fak
         service.decide_time_off(session=session, clock=clock, actor=ADMIN, request_id=leave.id, approve=False)
         service.revoke_cross_credential(session=session, clock=clock, actor=ADMIN, person_id=people["aokafor"],
                                         department_id=icu)
+    with db.unit_of_work() as session:  # entries join the hash chain as their transaction commits
         entries = session.execute(select(AuditEntry).where(AuditEntry.seq > (last or 0))
                                   .order_by(AuditEntry.seq)).scalars().all()
         written = [(e.action, e.object_type, e.object_id) for e in entries]

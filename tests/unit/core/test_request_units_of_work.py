@@ -1,0 +1,133 @@
+"""Units of work entered from the event loop: SQLite's group commit, and exits that always finish.
+
+These use the real database of the run (not the rolled-back test transaction), on a table of their
+own, since what they check is committing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from anyio import to_thread
+from sqlalchemy import Engine, event, text
+from sqlalchemy.orm import Session
+
+from carerelay.core.db import Database
+from carerelay.core.errors import Invalid
+
+
+@pytest.fixture
+def probe(engine: Engine) -> Iterator[Database]:
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE uow_probe (id INTEGER PRIMARY KEY, note VARCHAR(40))"))
+    db = Database(engine)
+    try:
+        yield db
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE uow_probe"))
+
+
+def _insert(session: Session, n: int) -> None:
+    session.execute(text("INSERT INTO uow_probe (id, note) VALUES (:n, 'x')"), {"n": n})
+
+
+def _count(db: Database) -> int:
+    with db.read_only() as session:
+        return int(session.execute(text("SELECT count(*) FROM uow_probe")).scalar_one())
+
+
+def test_concurrent_units_of_work_all_commit_and_a_failure_stays_its_own(probe: Database) -> None:
+    committed_before_hook: list[int] = []
+    probe.after_commit.append(lambda session: committed_before_hook.append(_count(probe)))
+
+    async def one(n: int) -> None:
+        async with probe.unit_of_work_async() as session:
+            await to_thread.run_sync(_insert, session, n)
+            if n == 7:
+                raise Invalid("this one is refused")
+
+    async def main() -> list[BaseException | None]:
+        return await asyncio.gather(*(one(n) for n in range(40)), return_exceptions=True)
+
+    outcomes = asyncio.run(main())
+    assert [n for n, o in enumerate(outcomes) if o is not None] == [7]
+    assert isinstance(outcomes[7], Invalid)
+    assert _count(probe) == 39
+    # every hook ran after its unit of work was durable, i.e. visible to another connection
+    assert len(committed_before_hook) == 39 and min(committed_before_hook) >= 1
+
+
+def test_a_cancelled_request_leaves_no_transaction_open(probe: Database) -> None:
+    """A client that disconnects cancels its request; its transaction must still end (and its locks go)."""
+    with probe.engine.begin() as conn:
+        conn.execute(text("INSERT INTO uow_probe (id, note) VALUES (1, 'row')"))
+    async def cancelled() -> None:
+        taken = asyncio.Event()
+
+        async def request() -> None:
+            async with probe.unit_of_work_async() as session:
+                await to_thread.run_sync(lambda: session.execute(
+                    text("UPDATE uow_probe SET note = 'mine' WHERE id = 1")))
+                taken.set()
+                await asyncio.sleep(60)
+
+        task = asyncio.create_task(request())
+        await taken.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        async with probe.unit_of_work_async() as session:
+            await asyncio.wait_for(to_thread.run_sync(lambda: session.execute(
+                text("UPDATE uow_probe SET note = 'next' WHERE id = 1"))), timeout=20)
+
+    asyncio.run(cancelled())
+    with probe.read_only() as session:
+        assert session.execute(text("SELECT note FROM uow_probe WHERE id = 1")).scalar_one() == "next"
+
+
+def test_sqlite_units_of_work_share_commits(probe: Database) -> None:
+    if probe.dialect != "sqlite":
+        pytest.skip("group commit is how SQLite's single writer keeps up; PostgreSQL commits each on its own")
+    commits: list[int] = []
+
+    def count_commit(conn: object) -> None:
+        commits.append(1)
+
+    event.listen(probe.engine, "commit", count_commit)
+
+    async def one(n: int) -> None:
+        async with probe.unit_of_work_async() as session:
+            await to_thread.run_sync(_insert, session, n)
+
+    async def main() -> None:
+        await asyncio.gather(*(one(n) for n in range(100, 160)))
+
+    try:
+        asyncio.run(main())
+    finally:
+        event.remove(probe.engine, "commit", count_commit)
+    assert _count(probe) == 60
+    assert len(commits) < 60
+
+
+def test_a_sync_writer_and_the_group_take_turns(probe: Database) -> None:
+    """Background writers (timers, HL7) and requests never both hold SQLite's write lock."""
+
+    async def main() -> None:
+        async def request(n: int) -> None:
+            async with probe.unit_of_work_async() as session:
+                await to_thread.run_sync(_insert, session, n)
+
+        def background() -> None:
+            for n in range(200, 220):
+                with probe.unit_of_work() as session:
+                    _insert(session, n)
+
+        await asyncio.gather(to_thread.run_sync(background), *(request(n) for n in range(300, 330)))
+
+    asyncio.run(asyncio.wait_for(main(), timeout=60))
+    assert _count(probe) == 50

@@ -1,0 +1,79 @@
+"""What the hot paths cost in statements, pinned: a send, an escalation step, a resolve.
+
+A change that adds a statement to these paths fails here and says which statements ran, so the cost
+is a decision, not an accident (docs/subsystems/performance.md explains each count).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from carerelay.alerts import service as alerts
+from carerelay.auth.service import authenticate, start_session
+from carerelay.config import Settings
+from carerelay.core.actor import Actor, cli_actor
+from carerelay.core.clock import FakeClock
+from carerelay.core.db import Database
+from carerelay.directory.models import Person
+from carerelay.jobs import service as jobs
+from carerelay.messaging import service as messaging
+from carerelay.messaging.models import ConversationKind
+from carerelay.routing.resolver import resolve
+from tests.querycount import statements
+
+
+def _person(db: Database, username: str) -> Person:
+    with db.unit_of_work() as session:
+        return session.execute(select(Person).where(Person.username == username)).scalar_one()
+
+
+def test_a_send_costs_thirteen_statements(db: Database, clock: FakeClock, settings: Settings) -> None:
+    """Sign-in check (2), policy, conversation (lock), seq, message, members, receipts, event cursors
+    (one upsert for everyone), events, and at commit the audit chain (head, entry, new head);
+    PostgreSQL adds the NOTIFY that wakes other nodes."""
+    house, wilson = _person(db, "ghouse"), _person(db, "jwilson")
+    with db.unit_of_work() as session:
+        token = start_session(session=session, clock=clock, settings=settings, person=house, kind="api", ip=None,
+                              user_agent=None, method="test").token
+        conversation = messaging.create_conversation(
+            session=session, clock=clock, actor=Actor(person_id=house.id, username=house.username),
+            kind=ConversationKind.DIRECT, member_ids=[wilson.id])
+
+    def send(text: str) -> None:
+        with db.unit_of_work() as session:
+            auth_session, person = authenticate(session=session, clock=clock, settings=settings, token=token)
+            actor = Actor(person_id=person.id, username=person.username, roles=person.role_names,
+                          session_id=auth_session.id)
+            messaging.send_message(session=session, clock=clock, actor=actor,
+                                   request=messaging.SendRequest(conversation_id=conversation.id, text=text))
+
+    send("warm-up: the first send creates the event cursors")
+    with statements(db.engine) as seen:
+        send("Pt in 12 asking for you")
+    expected = 14 if db.dialect == "postgresql" else 13
+    assert len(seen) == expected, "\n".join(seen)
+
+
+def test_an_escalation_step_costs_twenty_eight_statements(db: Database, clock: FakeClock) -> None:
+    """The default chain's second step, to a group of three: claim the timer, lock the run, the alert,
+    resolve (group, members, people, contact points), the step's own trail entry, each recipient's
+    department and routing rules
+    (2 each), earlier recipients, trail, recipients, event cursors (one upsert), events, run, audit at
+    commit (head, entry, new head), fired. PostgreSQL sends the trail rows in one statement and adds
+    the NOTIFY."""
+    house = _person(db, "ghouse")
+    with db.unit_of_work() as session:
+        alerts.raise_alert(session=session, clock=clock, actor=cli_actor("test"), kind="manual",
+                           priority="urgent", title="K+ 6.8", body="", source="test", address=f"person:{house.id}")
+    clock.advance(minutes=30)
+    with statements(db.engine) as seen:
+        assert jobs.fire_one(db=db, clock=clock)
+    expected = 27 if db.dialect == "postgresql" else 28
+    assert len(seen) == expected, f"{len(seen)} statements:\n" + "\n".join(seen)
+
+
+def test_resolving_a_person_costs_two_statements(db: Database, clock: FakeClock) -> None:
+    house = _person(db, "ghouse")
+    with db.read_only() as session, statements(db.engine) as seen:
+        assert resolve(session, f"person:{house.id}", clock.now()).person_ids == [house.id]
+    assert len(seen) == 2, "\n".join(seen)

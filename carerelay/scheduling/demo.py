@@ -67,10 +67,13 @@ def load_demo_schedules(
         dept_id = depts[dept_code].id
         if service.find_schedule(session=session, department_id=dept_id, on_date=first) is not None:
             continue
+        # The night of the month's last day runs into the 1st: start the evening before, unless an
+        # earlier schedule already covers it, so the 1st's small hours have someone on call too.
+        day = first if service.find_schedule(session=session, department_id=dept_id,
+                                             on_date=first - timedelta(days=1)) else first - timedelta(days=1)
         schedule = service.create_schedule(session=session, clock=clock, actor=actor, department_id=dept_id,
-                                           starts_on=first, ends_on=last)
+                                           starts_on=day, ends_on=last)
         count("schedules")
-        day = first
         while day <= last:
             n = (day - first).days
             for code, offset in offsets.items():

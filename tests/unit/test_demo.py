@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 from sqlalchemy import func, select
 
 from carerelay.audit.models import AuditEntry
 from carerelay.core.actor import cli_actor
 from carerelay.core.clock import FakeClock
-from carerelay.core.db import Database
+from carerelay.core.db import Database, make_engine
+from carerelay.core.migrate import upgrade
 from carerelay.demo import load_demo
 from carerelay.directory.models import Department, Person
 from carerelay.escalation.service import list_policies
 from carerelay.patients.models import Bed, Unit
+from carerelay.scheduling import lookup
 
 
 def test_loading_twice_changes_nothing(db: Database, clock: FakeClock) -> None:
@@ -48,3 +53,17 @@ def test_demo_escalation_policies_walk_cardiology_call_orders(db: Database) -> N
         assert policies["Hospitalist on call"].active
         catch_all = policies["Everything else: then the operators"]
         assert (catch_all.alert_kind, catch_all.department_id, catch_all.priority) == (None, None, None)
+
+
+def test_the_small_hours_of_the_first_of_the_month_have_someone_on_call(tmp_path: Path) -> None:
+    """Loaded at 03:00 New York on the 1st: last month's final night shift runs until 07:00."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'first.db'}")
+    upgrade(engine)
+    db, clock = Database(engine), FakeClock(datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
+    with db.unit_of_work() as session:
+        load_demo(session=session, clock=clock, actor=cli_actor())
+    with db.read_only() as session:
+        coverage = {c.department_code: c for c in lookup.on_call_now(session=session, at=clock.now())}
+        assert {code: bool(c.now) for code, c in coverage.items()} == {"CARD": True, "HOSP": True, "NEURO": True}
+        assert [o.assignment_code for o in coverage["CARD"].now] == ["CARD-CALL1-NIGHT", "CARD-CALL2-NIGHT"]
+    engine.dispose()

@@ -11,6 +11,7 @@ server thread), and after ``login_lockout_after`` the name is locked for a while
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -33,8 +34,14 @@ from carerelay.directory.models import Person
 from carerelay.realtime import service as realtime
 
 _hasher = PasswordHasher()
-# Verifying against this when the user does not exist keeps the response time the same.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against this when the user does not exist keeps the response time the same; made on
+    first use, not at import, so every CLI command does not pay for an Argon2 hash it never needs."""
+    return _hasher.hash("not-a-real-password")
+
 
 SIGN_IN_FAILED = "sign-in failed: wrong user name, password or code"
 SESSION_LOCKED = "the session is locked: unlock it with your PIN (POST /api/auth/unlock)"
@@ -138,7 +145,7 @@ def sign_in(
     _check_throttle(row, now)
     person = session.execute(select(Person).where(Person.username == key)).scalar_one_or_none()
     cred = session.get(Credential, person.id) if person is not None else None
-    stored = cred.password_hash if cred is not None and cred.password_hash else _DUMMY_HASH
+    stored = cred.password_hash if cred is not None and cred.password_hash else _dummy_hash()
     try:
         good = _hasher.verify(stored, password) and cred is not None
     except (VerificationError, InvalidHashError):

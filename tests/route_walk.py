@@ -39,18 +39,18 @@ def _policies(dependant: Any) -> list[Policy]:
     return found
 
 
-def _expand(routes: list[Any]) -> list[Any]:
+def expand_routes(routes: list[Any]) -> list[Any]:
     """FastAPI keeps included routers lazily; open them so no route escapes the walk."""
     flat = []
     for route in routes:
         included = getattr(route, "original_router", None)
-        flat.extend(_expand(included.routes) if included is not None else [route])
+        flat.extend(expand_routes(included.routes) if included is not None else [route])
     return flat
 
 
 def declared_routes(app: FastAPI) -> list[DeclaredRoute]:
     rows = []
-    for route in _expand(app.routes):
+    for route in expand_routes(app.routes):
         if isinstance(route, APIRoute | APIWebSocketRoute):
             methods = tuple(sorted(getattr(route, "methods", None) or {"WS"}))
             rows.append(DeclaredRoute(methods, route.path, tuple(_policies(route.dependant)), route))

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,6 +40,7 @@ from carerelay.core.errors import (
     TooManyAttempts,
     Unauthenticated,
 )
+from carerelay.core.schemas import ErrorBody
 from carerelay.directory.api import router as directory_router
 from carerelay.escalation.api import router as escalation_router
 from carerelay.escalation.auditor import AuditorConfig
@@ -83,6 +85,56 @@ _STATUS: dict[type[CarerelayError], int] = {
     Unauthenticated: 401,
     TooManyAttempts: 429,
 }
+
+
+ERROR_RESPONSES: dict[int, str] = {
+    401: "Not signed in, or the token or session is not valid here",
+    403: "Not allowed for this caller",
+    404: "No such thing, or not one this caller may see",
+    409: "Conflicts with what is stored",
+    422: "The request is invalid; 'field' names the first field at fault",
+}
+
+
+def _document_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document, with the error answers every route can give in the shape they have.
+
+    Every refusal is an ``ErrorBody`` (``detail`` as one line, ``field``), raised by the route's
+    policy or by the service it calls; FastAPI's default document shows neither the 401/403/404/409
+    answers nor this body, so clients (and schemathesis) would be told a different contract.
+    """
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for fastapi_default in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(fastapi_default, None)
+        schemas["ErrorBody"] = ErrorBody.model_json_schema()
+        error = {"$ref": "#/components/schemas/ErrorBody"}
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                responses = operation.setdefault("responses", {})
+                codes = dict(ERROR_RESPONSES)
+                if "requestBody" in operation:
+                    codes[400] = "The body could not be read (not UTF-8, or a broken form)"
+                for code, description in codes.items():
+                    _add_error(responses.setdefault(str(code), {"description": description}), error)
+        app.openapi_schema = schema
+        return schema
+
+    return openapi
+
+
+def _add_error(documented: dict[str, Any], error: dict[str, Any]) -> None:
+    """An error answer is an ErrorBody — or, where the route documents a body of its own for that
+    status (an import's report of refused rows), either."""
+    content = documented.setdefault("content", {}).setdefault("application/json", {})
+    own = content.get("schema")
+    if own is None or "HTTPValidationError" in str(own):
+        content["schema"] = error
+    elif own != error:
+        content["schema"] = {"anyOf": [own, error]}
 
 
 def _status_for(exc: CarerelayError) -> int:
@@ -234,6 +286,7 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
         raise ConfigError(f"invalid setting CARERELAY_SSO_PROVIDERS_FILE: {exc.message}") from None
     app.state.hl7 = None
 
+    app.openapi = _document_errors(app)  # type: ignore[method-assign]
     app.add_exception_handler(CarerelayError, _carerelay_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
 

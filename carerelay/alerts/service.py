@@ -3,6 +3,8 @@
 Privacy rule (1): an alert's details and trail are visible to the people it reached and to the
 roles that run the system (operators, integration admins, compliance officers); others get
 "not found".
+Rule (2): only the people it reached act on it (acknowledge, accept, reject, call back): seeing an
+alert is oversight, answering it stops or moves an escalation, which is the care team's to do.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ def first_reachable(*, session: Session, at: datetime, addresses: Sequence[str])
 
 
 def access_alert(*, session: Session, actor: Actor, alert_id: int) -> Alert:
+    """(1) An alert the caller may read: one that reached them, or any for the overseeing roles."""
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"no alert {alert_id}")
@@ -124,6 +127,15 @@ def access_alert(*, session: Session, actor: Actor, alert_id: int) -> Alert:
         return alert
     if actor.person_id is None or session.get(AlertRecipient, (alert_id, actor.person_id)) is None:
         raise NotFound(f"no alert {alert_id}")
+    return alert
+
+
+def access_alert_to_answer(*, session: Session, actor: Actor, alert_id: int) -> Alert:
+    """(2) An alert the caller may answer: one that reached them. An overseer who can read it but was
+    not reached is told so, rather than "not found", since they can see it exists."""
+    alert = access_alert(session=session, actor=actor, alert_id=alert_id)
+    if actor.person_id is None or session.get(AlertRecipient, (alert_id, actor.person_id)) is None:
+        raise Forbidden("only the people this alert reached can answer it")
     return alert
 
 
@@ -136,7 +148,7 @@ def _changed(session: Session, clock: Clock, alert: Alert) -> None:
 
 def acknowledge(*, session: Session, clock: Clock, actor: Actor, alert_id: int, response: str = ACCEPT,
                 choice: str | None = None) -> Alert:
-    alert = access_alert(session=session, actor=actor, alert_id=alert_id)
+    alert = access_alert_to_answer(session=session, actor=actor, alert_id=alert_id)
     return acknowledge_alert(session=session, clock=clock, actor=actor, alert=alert, response=response, choice=choice)
 
 
@@ -216,7 +228,7 @@ def note_receipt(*, session: Session, clock: Clock, alert: Alert, person_id: int
 
 def respond(*, session: Session, clock: Clock, actor: Actor, alert_id: int, choice: str) -> Alert:
     """Accept or call back acknowledges; reject escalates at once to the next step."""
-    alert = access_alert(session=session, actor=actor, alert_id=alert_id)
+    alert = access_alert_to_answer(session=session, actor=actor, alert_id=alert_id)
     action = _action_of(alert, choice)
     offered = next((c for c in alert.choices if c.strip().lower() == choice.strip().lower()), None)
     if action in (ACCEPT, CALL_BACK):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response, status
 
 from carerelay.auth import devices, service
@@ -33,8 +35,12 @@ from carerelay.auth.schemas import (
     TotpConfirmIn,
 )
 from carerelay.core.actor import Actor
+from carerelay.core.schemas import ErrorBody
 from carerelay.directory import service as directory
 from carerelay.directory.models import Role
+
+THROTTLED: dict[int | str, dict[str, Any]] = {429: {
+    "description": "Too many failed attempts: wait the Retry-After seconds", "model": ErrorBody}}
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -44,7 +50,7 @@ def set_session_cookie(response: Response, token: str, secure: bool, max_age: in
                         path="/")
 
 
-@router.post("/sign-in", response_model=SignInOut)
+@router.post("/sign-in", response_model=SignInOut, responses=THROTTLED)
 def sign_in(
     body: SignInIn, request: Request, response: Response, session: DbSession, clock: ClockDep,
     settings: SettingsDep, actor: Actor = public(),
@@ -99,7 +105,7 @@ def revoke_session(session_id: int, session: DbSession, clock: ClockDep, actor: 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/password", response_model=SessionsEnded)
+@router.post("/password", response_model=SessionsEnded, responses=THROTTLED)
 def change_password(
     body: ChangePasswordIn, response: Response, session: DbSession, clock: ClockDep, settings: SettingsDep,
     actor: Actor = signed_in(),
@@ -132,7 +138,7 @@ def totp_confirm(body: TotpConfirmIn, session: DbSession, clock: ClockDep, actor
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/shared-device/sign-in", response_model=SignInOut)
+@router.post("/shared-device/sign-in", response_model=SignInOut, responses=THROTTLED)
 def shared_device_sign_in(
     body: SharedDeviceSignInIn, request: Request, session: DbSession, clock: ClockDep, settings: SettingsDep,
     actor: Actor = public(),
@@ -159,7 +165,7 @@ def lock(session: DbSession, clock: ClockDep, actor: Actor = signed_in()) -> Res
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/unlock", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/unlock", status_code=status.HTTP_204_NO_CONTENT, responses=THROTTLED)
 def unlock(body: PinIn, request: Request, session: DbSession, clock: ClockDep, settings: SettingsDep,
            actor: Actor = public()) -> Response:
     """Public because a locked session is not signed in; the session token plus the PIN is the proof."""

@@ -23,13 +23,13 @@ from typing import Any
 from anyio import CancelScope, CapacityLimiter, to_thread
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from carerelay.core.clock import as_utc
-from carerelay.core.errors import CarerelayError, Conflict
+from carerelay.core.errors import CarerelayError, Conflict, Invalid
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -202,6 +202,11 @@ class Database:
         except IntegrityError as exc:
             session.rollback()
             raise _conflict(exc) from exc
+        except (DataError, OverflowError) as exc:
+            session.rollback()
+            if not _refused_value(exc):
+                raise
+            raise _out_of_range(exc) from exc
         except CarerelayError as exc:
             if exc.keep_changes:
                 session.commit()
@@ -264,10 +269,13 @@ class Database:
                 return False, _conflict(error)
             except BaseException as error:
                 session.rollback()
-                return False, error
+                return False, _out_of_range(error) if _refused_value(error) else error
         if isinstance(exc, IntegrityError):
             session.rollback()
             return False, _conflict(exc)
+        if _refused_value(exc):
+            session.rollback()
+            return False, _out_of_range(exc)
         if isinstance(exc, CarerelayError) and exc.keep_changes:
             try:
                 session.commit()
@@ -293,6 +301,20 @@ class Database:
         for hook in self.after_commit:
             hook(session)
         session.info.clear()
+
+
+def _refused_value(exc: BaseException) -> bool:
+    """The database could not take a value as given: PostgreSQL's data errors (a number out of range,
+    text too long for its column), SQLite's driver refusing an integer wider than 64 bits."""
+    return isinstance(exc, DataError) or (isinstance(exc, OverflowError) and "SQLite" in str(exc))
+
+
+def _out_of_range(exc: BaseException) -> Invalid:
+    """Input the database refused is the caller's to fix (422), never a server error (500)."""
+    cause = exc.orig if isinstance(exc, DataError) and exc.orig is not None else exc
+    invalid = Invalid(f"a value cannot be stored as given: {str(cause).splitlines()[0]}")
+    invalid.__cause__ = exc
+    return invalid
 
 
 def _conflict(exc: IntegrityError) -> Conflict:

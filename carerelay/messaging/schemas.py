@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt, StringConstraints
 
-from carerelay.core.schemas import Input, Output
+from carerelay.core.schemas import Input, Output, Patch
 from carerelay.messaging.models import ConversationKind, Priority
 
 MessageText = Annotated[str, StringConstraints(max_length=10_000)]
@@ -112,7 +112,7 @@ class PolicyOut(Output):
     attachment_max_bytes: int
 
 
-class PolicyPatch(Input):
+class PolicyPatch(Patch):
     visible_hours: Annotated[int, Field(strict=True, ge=1, le=24 * 365)] | None = None
     search_hours: Annotated[int, Field(strict=True, ge=1, le=24 * 365)] | None = None
     retention_years: Annotated[int, Field(strict=True, ge=1, le=100)] | None = None

@@ -247,7 +247,7 @@ def list_swaps(
     session: DbSession, status_filter: Annotated[RequestStatus | None, Query(alias="status")] = None,
     actor: Actor = signed_in(),
 ) -> list[SwapOut]:
-    return [SwapOut.model_validate(s) for s in service.list_swaps(session=session, status=status_filter)]
+    return [SwapOut.model_validate(s) for s in service.list_swaps(session=session, actor=actor, status=status_filter)]
 
 
 @router.post("/swaps", response_model=SwapOut, status_code=status.HTTP_201_CREATED)
@@ -268,7 +268,8 @@ def decide_swap(
 def list_time_off(
     session: DbSession, person_id: Annotated[int | None, Query()] = None, actor: Actor = signed_in()
 ) -> list[TimeOffOut]:
-    return [TimeOffOut.model_validate(t) for t in service.list_time_off(session=session, person_id=person_id)]
+    rows = service.list_time_off(session=session, actor=actor, person_id=person_id)
+    return [TimeOffOut.model_validate(t) for t in rows]
 
 
 @router.post("/time-off", response_model=TimeOffOut, status_code=status.HTTP_201_CREATED)

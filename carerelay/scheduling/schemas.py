@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, field_validator
 
-from carerelay.core.schemas import Input, Output
+from carerelay.core.schemas import Input, Output, WallClock
 from carerelay.scheduling.models import AssignmentKind
 
 Code = Annotated[str, StringConstraints(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
@@ -28,8 +28,8 @@ class AssignmentIn(Input):
     code: Code
     name: Name
     kind: AssignmentKind
-    start_time: time = Field(description="Local wall-clock time in the site's zone, e.g. 07:00")
-    end_time: time = Field(description="At or before start_time: crosses midnight; equal: a 24 h shift")
+    start_time: WallClock = Field(description="Local wall-clock time in the site's zone, e.g. 07:00")
+    end_time: WallClock = Field(description="At or before start_time: crosses midnight; equal: a 24 h shift")
     call_order: Annotated[int, Field(strict=True, ge=1, le=99)] = 1
     allow_overlap: bool = False
     mapping: dict[str, Any] = Field(default_factory=dict, description="Free-form fields for exports")
@@ -39,8 +39,8 @@ class AssignmentIn(Input):
 
 class AssignmentPatch(Input):
     name: Name | None = None
-    start_time: time | None = None
-    end_time: time | None = None
+    start_time: WallClock | None = None
+    end_time: WallClock | None = None
     call_order: Annotated[int, Field(strict=True, ge=1, le=99)] | None = None
     allow_overlap: bool | None = None
     mapping: dict[str, Any] | None = None
@@ -58,8 +58,8 @@ class AssignmentOut(Output):
     code: str
     name: str
     kind: str
-    start_time: time
-    end_time: time
+    start_time: WallClock
+    end_time: WallClock
     call_order: int
     allow_overlap: bool
     mapping: dict[str, Any]

@@ -659,10 +659,32 @@ def decide_swap(*, session: Session, clock: Clock, actor: Actor, swap_id: int, a
     return swap
 
 
-def list_swaps(*, session: Session, status: str | None = None) -> list[SwapRequest]:
+def _scheduler_department(session: Session, actor: Actor) -> int | None:
+    if not actor.has_any(Role.SCHEDULER.value) or actor.person_id is None:
+        return None
+    person = session.get(Person, actor.person_id)
+    return person.department_id if person is not None else None
+
+
+def _sees_all_requests(actor: Actor) -> bool:
+    return actor.has_any(Role.SYSTEM_ADMIN.value, "system")
+
+
+def list_swaps(*, session: Session, actor: Actor, status: str | None = None) -> list[SwapRequest]:
+    """(1) Swap requests the caller is part of (asked, gives or takes the shift); a scheduler also
+    sees those of their department's slots, a system administrator all of them."""
     query = select(SwapRequest).order_by(SwapRequest.id)
     if status is not None:
         query = query.where(SwapRequest.status == status)
+    if not _sees_all_requests(actor):
+        me = actor.person_id if actor.person_id is not None else -1
+        involved = or_(SwapRequest.requested_by_id == me, SwapRequest.from_person_id == me,
+                       SwapRequest.to_person_id == me)
+        department = _scheduler_department(session, actor)
+        if department is not None:
+            query = query.join(Slot, Slot.id == SwapRequest.slot_id)
+            involved = or_(involved, Slot.department_id == department)
+        query = query.where(involved)
     return list(session.execute(query).scalars())
 
 
@@ -727,10 +749,20 @@ def decide_time_off(
     return request
 
 
-def list_time_off(*, session: Session, person_id: int | None = None) -> list[TimeOffRequest]:
+def list_time_off(*, session: Session, actor: Actor, person_id: int | None = None) -> list[TimeOffRequest]:
+    """(2) A person's time off carries its reason (an illness, a bereavement): the person sees their
+    own requests, a scheduler those of their department's people, a system administrator all."""
     query = select(TimeOffRequest).order_by(TimeOffRequest.starts_on, TimeOffRequest.id)
     if person_id is not None:
         query = query.where(TimeOffRequest.person_id == person_id)
+    if not _sees_all_requests(actor):
+        mine = TimeOffRequest.person_id == (actor.person_id if actor.person_id is not None else -1)
+        department = _scheduler_department(session, actor)
+        if department is not None:
+            query = query.join(Person, Person.id == TimeOffRequest.person_id).where(
+                or_(mine, Person.department_id == department))
+        else:
+            query = query.where(mine)
     return list(session.execute(query).scalars())
 
 

@@ -34,7 +34,7 @@ def my_schedule(request: Request, session: DbSession, clock: ClockDep, actor: Ac
         colleagues = [p for p in directory.search_people(
             session=session, limit=200, query=directory.PersonQuery(department_id=viewer.person.department_id))
             if p["id"] != viewer.id]
-    swaps = [s for s in scheduling.list_swaps(session=session)
+    swaps = [s for s in scheduling.list_swaps(session=session, actor=actor)
              if viewer.id in (s.requested_by_id, s.from_person_id, s.to_person_id)]
     names = {p["id"]: p["display_name"] for p in colleagues} | {viewer.id: viewer.person.display_name}
     return render(request, "me/schedule.html", viewer=viewer, session=session, shifts=shifts,

@@ -104,7 +104,7 @@ def schedule_page(schedule_id: int, request: Request, session: DbSession, clock:
     changes = scheduling.list_changes(session=session, schedule_id=schedule_id, since_version=schedule.version) \
         if schedule.version else []
     slot_ids = {s.id for group in cells.values() for s in group}
-    swaps = [s for s in scheduling.list_swaps(session=session, status=RequestStatus.PENDING.value)
+    swaps = [s for s in scheduling.list_swaps(session=session, actor=actor, status=RequestStatus.PENDING.value)
              if s.slot_id in slot_ids]
     people = {p["id"]: p["display_name"] for p in _people(session, schedule.department_id)}
     return render(request, "schedule/schedule.html", viewer=viewer, session=session, schedule=schedule,

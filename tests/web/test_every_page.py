@@ -9,7 +9,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from carerelay.web.common import CSRF_GUARDS, WebRoute
-from tests.unit.core.test_route_policies import _expand
+from tests.route_walk import expand_routes
 from tests.web.helpers import web_user
 
 PAGES = {
@@ -71,7 +71,7 @@ def _post_routes() -> list[tuple[str, Any]]:
     from carerelay.config import load_settings
 
     app = create_app(load_settings(database_url="sqlite:///:memory:"))
-    return [(r.path, r) for r in _expand(app.routes) if isinstance(r, APIRoute) and isinstance(r, WebRoute)
+    return [(r.path, r) for r in expand_routes(app.routes) if isinstance(r, APIRoute) and isinstance(r, WebRoute)
             and "POST" in (r.methods or set())]
 
 

@@ -12,7 +12,7 @@ from carerelay import cli
 from carerelay.core.db import Database
 from carerelay.messaging import compliance, service
 from tests.api.messaging.helpers import direct, send, user
-from tests.unit.core.test_route_policies import _expand
+from tests.route_walk import expand_routes
 
 
 def test_no_route_changes_a_message(client: TestClient) -> None:
@@ -23,7 +23,7 @@ def test_no_route_changes_a_message(client: TestClient) -> None:
         for url in (f"/api/conversations/{conv}/messages/{message['id']}", f"/api/messages/{message['id']}",
                     f"/api/conversations/{conv}/messages"):
             assert client.request(method, url, headers=nurse.headers).status_code in (404, 405)
-    routes = [r for r in _expand(client.app.routes) if isinstance(r, APIRoute)]  # type: ignore[attr-defined]
+    routes = [r for r in expand_routes(client.app.routes) if isinstance(r, APIRoute)]  # type: ignore[attr-defined]
     writers = {(m, r.path) for r in routes for m in (r.methods or ()) if m in ("PUT", "PATCH", "DELETE")}
     assert not {w for w in writers if "message" in w[1]}, writers
     assert client.get(f"/api/conversations/{conv}/messages", headers=doc.headers).json()[0]["text"] == "final answer"

@@ -2,54 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi.routing import APIRoute, APIWebSocketRoute
-from starlette.routing import Mount, Route
-
 from carerelay.app import create_app
-from carerelay.auth.deps import Policy, policy_of
+from carerelay.auth.deps import Policy
 from carerelay.config import load_settings
-
-# Framework routes that are not ours: the OpenAPI document is the public contract.
-FRAMEWORK_PUBLIC = {"/openapi.json"}
-STATIC_MOUNTS = {"/static", "/static/swagger"}
-
-
-def _policies(dependant: Any) -> list[Policy]:
-    found = []
-    for dep in dependant.dependencies:
-        policy = policy_of(dep.call)
-        if policy is not None:
-            found.append(policy)
-        found.extend(_policies(dep))
-    return found
-
-
-def _expand(routes: list[Any]) -> list[Any]:
-    """FastAPI keeps included routers lazily; open them so no route escapes the walk."""
-    flat = []
-    for route in routes:
-        included = getattr(route, "original_router", None)
-        flat.extend(_expand(included.routes) if included is not None else [route])
-    return flat
+from tests.route_walk import declared_routes
 
 
 def all_routes() -> list[tuple[str, str, list[Policy]]]:
     app = create_app(load_settings(database_url="sqlite:///:memory:"))
-    rows = []
-    for route in _expand(app.routes):
-        if isinstance(route, APIRoute | APIWebSocketRoute):
-            methods = ",".join(sorted(getattr(route, "methods", None) or {"WS"}))
-            rows.append((methods, route.path, _policies(route.dependant)))
-        elif isinstance(route, Mount):
-            assert route.path in STATIC_MOUNTS, f"unexpected mount {route.path}"
-        elif isinstance(route, Route):
-            assert route.path in FRAMEWORK_PUBLIC, f"route {route.path} is not an APIRoute and has no policy"
-        else:
-            raise AssertionError(f"unknown kind of route {route!r}: teach this test to walk it")
-    assert len(rows) > 20, "the walk found too few routes to be real"
-    return rows
+    return [(",".join(r.methods), r.path, list(r.policies)) for r in declared_routes(app)]
 
 
 def test_every_route_declares_exactly_one_policy() -> None:

@@ -8,12 +8,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from carerelay.core.errors import CarerelayError
 from carerelay.integrations.hl7.ack import ErrorLocation, build_ack, escape
+from carerelay.integrations.hl7.feeds import Feed
 from carerelay.integrations.hl7.mllp import Frame, FrameReader, Garbage, Oversize, frame
 from carerelay.integrations.hl7.parser import HL7Error, charset_of, header_of, parse
-from carerelay.integrations.hl7.processor import parse_ts
+from carerelay.integrations.hl7.processor import adt_event, check_message, orders, parse_ts, result_report
+from tests.hl7support import SAMPLES
 
 NOW = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
+HL7_FEED = Feed(name="t", port=0, timezone="America/Chicago")
 ADT = ("MSH|^~\\&|EPIC|MAINHOSP|CARERELAY|MAINHOSP|20261124083000||ADT^A01^ADT_A01|MSG1|P|2.5.1\r"
        "PID|1||MRN1^^^H^MR~999^^^SSA^SS||DOE^JANE\rZPV|VIP|Y")
 
@@ -201,3 +205,39 @@ def test_feeds_from_settings() -> None:
     assert default.accepts("ADT^A40") and not default.accepts("SIU^S12")
     assert lab.listen and lab.charset == "iso8859-1" and lab.accepts("ORU^R01") and not lab.accepts("ADT^A01")
     assert lab.allows("192.168.1.1") and ipaddress.ip_address("10.1.2.3")
+
+
+DAMAGEABLE = [p.read_bytes() for p in sorted(SAMPLES.glob("*.hl7"))]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sample=st.sampled_from(DAMAGEABLE), data=st.data())
+def test_damaged_samples_are_a_message_or_a_coded_refusal(sample: bytes, data: st.DataObject) -> None:
+    """Random bytes rarely get past "starts with MSH"; a real message damaged a few bytes at a time
+    reaches the header check, the field accessors and the mapping to patients, results and orders.
+    Each step answers a value or a refusal the store records (HL7Error, or a named invalid value)."""
+    raw = bytearray(sample)
+    for _ in range(data.draw(st.integers(1, 6))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        match data.draw(st.sampled_from(["drop", "insert", "replace"])):
+            case "drop":
+                del raw[at]
+            case "insert":
+                raw.insert(at, data.draw(st.sampled_from(b"|^~\\&\r\n\x00MSHPIDOBX0129 ")))
+            case _:
+                raw[at] = data.draw(st.integers(0, 255))
+    try:
+        header_of(parse(bytes(raw), only=frozenset({"MSH", "EVN", "PID", "MRG"})))
+        parsed = parse(bytes(raw))
+        header_of(parsed)
+        if check_message(parsed, HL7_FEED) is not None:
+            return
+        kind = parsed.msh.get(9, 1).upper()
+        if kind == "ADT":
+            adt_event(parsed, HL7_FEED, None)
+        elif kind == "ORU":
+            result_report(parsed, HL7_FEED, None)
+        elif kind == "ORM":
+            orders(parsed, HL7_FEED, None)
+    except (HL7Error, CarerelayError):
+        return

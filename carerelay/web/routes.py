@@ -16,8 +16,9 @@ from carerelay.web import (
     paging,
     patients,
     schedule,
+    staffing,
 )
 
 router = APIRouter(include_in_schema=False)
-for area in (pages, inbox, alerts, directory, paging, patients, me, schedule, admin, compliance, embed):
+for area in (pages, inbox, alerts, directory, paging, patients, staffing, me, schedule, admin, compliance, embed):
     router.include_router(area.router)

@@ -231,18 +231,18 @@ def _page(request: Request, session: Session, clock: Clock, viewer: Viewer, unit
 # -- pages ----------------------------------------------------------------------------------------
 
 @router.get("/staffing", response_class=HTMLResponse)
-def units_page(request: Request, session: DbSession, clock: ClockDep, actor: Actor = allow(*BOARD_USERS)) -> Response:
+def units_page(request: Request, session: DbSession, actor: Actor = allow(*BOARD_USERS)) -> Response:
     viewer = viewer_of(request, session, actor)
     return render(request, "staffing/units.html", viewer=viewer, session=session,
                   units=patients.list_units(session=session), mine={u.code for u in viewer.charge_units})
 
 
-def _notice(session: Session, done: str, assignment_id: int | None) -> Notice | None:
-    if assignment_id is None or done not in ("assigned", "unchanged", "ended", "resolved"):
+def _notice(session: Session, done: str, item_id: int | None) -> Notice | None:
+    if item_id is None or done not in ("assigned", "unchanged", "ended", "resolved"):
         return None
     if done == "resolved":
-        return Notice(f"Conflict {assignment_id} marked as reviewed.")
-    [view] = staffing.views(session, [staffing.get_assignment(session=session, assignment_id=assignment_id)])
+        return Notice(f"Conflict {item_id} marked as reviewed.")
+    [view] = staffing.views(session, [staffing.get_assignment(session=session, assignment_id=item_id)])
     what = f"{view.person_name} as {view.role_label} of {view.target}"
     if done == "ended":
         return Notice(f"Ended {what}." if view.ends_at > view.starts_at else f"Cancelled {what}.")
@@ -360,8 +360,10 @@ def resolve_conflict(unit: str, conflict_id: int, request: Request, session: DbS
         if not note.strip():
             raise Invalid("say what you did about it", field="note")
         with session.begin_nested():
-            staffing.resolve_conflict(session=session, clock=clock, actor=actor, conflict_id=conflict_id,
-                                      note=note.strip())
+            row = staffing.resolve_conflict(session=session, clock=clock, actor=actor, conflict_id=conflict_id,
+                                            note=note.strip())
+            if row.unit_id != found.id:
+                raise Invalid(f"it is not a conflict of {found.code}", field="conflict_id")
     except (Invalid, Conflict) as exc:
         return _page(request, session, clock, viewer, found.code, error=f"Conflict {conflict_id}: {exc.message}",
                      status_code=422)

@@ -50,7 +50,6 @@ from carerelay.integrations.hl7.api import router as hl7_router
 from carerelay.integrations.hl7.listener import Hl7Runtime
 from carerelay.integrations.paging.api import router as paging_router
 from carerelay.integrations.paging.listeners import PagingRuntime
-from carerelay.integrations.paging.web import router as paging_web_router
 from carerelay.integrations.scim.api import PREFIX as SCIM_PREFIX
 from carerelay.integrations.scim.api import router as scim_router
 from carerelay.integrations.scim.api import scim_error_response, scim_validation_response
@@ -308,6 +307,6 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
     for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
                    alerts_router, escalation_router, routing_router, scheduling_router, audit_router, scim_router,
                    sso_router, hl7_router, exports_router, staffing_router, web_router, wctp_router,
-                   paging_router, paging_web_router, reports_router):
+                   paging_router, reports_router):
         app.include_router(router)
     return app

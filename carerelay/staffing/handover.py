@@ -29,7 +29,7 @@ from carerelay.jobs import service as jobs
 from carerelay.jobs.models import Timer
 from carerelay.patients import service as patients
 from carerelay.patients.models import Unit
-from carerelay.staffing import lookup
+from carerelay.staffing import lookup, watch
 from carerelay.staffing.models import CareRole, StaffAssignment, StaffingHandover
 from carerelay.staffing.shifts import UnitSettings, next_change, settings_for, shift_at
 
@@ -145,6 +145,7 @@ def on_shift_change(session: Session, clock: Clock, timer: Timer) -> None:
                            renewed=renewed, continuing=continuing, unassigned_beds=missing)
     session.add(row)
     session.flush()
+    watch.board_changed(session=session, clock=clock, unit_id=unit.id)
     audit.record(session=session, clock=clock, actor=SYSTEM, action="staffing.handover", object_type="unit",
                  object_id=unit.id, detail={"unit": unit.code, "change_at": change_at.isoformat(),
                                             "ended": row.ended, "renewed": renewed, "continuing": continuing,

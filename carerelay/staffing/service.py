@@ -45,7 +45,7 @@ from carerelay.directory.models import Person, Role
 from carerelay.patients import service as patients
 from carerelay.patients.models import Bed, Unit
 from carerelay.patients.service import CareTeamEntry
-from carerelay.staffing import handover, lookup, roles
+from carerelay.staffing import handover, lookup, roles, watch
 from carerelay.staffing.models import (
     MAX_ASSIGNMENT_HOURS,
     CareRole,
@@ -212,6 +212,31 @@ def check_may_manage(session: Session, actor: Actor, unit: Unit, at: datetime) -
     raise Forbidden(f"only {unit.code}'s charge nurse, its nurses or an administrator may change its assignments")
 
 
+def may_manage(*, session: Session, actor: Actor, unit: Unit, at: datetime) -> bool:
+    """``check_may_manage`` as a yes or no, for a page deciding whether to offer its forms."""
+    try:
+        check_may_manage(session, actor, unit, at)
+    except Forbidden:
+        return False
+    return True
+
+
+def units_in_charge(*, session: Session, person_id: int, at: datetime) -> list[Unit]:
+    """The units this person is charge nurse of now or in the next shift: where their board is."""
+    rows = session.execute(select(StaffAssignment.unit_id).where(
+        StaffAssignment.person_id == person_id, StaffAssignment.care_role == CareRole.CHARGE_NURSE.value,
+        StaffAssignment.ends_at > at, StaffAssignment.ends_at > StaffAssignment.starts_at,
+        StaffAssignment.starts_at < at + timedelta(hours=MAX_ASSIGNMENT_HOURS)).distinct()).scalars().all()
+    found = []
+    for unit_id in sorted(rows):
+        unit = session.get_one(Unit, unit_id)
+        instants = (at, next_shift(settings_for(session, unit), at).starts_at)
+        if any(a.person_id == person_id for instant in instants
+               for a in lookup.charge_nurses(session, unit_id=unit.id, at=instant)):
+            found.append(unit)
+    return sorted(found, key=lambda u: u.code)
+
+
 # ---------------------------------------------------------------- apply: the rules of the module docstring
 
 
@@ -295,6 +320,8 @@ def _record_conflict(session: Session, clock: Clock, kind: str, existing: StaffA
     fingerprint = _fingerprint(kind, existing, p, outcome)
     row = session.execute(select(StaffingConflict).where(StaffingConflict.fingerprint == fingerprint,
                                                          StaffingConflict.resolved_at.is_(None))).scalars().first()
+    watch.board_changed(session=session, clock=clock, unit_id=existing.unit_id)
+    watch.board_changed(session=session, clock=clock, unit_id=p.target.unit.id)
     if row is not None:
         row.seen += 1
         row.last_seen_at = now
@@ -446,11 +473,13 @@ def apply(*, session: Session, clock: Clock, actor: Actor, proposal: Proposal, s
         created_at=now, updated_at=now)
     session.add(row)
     session.flush()
+    watch.board_changed(session=session, clock=clock, unit_id=row.unit_id)
     change = Change("created", row)
     for old, reason, window in ([(r, why, (max(r.starts_at, now), r.ends_at)) for r, why in superseded]
                                 + [(r, why, (start, end)) for r, why in carve]):
         before = (old.starts_at, old.ends_at)
         _carve(session, clock, old, window[0], window[1], reason)
+        watch.board_changed(session=session, clock=clock, unit_id=old.unit_id)
         old.replaced_by_id = row.id
         change.ended.append(old)
         audit.record(session=session, clock=clock, actor=actor, action="staffing.end", object_type="staff_assignment",
@@ -591,6 +620,7 @@ def end_assignment(*, session: Session, clock: Clock, actor: Actor, assignment_i
     row.end_reason = (reason or f"ended by {actor.username}")[:300]
     row.updated_at = now
     session.flush()
+    watch.board_changed(session=session, clock=clock, unit_id=row.unit_id)
     audit.record(session=session, clock=clock, actor=actor, action="staffing.end", object_type="staff_assignment",
                  object_id=row.id, detail={"reason": row.end_reason, "was": [t.isoformat() for t in before],
                                            "ends_at": row.ends_at.isoformat()})
@@ -706,6 +736,7 @@ def configure_unit(*, session: Session, clock: Clock, actor: Actor, unit: str, s
                                              "flag_minutes_before": row.flag_minutes_before,
                                              "precedence": row.precedence})
     handover.reschedule(session=session, clock=clock, unit=found)
+    watch.board_changed(session=session, clock=clock, unit_id=found.id)
     return settings_for(session, found)
 
 
@@ -728,6 +759,7 @@ def resolve_conflict(*, session: Session, clock: Clock, actor: Actor, conflict_i
     if row.resolved_at is not None:
         raise Invalid("the conflict is already resolved", field="conflict_id")
     row.resolved_at, row.resolved_by, row.resolution_note = clock.now(), actor.username, note[:500]
+    watch.board_changed(session=session, clock=clock, unit_id=row.unit_id)
     audit.record(session=session, clock=clock, actor=actor, action="staffing.resolve_conflict",
                  object_type="staffing_conflict", object_id=row.id, detail={"note": row.resolution_note})
     return row
@@ -811,6 +843,7 @@ def apply_adt_roles(*, session: Session, clock: Clock, actor: Actor, encounter_i
         if not active or row.bed_id != bed_id:
             why = "patient left the bed (ADT)" if active else "encounter ended (ADT)"
             _carve(session, clock, row, now, row.ends_at, why)
+            watch.board_changed(session=session, clock=clock, unit_id=row.unit_id)
             audit.record(session=session, clock=clock, actor=actor, action="staffing.end",
                          object_type="staff_assignment", object_id=row.id, detail={"reason": why})
             notes.append(f"ended {roles.label(row.care_role)} assignment {row.id}: {why}")
@@ -840,6 +873,7 @@ def apply_adt_roles(*, session: Session, clock: Clock, actor: Actor, encounter_i
                     StaffAssignment.external_key == key, StaffAssignment.source == Source.ADT_ROL.value,
                     StaffAssignment.ends_at > now)).scalars().all():
                 _carve(session, clock, row, now, row.ends_at, f"ROL delete ({message_ref})")
+                watch.board_changed(session=session, clock=clock, unit_id=row.unit_id)
                 notes.append(f"ended {roles.label(role)} {who} on {target.label} (ROL DE)")
             continue
         if not person.active:

@@ -50,7 +50,9 @@ from carerelay.core.errors import (
 )
 from carerelay.directory import service as directory
 from carerelay.directory.models import Person, Role
+from carerelay.patients.models import Unit
 from carerelay.realtime import service as realtime
+from carerelay.staffing import service as staffing
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -66,10 +68,15 @@ _CSRF_CONTEXT = b"carerelay web form v1"
 CARE = frozenset({Role.CLINICIAN.value, Role.NURSE.value, Role.OPERATOR.value, Role.SYSTEM_ADMIN.value})
 """Who may read patients (the same roles as the patients API)."""
 
+BOARD_ADMINS = frozenset({Role.SYSTEM_ADMIN.value, Role.INTEGRATION_ADMIN.value})
+"""Who sees every unit's staff board in the navigation; a charge nurse sees their own unit's."""
+UNIT_BOARD = "Unit board"
+
 NAV: tuple[tuple[str, str, frozenset[str] | None], ...] = (
     ("Inbox", "/inbox", None),
     ("Alerts", "/alerts", None),
     ("Patients", "/patients", CARE),
+    (UNIT_BOARD, "/staffing", BOARD_ADMINS),
     ("Directory", "/directory", None),
     ("On call", "/oncall", None),
     ("Board", "/board", frozenset({Role.OPERATOR.value})),
@@ -156,6 +163,8 @@ class Viewer:
     tz: ZoneInfo
     embedded_patient: int | None
     csrf: str
+    charge_units: tuple[Unit, ...] = ()
+    """Units this person is charge nurse of now or next shift (their staff assignments say so)."""
 
     @property
     def embedded(self) -> bool:
@@ -182,15 +191,24 @@ def viewer_of(request: Request, session: Session, actor: Actor) -> Viewer:
         zone = sites[0].timezone if sites else "UTC"
     token = _cookie_token(request)
     embedded = request.cookies.get(EMBED_COOKIE, "")
+    charge = tuple(staffing.units_in_charge(session=session, person_id=person.id, at=request.app.state.clock.now())
+                   ) if actor.has_any(Role.NURSE.value) else ()
     return Viewer(actor=actor, person=person, tz=ZoneInfo(zone),
-                  embedded_patient=int(embedded) if embedded.isdigit() else None, csrf=csrf_for(token) if token else "")
+                  embedded_patient=int(embedded) if embedded.isdigit() else None, csrf=csrf_for(token) if token else "",
+                  charge_units=charge)
 
 
 def nav_for(viewer: Viewer, path: str) -> list[dict[str, Any]]:
     items = []
     for label, href, roles in NAV:
+        if label == UNIT_BOARD and viewer.charge_units and not viewer.has(*BOARD_ADMINS):
+            roles = None
+            if len(viewer.charge_units) == 1:
+                href = f"/staffing/{viewer.charge_units[0].code}"
         if roles is None or viewer.has(*roles):
-            items.append({"label": label, "href": href, "current": path == href or path.startswith(href + "/")})
+            section = "/staffing" if label == UNIT_BOARD else href
+            current = path == section or path.startswith(section + "/")
+            items.append({"label": label, "href": href, "current": current})
     return items
 
 

@@ -2,8 +2,9 @@
 
 The board is the published schedules' answer for every department, now and next, in each site's
 own wall-clock time; it reloads itself every minute, so a shift change shows without a click.
-Paging raises an ordinary alert (kind ``page``) to the person or to a virtual pager number, so it
-escalates, is audited and shows its trail like any other.
+Paging a person raises an ordinary alert (kind ``page``), so it escalates, is audited and shows its
+trail like any other; paging a number is ``/page``'s call (``web/paging.py``), so a number means the
+same on both and a refused one is kept in the paging monitor.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from carerelay.directory.models import Role
 from carerelay.messaging.models import Priority
 from carerelay.scheduling import lookup
 from carerelay.web.common import back_to, form_allow, fragment, optional_int, render, viewer_of, web_router
+from carerelay.web.paging import PageForm, page_form_context, refused, send_page
 
 router = web_router()
 
@@ -67,12 +69,12 @@ def _coverage(session: Session, clock: Clock) -> dict[str, Any]:
     return {"coverage": coverage, "departments": departments}
 
 
-def _oncall(request: Request, session: Session, clock: Clock, actor: Actor, *, board: bool) -> Response:
+def _oncall(request: Request, session: Session, clock: Clock, actor: Actor, *, board: bool,
+            page_form: PageForm | None = None, status_code: int = 200) -> Response:
     viewer = viewer_of(request, session, actor)
-    pagers = directory.list_virtual_pagers(session=session) if board else []
+    paging = page_form_context(session, page_form) if board else {}
     return render(request, "directory/oncall.html", viewer=viewer, session=session, board=board,
-                  pagers=[p for p in pagers if p.active], refresh=BOARD_REFRESH_SECONDS,
-                  priorities=[p.value for p in Priority], **_coverage(session, clock))
+                  refresh=BOARD_REFRESH_SECONDS, status_code=status_code, **paging, **_coverage(session, clock))
 
 
 @router.get("/oncall", response_class=HTMLResponse)
@@ -120,11 +122,16 @@ def page_person(session: DbSession, clock: ClockDep, person_id: Annotated[int, F
 
 
 @router.post("/board/page-number", response_class=HTMLResponse)
-def page_number(session: DbSession, clock: ClockDep, number: Annotated[str, Form(max_length=40)],
+def page_number(request: Request, session: DbSession, clock: ClockDep, number: Annotated[str, Form(max_length=128)],
                 text: Annotated[str, Form(max_length=2000)], priority: Annotated[str, Form(max_length=10)] = "urgent",
                 actor: Actor = form_allow(*PAGERS)) -> Response:
-    digits = "".join(ch for ch in number if ch.isdigit())
-    if not digits:
-        raise Invalid("type the pager number", field="number")
-    alert_id = _page(session, clock, actor, address=f"pager:{digits}", text=text, priority=priority)
-    return back_to(f"/alerts/{alert_id}")
+    """The same call as ``/page``; a refused number comes back on the board with the reason."""
+    form = PageForm(number, text, priority)
+    try:
+        outcome = send_page(session=session, clock=clock, actor=actor, form=form)
+    except Invalid as exc:
+        return _oncall(request, session, clock, actor, board=True, status_code=422,
+                       page_form=PageForm(number, text, priority, exc.message))
+    if not outcome.accepted:
+        return _oncall(request, session, clock, actor, board=True, status_code=422, page_form=refused(form, outcome))
+    return back_to(f"/alerts/{outcome.alert.id}" if outcome.alert is not None else "/board")

@@ -18,10 +18,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
-from carerelay.alerts.models import AlertEvent
+from carerelay.alerts.models import Alert, AlertEvent
 from carerelay.core.actor import cli_actor
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database, make_engine
@@ -39,7 +40,7 @@ from carerelay.scheduling.models import Assignment
 from carerelay.web.launch import build_token
 from tests.browser.test_sso_browser import ARGS, CHROMIUM
 from tests.conftest import TEST_KEYS
-from tests.hl7support import sample
+from tests.hl7support import SAMPLES, sample
 from tests.servers import ServerProcess, free_port, running_server
 
 pytestmark = [
@@ -354,10 +355,73 @@ def test_embedded_mode_with_a_good_and_a_bad_token(stack: Stack) -> None:
         context.close()
 
 
+def test_charge_nurse_assigns_a_bed_and_its_nurse_call_reaches_that_nurse(stack: Stack) -> None:
+    """Issue 12's demo on the board: Dana Whitaker tries to give 4W-412-B to Kwame Asante (refused
+    inline: Carol Nurse has it), ends Carol's assignment (the occupied bed turns unassigned), assigns
+    Kwame; another board follows without a reload, and the shared nurse-call sample rings Kwame."""
+    from playwright.sync_api import expect
+
+    stack.set_clock(SHIFT_CHANGE + timedelta(minutes=20))  # 07:25: Dana's day shift, Carol Nurse on 412-B
+    nurse = stack.page_of("kasante")
+    nurse.goto(f"{stack.url}/alerts")
+    watcher = stack.page_of("admin")
+    watcher.goto(f"{stack.url}/staffing/4W")
+    for page in (nurse, watcher):
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "open")
+        page.evaluate("window.__notReloaded = true")
+
+    charge = stack.page_of("dwhitaker")
+    charge.get_by_role("navigation", name="Main").get_by_role("link", name="Unit board").click()
+    charge.wait_for_url(f"{stack.url}/staffing/4W")
+    bed = charge.locator("#bed-412-B")
+    expect(bed.locator('td[data-label="Patient"]')).to_contain_text("DOE, JANE")
+    expect(bed.locator('td[data-label="This shift"]')).to_contain_text("Carol Nurse, RN")
+    bed.get_by_role("link", name="Assign someone to 4W-412-B, this shift").click()
+    person = charge.get_by_label("Person")
+    expect(person).to_be_focused()
+    expect(charge.get_by_label("Where")).to_have_value("412/B")
+    person.select_option(label="Kwame Asante, RN")
+    charge.get_by_role("button", name="Assign", exact=True).click()
+    expect(charge.locator("#assign-error")).to_contain_text("4W-412-B already has Carol Nurse, RN as primary nurse")
+    expect(charge.get_by_label("Where")).to_be_focused()
+    shoot(charge, "charge-board-refused")
+
+    bed.get_by_role("button", name="End Carol Nurse, RN as primary nurse of 4W-412-B").click()
+    expect(charge.locator("#notice")).to_contain_text("Ended Carol Nurse, RN as primary nurse of 4W-412-B")
+    expect(bed).to_have_class(re.compile(r"\bunassigned\b"))
+    expect(charge.locator("#unassigned")).to_contain_text("1 occupied bed has no primary nurse this shift")
+    expect(watcher.locator("#bed-412-B")).to_have_class(re.compile(r"\bunassigned\b"))
+    shoot(charge, "charge-board-unassigned")
+
+    bed.get_by_role("link", name="Assign someone to 4W-412-B, this shift").click()
+    expect(person).to_be_focused()
+    person.select_option(label="Kwame Asante, RN")
+    charge.get_by_role("button", name="Assign", exact=True).click()
+    expect(charge.locator("#notice")).to_contain_text("Assigned Kwame Asante, RN as primary nurse of 4W-412-B")
+    expect(bed.locator('td[data-label="This shift"]')).to_contain_text("Kwame Asante, RN")
+    expect(bed).not_to_have_class(re.compile(r"\bunassigned\b"))
+    expect(watcher.locator('#bed-412-B td[data-label="This shift"]')).to_contain_text("Kwame Asante, RN")
+    assert watcher.evaluate("window.__notReloaded === true"), "the other board reloaded instead of updating"
+    shoot(charge, "charge-board")
+
+    answer = httpx.post(f"{stack.url}/wctp", content=(SAMPLES.parent / "wctp" / "submit_nursecall_bathroom.xml")
+                        .read_bytes(), headers={"Content-Type": "text/xml"}, timeout=10)
+    assert answer.status_code == 200 and b'successCode="200"' in answer.content, answer.text
+    expect(nurse.locator("#toasts .toast").first).to_contain_text("BATHROOM CALL 4W 412-B")
+    expect(nurse.locator(".alert", has_text="BATHROOM CALL 4W 412-B")).to_be_visible()
+    assert nurse.evaluate("window.__notReloaded === true"), "the alert list reloaded instead of updating"
+    with Database(stack.engine).read_only() as session:
+        reached = session.execute(select(AlertEvent.person_id).join(Alert, Alert.id == AlertEvent.alert_id).where(
+            Alert.title == "BATHROOM CALL 4W 412-B", AlertEvent.kind == "notified")).scalars().all()
+    assert reached == [stack.people["kasante"]]
+
+
 MAIN_PAGES = {
     "cnurse": ["/home", "/directory?q=house", "/oncall", "/patients/{patient}", "/patients?unit=4W",
                "/me/schedule", "/me/rules"],
     "iadmin": ["/admin/hl7", "/admin/hl7/messages", "/admin/escalation", "/admin/routing", "/admin/users?q=lee"],
+    "ooperator": ["/page"],
+    "admin": ["/staffing"],
     "ccompliance": ["/compliance/audit?action=auth.sign_in", "/compliance/verify?run=1",
                     "/compliance/discovery?text=review", "/compliance/reports/tta?kind=all&days=7"],
 }

@@ -50,8 +50,9 @@ def post(client: TestClient, user: WebUser, url: str, data: dict[str, Any] | Non
     return client.post(url, data={**(data or {}), "csrf": user.csrf}, files=files, follow_redirects=False)
 
 
-def admit(db: Any, clock: Any, mrn: str, sample: str = "adt_a01_admit.hl7") -> int:
-    """Admits the shared ADT sample's patient (4W-412-B; Dr. House attending, Carol Nurse) as ``mrn``."""
+def admit(db: Any, clock: Any, mrn: str, sample: str = "adt_a01_admit.hl7", place: bytes | None = None) -> int:
+    """Admits the shared ADT sample's patient (4W-412-B; Dr. House attending, Carol Nurse) as ``mrn``;
+    with ``place`` (``b"4W^401^A"``) into that bed instead, with no nurse named (no ROL segment)."""
     from carerelay.core.actor import Actor
     from carerelay.integrations.hl7.feeds import Feed
     from carerelay.integrations.hl7.parser import parse
@@ -61,6 +62,8 @@ def admit(db: Any, clock: Any, mrn: str, sample: str = "adt_a01_admit.hl7") -> i
     from tests.hl7support import SAMPLES
 
     text = (SAMPLES / sample).read_bytes().replace(b"MRN1001", mrn.encode())
+    if place is not None:
+        text = b"\r".join(s for s in text.replace(b"4W^412^B", place).split(b"\r") if not s.startswith(b"ROL|"))
     with db.unit_of_work() as session:
         process_message(session=session, clock=clock, actor=Actor(person_id=None, username="hl7:test"),
                         parsed=parse(text), feed=Feed(name="adt", port=0, timezone="America/Chicago"),

@@ -1,15 +1,18 @@
-"""Alert pages (buttons from the alert's choices, read-back, the trail) and the operators' board."""
+"""Alert pages (buttons from the alert's choices, read-back, the trail), the operators' board, and both
+*Page a number* forms (the board's and /page's: one call to the paging intake)."""
 
 from __future__ import annotations
 
 import re
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from carerelay.alerts.intake import take_handoffs
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
 from carerelay.directory.models import Person
+from carerelay.integrations.paging.models import PagingMessage
 from carerelay.jobs import service as jobs
 from carerelay.routing.resolver import resolve
 from tests.web.helpers import act_as, admit, post, web_user
@@ -119,3 +122,25 @@ def test_a_message_needing_acknowledgement_is_acknowledged_from_the_alerts_page(
         .headers["location"] == "/alerts"
     act_as(client, nurse)
     assert 'data-state="acknowledged">Dr. James Wilson: acknowledged' in client.get(sent.headers["location"]).text
+
+
+def test_both_page_a_number_forms_take_the_paging_intake(client: TestClient, db: Database) -> None:
+    operator = web_user(client, "ooperator")
+    board = client.get("/board").text
+    form = client.get("/page").text
+    for page, action in ((board, "/board/page-number"), (form, "/page")):
+        assert f'id="page-number" method="post" action="{action}"' in page and 'name="csrf"' in page
+    refused = post(client, operator, "/board/page-number", {"number": "000-0009", "text": "call 4W"})
+    assert refused.status_code == 422 and "Not paged: recipient &#39;0000009&#39; is not a mapped recipient" \
+        in refused.text and 'value="000-0009"' in refused.text
+    sent = post(client, operator, "/page", {"number": "(555) 2000", "text": "call 4W", "priority": "stat"})
+    assert sent.status_code == 200
+    assert re.search(r'Paged 5552000: <a href="/alerts/\d+">alert \d+</a> raised', sent.text)
+    with db.unit_of_work() as session:
+        rows = session.execute(select(PagingMessage.recipient_id, PagingMessage.status, PagingMessage.channel)
+                               .where(PagingMessage.sender_id == "ooperator")
+                               .order_by(PagingMessage.id)).all()
+    assert [tuple(r) for r in rows][-2:] == [("0000009", "refused", "web"), ("5552000", "accepted", "web")]
+    act_as(client, operator)
+    no_token = client.post("/page", data={"number": "5552000", "text": "x"}, follow_redirects=False)
+    assert no_token.status_code == 403

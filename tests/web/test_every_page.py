@@ -16,7 +16,9 @@ PAGES = {
     "cnurse": ["/home", "/inbox", "/inbox?q=hello", "/inbox/fragment", "/compose", "/compose?q=cardio",
                "/compose?pq=doe", "/alerts", "/alerts/fragment", "/directory", "/directory?q=hou", "/oncall",
                "/oncall/fragment", "/patients", "/patients?q=doe", "/me/schedule", "/me/rules"],
-    "ooperator": ["/board", "/oncall/fragment?board=1"],
+    "dwhitaker": ["/staffing", "/staffing/4W", "/staffing/4W?target=412%2FB&shift=next&find=lee",
+                  "/staffing/4W/fragment", "/staffing/ICU"],
+    "ooperator": ["/board", "/oncall/fragment?board=1", "/page"],
     "sscheduler": ["/schedules"],
     "iadmin": ["/admin", "/admin/hl7", "/admin/hl7/fragment", "/admin/hl7/messages",
                "/admin/hl7/messages?status=error&type=ADT", "/admin/escalation", "/admin/routing", "/admin/users",
@@ -30,8 +32,8 @@ PAGES = {
 FORBIDDEN = {
     "cnurse": ["/board", "/schedules", "/admin", "/admin/hl7", "/compliance", "/compliance/discovery"],
     "iadmin": ["/compliance/audit", "/schedules", "/board"],
-    "ccompliance": ["/patients", "/admin/users"],
-    "sscheduler": ["/patients", "/admin", "/compliance/reports/tta"],
+    "ccompliance": ["/patients", "/admin/users", "/staffing"],
+    "sscheduler": ["/patients", "/admin", "/compliance/reports/tta", "/staffing/4W", "/page"],
 }
 
 

@@ -722,9 +722,21 @@ def purge_messages(*, session: Session, clock: Clock, actor: Actor, older_than_d
     return deleted
 
 
+def _operator_number(session: Session, number: str) -> str:
+    """What an operator typed, or only its digits when those name something and the typing does not
+    (a pager number written 555-2000 or (555) 2000)."""
+    typed = number.strip()
+    digits = re.sub(r"[\s().+-]", "", typed)
+    if digits != typed and digits.isdigit() and find_target(session=session, recipient_id=typed) is None:
+        return digits
+    return typed
+
+
 def page_from_operator(*, session: Session, clock: Clock, actor: Actor, number: str, text: str,
                        priority: str | None = None) -> Outcome:
-    """An operator pages a number from the web: the same path as a page from the network."""
+    """An operator pages a number (the web's /page, the board's "Page a number", the API): the same
+    path as a page from the network, so rules apply and a refused number is kept in the monitor."""
+    number = _operator_number(session, number)
     page = Page(channel=Channel.WEB.value, recipient_id=number, text=text, sender_id=actor.username,
                 priority=priority, sender_type="operator", raised_by=actor.person_id)
     outcome = receive_page(session=session, clock=clock, page=page)

@@ -6,6 +6,7 @@
                          the regions that show messages reload from the server
      receipt.changed  -> regions showing receipts reload
      alert.new / alert.changed -> a sound and a banner, alert regions reload
+     staffing.changed -> the board of that unit (data-unit) reloads
    A region is any element with data-refresh-on="kinds…" and data-refresh-url: its HTML is fetched
    from the server again (rendered and escaped there), never built from event text here. Messages
    shown with data-unread are marked read over the socket while the page is visible.
@@ -103,8 +104,28 @@
 
   /* -- regions reloaded from the server -- */
   var busy = new WeakMap();
+  /* Someone typing in a region's form (a note, a choice) keeps what they typed: the reload waits
+     until the focus leaves the region. */
+  function editing(region) {
+    var el = document.activeElement;
+    return el && region.contains(el) && /^(INPUT|SELECT|TEXTAREA)$/.test(el.tagName);
+  }
   function refresh(region) {
     if (busy.get(region)) { busy.set(region, "again"); return; }
+    if (editing(region)) {
+      if (!region.dataset.refreshPending) {
+        region.dataset.refreshPending = "1";
+        region.addEventListener("focusout", function later() {
+          window.setTimeout(function () {
+            if (editing(region)) { return; }
+            region.removeEventListener("focusout", later);
+            delete region.dataset.refreshPending;
+            refresh(region);
+          }, 0);
+        });
+      }
+      return;
+    }
     busy.set(region, true);
     fetch(region.dataset.refreshUrl, { credentials: "same-origin", headers: { "X-Requested-With": "live" } })
       .then(function (response) {
@@ -144,6 +165,8 @@
     }
     var alertId = region.dataset.alert;
     if (alertId && String(data.id) !== alertId) { return false; }
+    var unit = region.dataset.unit;
+    if (unit && data.unit !== unit) { return false; }
     return true;
   }
   function refreshFor(kind, data) {
@@ -197,6 +220,8 @@
       play(data.priority);
       announce("New " + data.priority + " alert: " + data.title);
       toast(data.priority.toUpperCase() + " alert: " + data.title, "/alerts/" + data.id, data.priority);
+    } else if (kind === "staffing.changed" && document.querySelector('[data-unit="' + CSS.escape(String(data.unit)) + '"]')) {
+      announce("The " + data.unit + " board changed");
     } else if (kind === "session.ended") {
       return;
     }

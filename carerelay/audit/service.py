@@ -124,6 +124,8 @@ def append_pending(session: Session) -> None:
     Runs before every commit; called directly by code that must read its own entries back in the
     same transaction (the database copy verifies the chain it is about to commit).
     """
+    if session.in_nested_transaction():
+        return  # a savepoint's release: the entries wait for the real commit, so the head is locked last
     pending = session.info.pop(PENDING_KEY, None)
     if not pending:
         return

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from carerelay.audit import service as audit
 from carerelay.audit.models import AuditEntry
@@ -85,3 +86,27 @@ def test_forged_insertion_is_found(db: Database, clock: FakeClock) -> None:
     assert not report.ok
     assert report.seq == 4
     assert "inserted" in (report.problem or "")
+
+
+def test_savepoints_keep_their_entries_until_the_commit_and_drop_them_when_rolled_back(
+        db: Database, clock: FakeClock) -> None:
+    def record(session: Session, what: str) -> None:
+        audit.record(session=session, clock=clock, actor=cli_actor(), action="test.savepoint", object_type="thing",
+                     object_id=what)
+
+    with db.unit_of_work() as session:
+        before = session.execute(select(func.max(AuditEntry.seq))).scalar_one()
+        record(session, "outer")
+        with session.begin_nested():
+            record(session, "kept")
+        assert audit.pending_entries(session) == 2  # a released savepoint does not chain (or lock) yet
+        with pytest.raises(RuntimeError), session.begin_nested():
+            with session.begin_nested():
+                record(session, "inner of a rolled-back savepoint")
+            raise RuntimeError("undo")
+        record(session, "last")
+    with db.unit_of_work() as session:
+        rows = session.execute(select(AuditEntry.seq, AuditEntry.object_id).where(AuditEntry.seq > before)
+                               .order_by(AuditEntry.seq)).all()
+        assert [(seq - before, obj) for seq, obj in rows] == [(1, "outer"), (2, "kept"), (3, "last")]
+        assert audit.verify_chain(session=session).ok

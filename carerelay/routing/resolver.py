@@ -163,14 +163,16 @@ def _person(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
 
 def _group(kind: str) -> Scheme:
     def resolve_group(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
-        group = session.get(Group, int(ref)) if ref.isdigit() else session.execute(
-            select(Group).where(Group.code == ref)).scalar_one_or_none()
-        if group is None or group.kind != kind:
+        # The group and its members in one statement (a group without members gives one row).
+        clause = Group.id == int(ref) if ref.isdigit() else Group.code == ref
+        rows = session.execute(select(Group.kind, Group.name, GroupMember.person_id)
+                               .outerjoin(GroupMember, GroupMember.group_id == Group.id).where(clause)
+                               .order_by(GroupMember.person_id)).all()
+        if not rows or rows[0].kind != kind:
             raise Invalid(f"no {kind} {ref}", field="address")
-        members = session.execute(select(GroupMember.person_id).where(GroupMember.group_id == group.id)
-                                  .order_by(GroupMember.person_id)).scalars().all()
-        return people_recipients(session, f"{kind}:{ref}", at,
-                                 [(pid, f"member of {kind} {group.name}") for pid in members])
+        name = rows[0].name
+        return people_recipients(session, f"{kind}:{ref}", at, [
+            (row.person_id, f"member of {kind} {name}") for row in rows if row.person_id is not None])
 
     return resolve_group
 
@@ -181,7 +183,8 @@ SCHEMES["team"] = _group("team")
 
 @scheme("pager")
 def _pager(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
-    pager = session.execute(select(VirtualPager).where(VirtualPager.number == ref)).scalar_one_or_none()
+    pager = session.execute(select(VirtualPager.target, VirtualPager.label, VirtualPager.active)
+                            .where(VirtualPager.number == ref)).first()
     if pager is None or not pager.active:
         raise Invalid(f"no active pager number {ref}", field="address")
     inner = resolve(session, pager.target, at, depth + 1)
@@ -270,7 +273,7 @@ def department_of(session: Session, address: str, depth: int = 0) -> int | None:
 @scheme("scheduler")
 def _scheduler(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
     """scheduler:<department code>: the people with the scheduler role in that department."""
-    department = session.execute(select(Department).where(Department.code == ref)).scalar_one_or_none()
+    department = session.execute(select(Department.id, Department.name).where(Department.code == ref)).first()
     if department is None:
         raise Invalid(f"no department {ref!r} to resolve scheduler:{ref}", field="address")
     ids = session.execute(select(Person.id).join(PersonRole, PersonRole.person_id == Person.id)

@@ -196,7 +196,7 @@ def run(url: str, label: str, people: int, departments: int, days: int, queries:
                     "assignment_lookups_answered_pct": round(100 * answered / queries, 1),
                     "load_s": round(load_s, 1), "warm_up_s": round(warm_s, 1),
                     "cold_lookups": len(samples["lookup_cold"]), "warm_lookups": 2 * queries})
-    report(f"scheduling-{label}", database=label, metrics=metrics, floor=floors,
+    report(f"scheduling-{label}", database=label, metrics=metrics, floor=floors, load_before=round(load_before[0], 2),
            targets={"lookup_assignment_p99_ms": "< 1", "lookup_department_p99_ms": "< 1"},
            notes=f"lookup_* are warm (the 28-day bucket cached in this process, validated by one round trip); "
                  f"lookup_*_cpu_* is the CPU time this process spent in the same calls (the lookup's own cost, "

@@ -499,3 +499,34 @@ def flush_or_conflict(session: Session, message: str) -> None:
             session.flush()
     except IntegrityError as exc:
         raise Conflict(message) from exc
+
+
+def flushed_connection(session: Session) -> Connection:
+    """The session's connection, after the autoflush a query through the session would have done,
+    so a read that goes past the ORM still sees the caller's own pending edits."""
+    if session.autoflush:
+        session.flush()
+    return session.connection()
+
+
+def parameter_mark(conn: Connection) -> str:
+    """The driver's own placeholder, for SQL given to ``driver_rows``."""
+    return "?" if conn.dialect.name == "sqlite" else "%s"
+
+
+def driver_rows(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """A small statement straight through the driver, on the transaction's own connection, for the
+    hottest reads (the on-call lookup, resolve()): SQLAlchemy's statement, execution and result
+    machinery costs five to thirty times what the database takes to run them. It still goes through
+    the connection's cursor-execute step, so events (the statement-count tests), echo logging and
+    error translation (a lost PostgreSQL connection is invalidated, not reused) work as for any
+    other statement. ``sql`` is plain SQL with ``parameter_mark`` placeholders; rows come back
+    as the driver gives them (SQLite booleans are 0 and 1)."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        conn._cursor_execute(cursor, sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()

@@ -18,9 +18,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from carerelay.core.db import driver_rows, flushed_connection, parameter_mark
 from carerelay.core.errors import Invalid
 from carerelay.directory.models import (
-    ContactPoint,
     Department,
     Group,
     GroupMember,
@@ -104,15 +104,20 @@ def resolve(session: Session, address: str, at: datetime, depth: int = 0) -> Res
     return SCHEMES[name](session, ref, at, depth)
 
 
-def contacts_of(session: Session, person_ids: list[int]) -> dict[int, tuple[Contact, ...]]:
-    rows = session.execute(
-        select(ContactPoint.person_id, ContactPoint.kind, ContactPoint.value, ContactPoint.rank)
-        .where(ContactPoint.person_id.in_(person_ids), ContactPoint.active.is_(True))
-    ).all()
-    found: dict[int, list[tuple[int, int, Contact]]] = {pid: [] for pid in person_ids}
-    for pid, kind, value, rank in rows:
-        found[pid].append((CONTACT_ORDER.get(kind, 9), rank, Contact(kind, value)))
-    return {pid: tuple(c for _, _, c in sorted(items, key=lambda t: (t[0], t[1]))) for pid, items in found.items()}
+_PEOPLE_SQL: dict[tuple[str, int], str] = {}
+
+
+def _people_sql(mark: str, count: int) -> str:
+    """Name and active flag of ``count`` people with their active contact points, in one statement
+    (built once per size: resolve() runs at every send and escalation step)."""
+    sql = _PEOPLE_SQL.get((mark, count))
+    if sql is None:
+        active = "1" if mark == "?" else "true"
+        sql = _PEOPLE_SQL[(mark, count)] = (
+            "SELECT p.id, p.display_name, p.active, c.kind, c.value, c.rank, c.id FROM people p "
+            f"LEFT JOIN contact_points c ON c.person_id = p.id AND c.active = {active} "
+            f"WHERE p.id IN ({', '.join([mark] * count)})")
+    return sql
 
 
 def people_recipients(
@@ -123,20 +128,29 @@ def people_recipients(
     ids = [pid for pid, _ in reasons]
     if not ids:
         return result
-    # Columns, not Person objects: no roles to load, and resolve() runs at every send and step.
-    people = {row.id: row for row in session.execute(
-        select(Person.id, Person.display_name, Person.active).where(Person.id.in_(ids)))}
-    contacts = contacts_of(session, ids)
+    # One statement straight through the driver: the people's columns (not Person objects with
+    # their roles) and their active contact points, ordered here by kind, then rank.
+    conn = flushed_connection(session)
+    unique = tuple(set(ids))
+    people: dict[int, tuple[str, bool]] = {}
+    found: dict[int, list[tuple[int, int, int, Contact]]] = {}
+    for pid, display_name, active, kind, value, rank, contact_id in driver_rows(
+            conn, _people_sql(parameter_mark(conn), len(unique)), unique):
+        people[pid] = (display_name, bool(active))
+        if kind is not None:
+            found.setdefault(pid, []).append((CONTACT_ORDER.get(kind, 9), rank, contact_id, Contact(kind, value)))
     seen: set[int] = set()
     for pid, reason in reasons:
         person = people.get(pid)
         if person is None or pid in seen:
             continue
         seen.add(pid)
-        if not person.active:
-            result.notes.append(f"skipped {person.display_name}: inactive")
+        name, active = person
+        if not active:
+            result.notes.append(f"skipped {name}: inactive")
             continue
-        result.recipients.append(Recipient(pid, person.display_name, reason, contacts[pid]))
+        contacts = tuple(c for *_, c in sorted(found.get(pid, ()), key=lambda t: t[:3]))
+        result.recipients.append(Recipient(pid, name, reason, contacts))
     return result
 
 
@@ -149,14 +163,16 @@ def _person(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
 
 def _group(kind: str) -> Scheme:
     def resolve_group(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
-        group = session.get(Group, int(ref)) if ref.isdigit() else session.execute(
-            select(Group).where(Group.code == ref)).scalar_one_or_none()
-        if group is None or group.kind != kind:
+        # The group and its members in one statement (a group without members gives one row).
+        clause = Group.id == int(ref) if ref.isdigit() else Group.code == ref
+        rows = session.execute(select(Group.kind, Group.name, GroupMember.person_id)
+                               .outerjoin(GroupMember, GroupMember.group_id == Group.id).where(clause)
+                               .order_by(GroupMember.person_id)).all()
+        if not rows or rows[0].kind != kind:
             raise Invalid(f"no {kind} {ref}", field="address")
-        members = session.execute(select(GroupMember.person_id).where(GroupMember.group_id == group.id)
-                                  .order_by(GroupMember.person_id)).scalars().all()
-        return people_recipients(session, f"{kind}:{ref}", at,
-                                 [(pid, f"member of {kind} {group.name}") for pid in members])
+        name = rows[0].name
+        return people_recipients(session, f"{kind}:{ref}", at, [
+            (row.person_id, f"member of {kind} {name}") for row in rows if row.person_id is not None])
 
     return resolve_group
 
@@ -167,7 +183,8 @@ SCHEMES["team"] = _group("team")
 
 @scheme("pager")
 def _pager(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
-    pager = session.execute(select(VirtualPager).where(VirtualPager.number == ref)).scalar_one_or_none()
+    pager = session.execute(select(VirtualPager.target, VirtualPager.label, VirtualPager.active)
+                            .where(VirtualPager.number == ref)).first()
     if pager is None or not pager.active:
         raise Invalid(f"no active pager number {ref}", field="address")
     inner = resolve(session, pager.target, at, depth + 1)
@@ -194,17 +211,10 @@ def _call_order(spec: str, address: str) -> int | None:
 def _on_for(session: Session, ref: str, at: datetime) -> list[lookup.OnCall]:
     """By assignment code, department code (its whole clinical coverage) or assignment name (every
     template of that name: "Cardiology On Call" day and night, first and second call)."""
-    assignment = session.execute(select(Assignment).where(Assignment.code == ref)).scalar_one_or_none()
-    if assignment is not None:
-        return lookup.who_is_on(session=session, at=at, assignment_id=assignment.id)
-    department = session.execute(select(Department).where(Department.code == ref)).scalar_one_or_none()
-    if department is not None:
-        return lookup.who_is_on(session=session, at=at, department_id=department.id)
-    ids = list(session.execute(select(Assignment.id).where(func.lower(Assignment.name) == ref.lower())).scalars())
-    if not ids:
+    on = lookup.who_is_on_named(session=session, at=at, name=ref)
+    if on is None:
         raise Invalid(f"no assignment or department {ref!r} to resolve role:{ref}", field="address")
-    return sorted((o for aid in ids for o in lookup.who_is_on(session=session, at=at, assignment_id=aid)),
-                  key=lambda o: (o.call_order, o.starts_at, o.slot_id))
+    return on
 
 
 @scheme("role")
@@ -263,7 +273,7 @@ def department_of(session: Session, address: str, depth: int = 0) -> int | None:
 @scheme("scheduler")
 def _scheduler(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
     """scheduler:<department code>: the people with the scheduler role in that department."""
-    department = session.execute(select(Department).where(Department.code == ref)).scalar_one_or_none()
+    department = session.execute(select(Department.id, Department.name).where(Department.code == ref)).first()
     if department is None:
         raise Invalid(f"no department {ref!r} to resolve scheduler:{ref}", field="address")
     ids = session.execute(select(Person.id).join(PersonRole, PersonRole.person_id == Person.id)

@@ -11,7 +11,8 @@ start (compact arrays, loaded on first use, least recently used dropped past ``M
 It is correct across nodes and transactions because of ``sched_lookup_version``: database triggers
 give that row a new random token in every transaction that writes a slot, schedule or assignment,
 and every lookup reads the token in the same query that fetches what the cache does not hold —
-the current department codes, site time zones and people's names for the slots it found. The cached
+the current department codes, site time zones and people's names for the slots it found, and for
+``who_is_on_named`` (routing's ``role:``) which department a code names now. The cached
 slots are used only when that token is the one they were loaded under; otherwise they are dropped
 and loaded again, in the caller's transaction (so a transaction sees its own uncommitted edits,
 and nobody else does: its token is never visible outside it, and a rolled-back token never comes
@@ -30,9 +31,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, Select, select
+from sqlalchemy import Connection, Row, Select, bindparam, select
 from sqlalchemy.orm import Session
 
+from carerelay.core.db import driver_rows, flushed_connection, parameter_mark
 from carerelay.core.errors import Invalid
 from carerelay.directory.models import Department, Person, Site
 from carerelay.scheduling.models import MAX_SLOT_HOURS, Assignment, AssignmentKind, Schedule, ScheduleStatus, Slot
@@ -45,6 +47,7 @@ US = timedelta(microseconds=1)
 BUCKET_US = 28 * 86_400 * 1_000_000
 MAX_US = MAX_SLOT_HOURS * 3_600 * 1_000_000
 HORIZON_US = int(NEXT_HORIZON / US)
+MAX_LEARNED_CODES = 10_000
 MAX_CACHED_SLOTS = 600_000
 """About 25 MB of slot arrays: two years of a large hospital (the benchmark's 219,000 slots, held
 once per assignment and once per department) fits; beyond it the least recently used buckets go."""
@@ -138,6 +141,13 @@ class _Generation:
     def __init__(self, token: str, assignments: dict[int, _AssignmentInfo]) -> None:
         self.token = token
         self.assignments = assignments
+        self.codes = {a.code: a_id for a_id, a in assignments.items()}
+        self.names: dict[str, list[int]] = {}
+        for a_id in sorted(assignments):
+            self.names.setdefault(assignments[a_id].name.lower(), []).append(a_id)
+        # Department codes are not under the token (directory edits change them): what a code
+        # named last time, only a guess that the next lookup's own read confirms or corrects.
+        self.department_codes: dict[str, int] = {}
         self.buckets: OrderedDict[tuple[str, int, int], _Bucket] = OrderedDict()
         self.slots = 0
         self.answers: dict[tuple[int, str, str, str], OnCall] = {}
@@ -159,6 +169,14 @@ class _Generation:
             while self.slots > MAX_CACHED_SLOTS and len(self.buckets) > 1:
                 _, dropped = self.buckets.popitem(last=False)
                 self.slots -= len(dropped)
+
+    def learn_department(self, code: str, department_id: int | None) -> None:
+        if department_id is None:
+            self.department_codes.pop(code, None)
+            return
+        if len(self.department_codes) > MAX_LEARNED_CODES:
+            self.department_codes.clear()
+        self.department_codes[code] = department_id
 
     def answer(self, key: tuple[int, str, str, str], build: Any) -> OnCall:
         """One OnCall per slot and what was read fresh for it (names, codes, zones may change)."""
@@ -209,16 +227,15 @@ class LookupCache:
 CACHE = LookupCache()
 
 _TOKEN_SQL = "SELECT token FROM sched_lookup_version WHERE id = 1"
-_FRESH_SQL: dict[tuple[str, int, int], str] = {}
+_FRESH_SQL: dict[tuple[str, int, int, bool], str] = {}
 
 
-def _fresh_sql(dialect: str, departments: int, people: int) -> str:
+def _fresh_sql(mark: str, departments: int, people: int, code: bool) -> str:
     """One statement (one snapshot, one round trip): the token, then department code and site zone
-    per department, then display name per person."""
-    key = (dialect, departments, people)
+    per department, then display name per person, then (``code``) the department a code names."""
+    key = (mark, departments, people, code)
     sql = _FRESH_SQL.get(key)
     if sql is None:
-        mark = "?" if dialect == "sqlite" else "%s"
         parts = ["SELECT 'v', 0, token, '' FROM sched_lookup_version WHERE id = 1"]
         if departments:
             parts.append("SELECT 'd', d.id, d.code, s.timezone FROM departments d JOIN sites s ON s.id = d.site_id "
@@ -226,6 +243,9 @@ def _fresh_sql(dialect: str, departments: int, people: int) -> str:
         if people:
             parts.append(f"SELECT 'p', p.id, p.display_name, '' FROM people p WHERE p.id IN "
                          f"({', '.join([mark] * people)})")
+        if code:
+            parts.append("SELECT 'c', d.id, d.code, s.timezone FROM departments d JOIN sites s ON s.id = d.site_id "
+                         f"WHERE d.code = {mark}")
         sql = _FRESH_SQL[key] = " UNION ALL ".join(parts)
     return sql
 
@@ -235,31 +255,23 @@ class _Fresh:
     token: str | None
     departments: dict[int, tuple[str, str]]
     names: dict[int, str]
+    coded: int | None = None  # the department the code asked about names, if any
 
 
-def _driver_rows(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Straight through the driver, on the transaction's own connection: for this one small query
-    SQLAlchemy's execution and result machinery costs some thirty times what SQLite does."""
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
-    try:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
-def _read_fresh(conn: Connection, departments: Sequence[int], people: Sequence[int]) -> _Fresh:
-    sql = _fresh_sql(conn.dialect.name, len(departments), len(people))
+def _read_fresh(conn: Connection, departments: Sequence[int], people: Sequence[int],
+                code: str | None = None) -> _Fresh:
+    sql = _fresh_sql(parameter_mark(conn), len(departments), len(people), code is not None)
     fresh = _Fresh(None, {}, {})
-    for kind, ident, text, extra in _driver_rows(conn, sql, (*departments, *people)):
+    params = (*departments, *people) if code is None else (*departments, *people, code)
+    for kind, ident, text, extra in driver_rows(conn, sql, params):
         if kind == "v":
             fresh.token = text
-        elif kind == "d":
-            fresh.departments[ident] = (text, extra)
-        else:
+        elif kind == "p":
             fresh.names[ident] = text
+        else:
+            fresh.departments[ident] = (text, extra)
+            if kind == "c":
+                fresh.coded = ident
     return fresh
 
 
@@ -269,7 +281,7 @@ def _database_key(conn: Connection) -> int:
 
 
 def _read_token(conn: Connection) -> str | None:
-    rows = _driver_rows(conn, _TOKEN_SQL)
+    rows = driver_rows(conn, _TOKEN_SQL)
     return str(rows[0][0]) if rows else None
 
 
@@ -293,17 +305,25 @@ def _generation(session: Session, conn: Connection) -> _Generation | None:
     return generation
 
 
-def _bucket_query(field: str, ident: int, bucket: int) -> Select[*tuple[Any, ...]]:
-    column = Slot.assignment_id if field == "a" else Slot.department_id
+def _bucket_query(column: Any) -> Select[*tuple[Any, ...]]:
     return (select(Slot.id, Slot.assignment_id, Slot.person_id, Slot.placeholder_name, Slot.placeholder_contact,
                    Slot.starts_at, Slot.ends_at)
             .join(Schedule, Slot.schedule_id == Schedule.id)
-            .where(Schedule.status == ScheduleStatus.PUBLISHED.value, column == ident,
-                   Slot.starts_at >= _instant(bucket * BUCKET_US), Slot.starts_at < _instant((bucket + 1) * BUCKET_US))
+            .where(Schedule.status == ScheduleStatus.PUBLISHED.value, column == bindparam("ident"),
+                   Slot.starts_at >= bindparam("low"), Slot.starts_at < bindparam("high"))
             .order_by(Slot.starts_at, Slot.id))
 
 
-def _find(session: Session, generation: _Generation, field: str, ident: int, low_us: int, high_us: int,
+# Built once: a cold lookup loads a bucket per call, and building the statement cost more than running it.
+_BUCKET_QUERIES = {"a": _bucket_query(Slot.assignment_id), "d": _bucket_query(Slot.department_id)}
+
+
+def _load_bucket(conn: Connection, field: str, ident: int, number: int) -> _Bucket:
+    return _Bucket(conn.execute(_BUCKET_QUERIES[field], {
+        "ident": ident, "low": _instant(number * BUCKET_US), "high": _instant((number + 1) * BUCKET_US)}).all())
+
+
+def _find(conn: Connection, generation: _Generation, field: str, ident: int, low_us: int, high_us: int,
           loaded: dict[tuple[str, int, int], _Bucket], ends_after_us: int | None = None) -> list[_Found]:
     """Slots of the assignment (``a``) or department (``d``) starting in ``(low_us, high_us]`` (and,
     if given, ending after ``ends_after_us``)."""
@@ -312,7 +332,7 @@ def _find(session: Session, generation: _Generation, field: str, ident: int, low
         key = (field, ident, number)
         bucket = generation.bucket(key) or loaded.get(key)
         if bucket is None:
-            bucket = loaded[key] = _Bucket(session.execute(_bucket_query(field, ident, number)).all())
+            bucket = loaded[key] = _load_bucket(conn, field, ident, number)
         for i in bucket.between(low_us, high_us):
             if ends_after_us is not None and bucket.ends[i] <= ends_after_us:
                 continue
@@ -343,12 +363,12 @@ def _on_call(generation: _Generation, item: _Found, fresh: _Fresh) -> OnCall:
 
 
 def _settle(conn: Connection, generation: _Generation, found: list[_Found],
-            loaded: dict[tuple[str, int, int], _Bucket]) -> _Fresh | None:
+            loaded: dict[tuple[str, int, int], _Bucket], code: str | None = None) -> _Fresh | None:
     """Fetch what is fresh for these slots with the token; keep the loaded buckets only if the token
     is still the generation's (None: it is not, the caller starts again)."""
     departments = list({generation.assignments[f.assignment_id].department_id for f in found})
     people = list({f.person_id for f in found if f.person_id is not None})
-    fresh = _read_fresh(conn, departments, people)
+    fresh = _read_fresh(conn, departments, people, code)
     if fresh.token != generation.token:
         return None
     for key, bucket in loaded.items():
@@ -366,7 +386,7 @@ def who_is_on(
     at_us = _us(at)
     field, ident = ("a", assignment_id) if assignment_id is not None else ("d", department_id)
     assert ident is not None
-    conn = session.connection()
+    conn = flushed_connection(session)
     for _attempt in range(3):
         generation = CACHE.guess(_database_key(conn)) if _attempt == 0 else _generation(session, conn)
         if generation is None:
@@ -374,10 +394,12 @@ def who_is_on(
                 continue
             break
         if field == "a" and ident not in generation.assignments:
+            if _attempt == 0:  # perhaps new since the guess: ask the current generation
+                continue
             return _query_who_is_on(session=session, at=at, assignment_id=assignment_id, department_id=department_id)
         loaded: dict[tuple[str, int, int], _Bucket] = {}
         try:
-            found = [f for f in _find(session, generation, field, ident, at_us - MAX_US, at_us, loaded, at_us)
+            found = [f for f in _find(conn, generation, field, ident, at_us - MAX_US, at_us, loaded, at_us)
                      if _wanted(generation, f, field)]
         except _Stale:
             continue
@@ -385,6 +407,60 @@ def who_is_on(
         if fresh is not None:
             return _sorted(_on_call(generation, f, fresh) for f in found)
     return _query_who_is_on(session=session, at=at, assignment_id=assignment_id, department_id=department_id)
+
+
+def who_is_on_named(*, session: Session, at: datetime, name: str) -> list[OnCall] | None:
+    """What routing's ``role:<name>`` asks, in one round trip when the buckets are cached: ``name``
+    as an assignment code; else as a department code (its clinical coverage); else every assignment
+    of that name, any case ("Cardiology On Call" day and night, first and second call), in call
+    order. None: it is none of these.
+
+    Assignment codes and names are under the token. A department code is not: the department it
+    named last time is tried, and the same round trip reads which department the code names now;
+    if that is another (or none), the lookup is made again with what was read.
+    """
+    _check(at)
+    at_us = _us(at)
+    conn = flushed_connection(session)
+    generation = CACHE.guess(_database_key(conn))
+    for _attempt in range(4):
+        if generation is None:
+            generation = _generation(session, conn)
+            if generation is None:
+                break
+        assignment_id = generation.codes.get(name)
+        department_id = None if assignment_id is not None else generation.department_codes.get(name)
+        if assignment_id is not None:
+            targets = [("a", assignment_id)]
+        elif department_id is not None:
+            targets = [("d", department_id)]
+        else:
+            targets = [("a", a_id) for a_id in generation.names.get(name.lower(), ())]
+        loaded: dict[tuple[str, int, int], _Bucket] = {}
+        try:
+            found = [f for field, ident in targets
+                     for f in _find(conn, generation, field, ident, at_us - MAX_US, at_us, loaded, at_us)
+                     if _wanted(generation, f, field)]
+        except _Stale:
+            generation = None
+            continue
+        code = None if assignment_id is not None else name
+        fresh = _settle(conn, generation, found, loaded, code)
+        if fresh is None:
+            generation = None
+            continue
+        if code is not None and fresh.coded != department_id:
+            generation.learn_department(name, fresh.coded)
+            continue
+        if not targets:
+            return None
+        on = [_on_call(generation, f, fresh) for f in found]
+        return _sorted(on) if assignment_id is not None or department_id is not None else _by_call_order(on)
+    return _query_who_is_on_named(session=session, at=at, name=name)
+
+
+def _by_call_order(items: Iterable[OnCall]) -> list[OnCall]:
+    return sorted(items, key=lambda o: (o.call_order, o.starts_at, o.slot_id))
 
 
 def _wanted(generation: _Generation, item: _Found, field: str) -> bool:
@@ -423,7 +499,7 @@ def on_call_now(*, session: Session, at: datetime) -> list[DepartmentCoverage]:
     """
     _check(at)
     at_us = _us(at)
-    conn = session.connection()
+    conn = flushed_connection(session)
     for _attempt in range(3):
         generation = CACHE.guess(_database_key(conn)) if _attempt == 0 else _generation(session, conn)
         if generation is None:
@@ -436,7 +512,7 @@ def on_call_now(*, session: Session, at: datetime) -> list[DepartmentCoverage]:
         upcoming: dict[int, list[_Found]] = {}
         try:
             for dept in departments:
-                items = [f for f in _find(session, generation, "d", dept, at_us - MAX_US, at_us + HORIZON_US,
+                items = [f for f in _find(conn, generation, "d", dept, at_us - MAX_US, at_us + HORIZON_US,
                                           loaded) if _wanted(generation, f, "d")]
                 current[dept] = [f for f in items if f.starts_us <= at_us < f.ends_us]
                 upcoming[dept] = _next(generation, [f for f in items if f.starts_us > at_us])
@@ -511,6 +587,22 @@ def _query_who_is_on(
     else:
         query = query.where(Slot.department_id == department_id, Assignment.kind.in_(CLINICAL))
     return _sorted(_row(r) for r in session.execute(query))
+
+
+def _query_who_is_on_named(*, session: Session, at: datetime, name: str) -> list[OnCall] | None:
+    _check(at)
+    assignment_id = session.execute(select(Assignment.id).where(Assignment.code == name)).scalar_one_or_none()
+    if assignment_id is not None:
+        return _query_who_is_on(session=session, at=at, assignment_id=assignment_id)
+    department_id = session.execute(select(Department.id).where(Department.code == name)).scalar_one_or_none()
+    if department_id is not None:
+        return _query_who_is_on(session=session, at=at, department_id=department_id)
+    # The cache's match (Python's lower case, the same on both databases), not SQL's lower().
+    ids = [a_id for a_id, title in session.execute(select(Assignment.id, Assignment.name).order_by(Assignment.id))
+           if title.lower() == name.lower()]
+    if not ids:
+        return None
+    return _by_call_order(o for a_id in ids for o in _query_who_is_on(session=session, at=at, assignment_id=a_id))
 
 
 def _query_on_call_now(*, session: Session, at: datetime) -> list[DepartmentCoverage]:

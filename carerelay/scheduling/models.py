@@ -153,6 +153,9 @@ class ScheduleChange(Base):
     __table_args__ = (Index("ix_sched_changes_schedule_id", "schedule_id", "id"),)
 
 
+_READ_BY_LOOKUP = ["id", "schedule_id", "person_id", "ends_at", "placeholder_name", "placeholder_contact"]
+
+
 class Slot(Base):
     """A dated assignment worked by a person, or by a placeholder reachable at a contact number."""
 
@@ -181,8 +184,11 @@ class Slot(Base):
     person: Mapped[Person | None] = relationship(lazy="joined")
 
     __table_args__ = (
-        Index("ix_sched_slots_assignment_start", "assignment_id", "starts_at"),
-        Index("ix_sched_slots_department_start", "department_id", "starts_at"),
+        # On PostgreSQL the on-call lookup reads a bucket from the index alone (migration 0015).
+        Index("ix_sched_slots_assignment_start", "assignment_id", "starts_at",
+              postgresql_include=["department_id", *_READ_BY_LOOKUP]),
+        Index("ix_sched_slots_department_start", "department_id", "starts_at",
+              postgresql_include=["assignment_id", *_READ_BY_LOOKUP]),
         Index("ix_sched_slots_person_start", "person_id", "starts_at"),
         Index("ix_sched_slots_start", "starts_at"),
         Index("ix_sched_slots_schedule_date", "schedule_id", "on_date"),

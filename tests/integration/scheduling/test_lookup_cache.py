@@ -16,7 +16,8 @@ from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database, make_engine
 from carerelay.core.migrate import upgrade
 from carerelay.directory import service as directory
-from carerelay.directory.models import Site
+from carerelay.directory.models import Department, Site
+from carerelay.routing.resolver import Resolution, resolve
 from carerelay.scheduling import lookup, service
 from carerelay.scheduling.models import LookupVersion
 from tests.integration.conftest import FreshDatabase
@@ -58,13 +59,16 @@ def _month(db: Database, clock: FakeClock, code: str = "LKC", tz: str = "America
                 **{f"p{n}": p.id for n, p in enumerate(people)}}
 
 
-def _same(db: Database, ids: dict[str, int], at: datetime) -> list[lookup.OnCall]:
+def _same(db: Database, ids: dict[str, int], at: datetime, code: str = "LKC") -> list[lookup.OnCall]:
     """The cached answer, checked against the database's, for every way of asking."""
     with db.unit_of_work() as session:
         for kwargs in ({"department_id": ids["dept"]}, {"assignment_id": ids["day"]},
                        {"assignment_id": ids["night"]}, {"assignment_id": ids["backup"]}):
             assert lookup.who_is_on(session=session, at=at, **kwargs) == \
                 lookup._query_who_is_on(session=session, at=at, **kwargs), (kwargs, at)
+        for name in (code, f"{code}-DAY", f"{code}-night".lower(), f"{code}-BACKUP", "NOBODY"):
+            assert lookup.who_is_on_named(session=session, at=at, name=name) == \
+                lookup._query_who_is_on_named(session=session, at=at, name=name), (name, at)
         assert lookup.on_call_now(session=session, at=at) == lookup._query_on_call_now(session=session, at=at)
         return lookup.who_is_on(session=session, at=at, department_id=ids["dept"])
 
@@ -120,6 +124,36 @@ def test_directory_changes_are_read_fresh(fresh_database: FreshDatabase) -> None
     assert moved.timezone == "America/Denver" and "America/Denver" in moved.reason
 
 
+def test_a_department_code_is_checked_at_every_lookup(fresh_database: FreshDatabase) -> None:
+    """role:<department code> is answered from the cache, but which department a code names is read
+    fresh each time: a renamed code stops answering at once, and a code taken over answers for its
+    new department — on this node and on another one."""
+    db, clock = fresh_database.db, FakeClock()
+    ids = _month(db, clock)
+    other = Database(make_engine(fresh_database.url))
+    try:
+        for node in (db, other):
+            with node.unit_of_work() as session:
+                assert [o.person_id for o in lookup.who_is_on_named(session=session, at=AT, name="LKC") or []] \
+                    == [ids["p0"]]
+        with db.unit_of_work() as session:
+            session.execute(update(Department).where(Department.id == ids["dept"]).values(code="LKX"))
+            assert lookup.who_is_on_named(session=session, at=AT, name="LKC") is None  # its own edit, at once
+        for node in (db, other):
+            with node.unit_of_work() as session:
+                assert lookup.who_is_on_named(session=session, at=AT, name="LKC") is None
+                assert [o.department_code for o in lookup.who_is_on_named(session=session, at=AT, name="LKX") or []] \
+                    == ["LKX"]
+        with db.unit_of_work() as session:
+            make_department(session, clock, code="LKC", timezone="America/Chicago")
+        for node in (db, other):
+            with node.unit_of_work() as session:
+                assert lookup.who_is_on_named(session=session, at=AT, name="LKC") == []  # no coverage there
+                assert lookup._query_who_is_on_named(session=session, at=AT, name="LKC") == []
+    finally:
+        other.engine.dispose()
+
+
 def test_an_uncommitted_or_rolled_back_change_is_seen_by_no_one_else(fresh_database: FreshDatabase,
                                                                      tmp_path: Path) -> None:
     db, clock = fresh_database.db, FakeClock()
@@ -160,7 +194,7 @@ def test_two_databases_in_one_process_never_share_answers(fresh_database: FreshD
         ids2 = _month(second, clock, code="LKD", tz="Europe/Berlin")
         for _ in range(2):  # alternate: each answers for itself
             assert [o.department_id for o in _same(db, ids, AT)] == [ids["dept"]]
-            assert [o.department_id for o in _same(second, ids2, AT)] == [ids2["dept"]]
+            assert [o.department_id for o in _same(second, ids2, AT, code="LKD")] == [ids2["dept"]]
     finally:
         second.engine.dispose()
 
@@ -195,3 +229,46 @@ def test_triggers_give_every_write_a_new_token(fresh_database: FreshDatabase) ->
                   on_date=date(2027, 1, 1), person_id=ids["p2"])
     seen.add(token())
     assert len(seen) == 3
+
+
+def test_a_warm_role_resolve_sees_every_change_on_every_node(fresh_database: FreshDatabase) -> None:
+    """resolve("role:…") from the warm cache, on this node and another: a swap, a person deactivated,
+    a contact point added and an unpublished schedule are each seen by the very next resolve."""
+    db, clock = fresh_database.db, FakeClock()
+    ids = _month(db, clock)
+    other = Database(make_engine(fresh_database.url))
+
+    def everywhere(address: str) -> list[Resolution]:
+        answers = []
+        for node in (db, other):
+            with node.unit_of_work() as session:
+                answers.append(resolve(session, address, AT))
+        assert answers[0] == answers[1]
+        return answers
+
+    try:
+        for address in ("role:LKC-DAY", "role:LKC"):
+            [first, _] = everywhere(address)  # warms both nodes
+            assert first.person_ids == [ids["p0"]]
+        with db.unit_of_work() as session:
+            slot = lookup.who_is_on(session=session, at=AT, assignment_id=ids["day"])[0].slot_id
+            swap = service.request_swap(session=session, clock=clock, actor=ADMIN, slot_id=slot,
+                                        to_person_id=ids["p1"])
+            service.decide_swap(session=session, clock=clock, actor=ADMIN, swap_id=swap.id, approve=True)
+        for address in ("role:LKC-DAY", "role:LKC"):
+            assert [r.person_ids for r in everywhere(address)] == [[ids["p1"]]] * 2
+        with db.unit_of_work() as session:
+            directory.add_contact_point(session=session, clock=clock, actor=ADMIN, person_id=ids["p1"],
+                                        kind="pager", value="4411")
+        assert [c.value for c in everywhere("role:LKC")[0].recipients[0].contacts] == ["4411"]
+        with db.unit_of_work() as session:
+            directory.update_person(session=session, clock=clock, actor=ADMIN, person_id=ids["p1"],
+                                    changes={"active": False})
+        [gone, _] = everywhere("role:LKC-DAY")
+        assert gone.empty and gone.notes[0].startswith("skipped ")
+        with db.unit_of_work() as session:
+            service.unpublish_schedule(session=session, clock=clock, actor=ADMIN, schedule_id=ids["schedule"])
+        [nobody, _] = everywhere("role:LKC")
+        assert nobody.empty and "no one on the published schedule" in nobody.notes[-1]
+    finally:
+        other.engine.dispose()

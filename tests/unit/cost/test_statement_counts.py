@@ -6,6 +6,7 @@ is a decision, not an accident (docs/subsystems/performance.md explains each cou
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from carerelay.alerts import service as alerts
@@ -54,13 +55,12 @@ def test_a_send_costs_thirteen_statements(db: Database, clock: FakeClock, settin
     assert len(seen) == expected, "\n".join(seen)
 
 
-def test_an_escalation_step_costs_twenty_eight_statements(db: Database, clock: FakeClock) -> None:
+def test_an_escalation_step_costs_twenty_six_statements(db: Database, clock: FakeClock) -> None:
     """The default chain's second step, to a group of three: claim the timer, lock the run, the alert,
-    resolve (group, members, people, contact points), the step's own trail entry, each recipient's
-    department and routing rules
-    (2 each), earlier recipients, trail, recipients, event cursors (one upsert), events, run, audit at
-    commit (head, entry, new head), fired. PostgreSQL sends the trail rows in one statement and adds
-    the NOTIFY."""
+    resolve (the group with its members, the people with their contact points), the step's own trail
+    entry, each recipient's department and routing rules (2 each), earlier recipients, trail,
+    recipients, event cursors (one upsert), events, run, audit at commit (head, entry, new head),
+    fired. PostgreSQL sends the trail rows in one statement and adds the NOTIFY."""
     house = _person(db, "ghouse")
     with db.unit_of_work() as session:
         alerts.raise_alert(session=session, clock=clock, actor=cli_actor("test"), kind="manual",
@@ -68,12 +68,26 @@ def test_an_escalation_step_costs_twenty_eight_statements(db: Database, clock: F
     clock.advance(minutes=30)
     with statements(db.engine) as seen:
         assert jobs.fire_one(db=db, clock=clock)
-    expected = 27 if db.dialect == "postgresql" else 28
+    expected = 25 if db.dialect == "postgresql" else 26
     assert len(seen) == expected, f"{len(seen)} statements:\n" + "\n".join(seen)
 
 
-def test_resolving_a_person_costs_two_statements(db: Database, clock: FakeClock) -> None:
+def test_resolving_a_person_costs_one_statement(db: Database, clock: FakeClock) -> None:
+    """The person's name and active flag with their active contact points, in one join."""
     house = _person(db, "ghouse")
     with db.read_only() as session, statements(db.engine) as seen:
         assert resolve(session, f"person:{house.id}", clock.now()).person_ids == [house.id]
+    assert len(seen) == 1, "\n".join(seen)
+
+
+@pytest.mark.parametrize("address", ["role:CARD-CALL1-DAY", "role:CARD", "role:Cardiology On Call#all"])
+def test_resolving_a_role_costs_two_round_trips(db: Database, clock: FakeClock, address: str) -> None:
+    """With the on-call bucket cached (after the first lookup), by assignment code, department code
+    or assignment name: the lookup's one round trip (its schedule token, the department codes and
+    zones, names, and which department the code names) and the people with their contact points."""
+    with db.read_only() as session:
+        first = resolve(session, address, clock.now())
+        with statements(db.engine) as seen:
+            again = resolve(session, address, clock.now())
+    assert not first.empty and again == first
     assert len(seen) == 2, "\n".join(seen)

@@ -67,8 +67,8 @@ def load_demo_schedules(
         dept_id = depts[dept_code].id
         if service.find_schedule(session=session, department_id=dept_id, on_date=first) is not None:
             continue
-        # The night of the month's last day runs into the 1st: start the evening before, unless an
-        # earlier schedule already covers it, so the 1st's small hours have someone on call too.
+        # The night before the 1st runs into it: start the evening before with the overnight shifts,
+        # unless an earlier schedule already covers that day, so the 1st's small hours have someone on call.
         day = first if service.find_schedule(session=session, department_id=dept_id,
                                              on_date=first - timedelta(days=1)) else first - timedelta(days=1)
         schedule = service.create_schedule(session=session, clock=clock, actor=actor, department_id=dept_id,
@@ -77,6 +77,8 @@ def load_demo_schedules(
         while day <= last:
             n = (day - first).days
             for code, offset in offsets.items():
+                if day < first and assignments[code].start_time < assignments[code].end_time:
+                    continue  # the evening before the month: only the shifts that run into the 1st
                 person = people[rotation[(n + offset) % len(rotation)]]
                 service.add_slot(session=session, clock=clock, actor=actor, schedule_id=schedule.id,
                                  assignment_id=assignments[code].id, on_date=day,

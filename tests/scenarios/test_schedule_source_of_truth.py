@@ -131,7 +131,7 @@ def test_a_swap_reaches_every_connector_and_failures_reach_the_admins(
     # The scheduler swaps tonight's call to Dr. Lindqvist and publishes.
     scheduler = user(client, "sscheduler")
     card_schedule = next(s for s in client.get("/api/scheduling/schedules", headers=scheduler.headers).json()
-                         if s["starts_on"] == "2026-11-01" and s["department_id"] == _dept(client, admin, "CARD"))
+                         if s["starts_on"] == "2026-10-31" and s["department_id"] == _dept(client, admin, "CARD"))
     slots = [s for s in client.get(f"/api/scheduling/schedules/{card_schedule['id']}/slots",
                                    headers=scheduler.headers).json() if s["on_date"] == "2026-11-24"]
     codes = {a["id"]: a["code"] for a in client.get("/api/scheduling/assignments", headers=admin.headers).json()}

@@ -150,7 +150,7 @@ def test_ical_feeds_per_person_and_per_assignment(client: TestClient) -> None:
     assert feed.status_code == 200 and feed.headers["content-type"].startswith("text/calendar")
     cal = Calendar.from_ical(feed.content)
     events = cal.walk("VEVENT")
-    assert len(events) == 30  # the demo month, November 2026
+    assert len(events) == 30  # the demo month, November 2026 (the evening before holds only night shifts)
     first = events[0]
     assert first.decoded("dtstart").isoformat() == "2026-11-01T13:00:00+00:00"  # 07:00 CST, after fall-back
     assert first.decoded("dtend").isoformat() == "2026-11-02T01:00:00+00:00"

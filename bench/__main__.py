@@ -1,16 +1,16 @@
 """`make bench`: run every benchmark under bench/, then print one table (ours, floor, ratio, target).
 
 ``python -m bench NAME …`` runs only those (directory, scheduling, routing, messaging, escalation,
-hl7, wctp); ``python -m bench --table`` prints the table of the results already in bench/results/.
+hl7, wctp, websockets); ``python -m bench --table`` prints the table of the results already in bench/results/.
 """
 
 import sys
 import time
 
-from bench import common, directory, escalation, hl7, messaging, routing, scheduling, wctp
+from bench import common, directory, escalation, hl7, messaging, routing, scheduling, wctp, websockets
 
 MODULES = {"directory": directory, "scheduling": scheduling, "routing": routing, "messaging": messaging,
-           "escalation": escalation, "hl7": hl7, "wctp": wctp}
+           "escalation": escalation, "hl7": hl7, "wctp": wctp, "websockets": websockets}
 
 args = sys.argv[1:]
 if args != ["--table"]:

@@ -46,6 +46,18 @@ def machine(database: str, load_before: float | None = None) -> dict[str, Any]:
     return box
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process: what work costs, less blurred by a busy machine than wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process now (VmRSS), in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
 def percentile(samples: list[float], pct: float) -> float:
     ordered = sorted(samples)
     if not ordered:

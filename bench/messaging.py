@@ -27,7 +27,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import load_average, report, summarize_ms
+from bench.common import cpu_seconds, load_average, report, summarize_ms
 from carerelay.auth.service import start_session
 from carerelay.config import load_settings
 from carerelay.core.actor import Actor, cli_actor
@@ -181,12 +181,6 @@ async def run_echo(port: int, rate: int, seconds: float) -> dict[str, float]:
     return stats
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process: what a message costs, less blurred by a busy machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def serve(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
     with log.open("w") as out:
         return subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, text=True)
@@ -209,14 +203,14 @@ def leg(label: str, url: str, tmp: Path, rate: int, seconds: float) -> None:
         base = f"http://127.0.0.1:{port}"
         wait_until_ready(base, server, tmp / f"server-{label}.log", timeout=180)
         time.sleep(1.0)
-        cpu_before = _cpu_seconds(server.pid)
+        cpu_before = cpu_seconds(server.pid)
         ours = asyncio.run(run_carerelay(base, clients, rate, seconds))
         delivered = (rate * seconds) - ours["lost"]
-        ours["server_cpu_ms_per_message"] = round(1000 * (_cpu_seconds(server.pid) - cpu_before)
+        ours["server_cpu_ms_per_message"] = round(1000 * (cpu_seconds(server.pid) - cpu_before)
                                                   / max(delivered, 1), 3)
-        echo_cpu = _cpu_seconds(echo.pid)
+        echo_cpu = cpu_seconds(echo.pid)
         floor = asyncio.run(run_echo(echo_port, rate, seconds))
-        floor["server_cpu_ms_per_message"] = round(1000 * (_cpu_seconds(echo.pid) - echo_cpu) / (rate * seconds), 3)
+        floor["server_cpu_ms_per_message"] = round(1000 * (cpu_seconds(echo.pid) - echo_cpu) / (rate * seconds), 3)
     finally:
         for process in (server, echo):
             process.terminate()

@@ -63,7 +63,7 @@ from carerelay.notifications.service import build_channels
 from carerelay.ops.api import router as ops_router
 from carerelay.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from carerelay.patients.api import router as patients_router
-from carerelay.realtime import pglisten
+from carerelay.realtime import pglisten, presence
 from carerelay.realtime.api import router as realtime_router
 from carerelay.realtime.hub import Hub
 from carerelay.routing.api import router as routing_router
@@ -224,10 +224,10 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.bind(asyncio.get_running_loop())
+        sockets = asyncio.create_task(presence.sweep_forever(database, app.state.clock, settings, hub))
         listener = None
         if database.dialect == "postgresql":
-            url = database.engine.url.render_as_string(hide_password=False)
-            listener = asyncio.create_task(pglisten.listen_forever(url, hub))
+            listener = asyncio.create_task(pglisten.listen_forever(pglisten.conninfo(database.engine.url), hub))
         # Background loops of this node, stopped in reverse order at shutdown.
         background: list[asyncio.Task[None]] = []
         wctp_worker = WctpWorker(settings)
@@ -262,6 +262,7 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             wctp_worker.close()
             if listener is not None:
                 await pglisten.stop(listener)
+            await jobs_worker.stop(sockets)
             hub.bind(None)
             log.info("carerelay shutdown complete")
 

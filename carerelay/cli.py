@@ -53,11 +53,14 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _database(settings: Settings) -> Database:
+def _database(settings: Settings, *, node: bool = False) -> Database:
+    """``node``: the engine of `carerelay serve`, whose idle transactions the database ends (a hung node's
+    claims pass to the others); a CLI command may legitimately sit in one (an LDAP sync reading the directory)."""
     path = settings.sqlite_path()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    return Database(make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous))
+    return Database(make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous,
+                                idle_transaction_seconds=settings.db_idle_transaction_seconds if node else 0))
 
 
 def _require_current(db: Database) -> None:
@@ -452,7 +455,7 @@ def serve(
     allow_list(settings)
     gateways_from(settings)
     rules_from(settings)
-    db = _database(settings)
+    db = _database(settings, node=True)
     _require_current(db)
     application = create_app(settings, db=db, listeners=True)
     # No per-message deflate: event frames are small, and compressing each costs CPU on every socket.

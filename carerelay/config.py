@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         default="FULL",
         description="FULL survives power loss after every commit; NORMAL only a process crash.",
     )
+    db_idle_transaction_seconds: float = Field(
+        default=60.0, ge=0, le=3600,
+        description="PostgreSQL, carerelay serve: the database ends a node's transaction idle this long, so "
+                    "what a hung or cut-off node had claimed (escalation timers) passes to the others; 0: never.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8000"

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from anyio import CancelScope, CapacityLimiter, to_thread
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -69,16 +69,29 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, sqlite_synchronous: str = "FULL", schema: str | None = None) -> Engine:
+def make_engine(url: str, *, sqlite_synchronous: str = "FULL", schema: str | None = None,
+                idle_transaction_seconds: float = 0) -> Engine:
+    """``idle_transaction_seconds`` (PostgreSQL): the server ends a transaction left idle that long.
+
+    A node that hangs or loses its network keeps its connections, and with them the transactions
+    that hold its claims (an escalation timer, an escalation run, a locked row); the other nodes skip
+    or wait on those for as long as the connection lives, which TCP alone stretches to hours.
+    """
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _tune_sqlite(engine, sqlite_synchronous)
         return engine
-    connect_args: dict[str, Any] = {}
-    if schema:
-        connect_args["options"] = f"-csearch_path={schema}"
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args)
+    options = [f"-csearch_path={schema}"] if schema else []
+    if idle_transaction_seconds > 0:
+        options.append(f"-cidle_in_transaction_session_timeout={round(idle_transaction_seconds * 1000)}")
+    parsed = make_url(url)
+    given = parsed.query.get("options")
+    if options and isinstance(given, str):
+        options.insert(0, given)  # e.g. a search_path in the URL: a driver takes one options string
+    if options:
+        parsed = parsed.update_query_dict({"options": " ".join(options)})
+    return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
 def _tune_sqlite(engine: Engine, synchronous: str) -> None:

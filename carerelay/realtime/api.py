@@ -47,7 +47,6 @@ from carerelay.realtime.hub import Hub
 router = APIRouter(tags=["realtime"])
 
 BATCH = 200
-HEARTBEAT_SECONDS = 25.0
 SESSION_CHECK_SECONDS = 5.0
 SESSION_ENDED = 4001
 
@@ -94,7 +93,7 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
     settings = get_settings_dep(websocket)
     token = presented_token(websocket) or ""
     await websocket.accept()
-    subscription = hub.subscribe(person_id)
+    subscription = hub.subscribe(person_id, actor.session_id)
     receiver = asyncio.create_task(_receive(websocket, db, actor))
     try:
         cursor = after if after is not None else await to_thread.run_sync(_last_seq, db, person_id)
@@ -123,7 +122,8 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
                     break
                 await websocket.send_json(frame)
                 cursor = subscription.cursor = frame["seq"]
-            if ended is None and (clock.now() - checked).total_seconds() > SESSION_CHECK_SECONDS:
+            asked, subscription.check_session = subscription.check_session, False
+            if ended is None and (asked or (clock.now() - checked).total_seconds() > SESSION_CHECK_SECONDS):
                 checked = clock.now()
                 ended = await _session_problem(websocket, token)
             if ended:
@@ -133,7 +133,8 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
             caught_up = complete or len(batch) < BATCH
             if not caught_up:
                 continue
-            waiter = asyncio.create_task(subscription.wait(HEARTBEAT_SECONDS))
+            # no timer of its own: the node's sweep (realtime/presence.py) wakes it when it must look
+            waiter = asyncio.create_task(subscription.wait())
             await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
     except WebSocketDisconnect:
@@ -156,9 +157,10 @@ async def _session_problem(websocket: WebSocket, token: str) -> str | None:
     """A password reset or sign-out elsewhere ends this socket too: alerts go to live sessions only.
 
     An open socket is presence, not use: it keeps a personal session alive but lets a shared device's
-    session idle out (and records that end, announced like any other). Checked in a read-only snapshot
-    first (every few seconds for every socket): only when the check has something to write (an expiry
-    to record) does it take a write turn.
+    session idle out (and records that end, announced like any other). Checked when the node's sweep
+    asks (realtime/presence.py, which also does the presence slide for every socket at once) and at
+    most every few seconds while events arrive; in a read-only snapshot first: only when the check has
+    something to write (an expiry to record) does it take a write turn.
     """
     db = get_db(websocket)
 

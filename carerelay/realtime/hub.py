@@ -16,7 +16,6 @@ import asyncio
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
-from contextlib import suppress
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -30,9 +29,11 @@ MAX_PENDING = 500
 
 
 class Subscription:
-    def __init__(self, person_id: int) -> None:
+    def __init__(self, person_id: int, session_id: int | None = None) -> None:
         self.person_id = person_id
+        self.session_id = session_id
         self.cursor = 0
+        self.check_session = False  # the node's sweep found something for this socket's own session check
         self._event = asyncio.Event()
         self._pending: dict[int, tuple[str, dict[str, Any]]] = {}
 
@@ -48,7 +49,7 @@ class Subscription:
         """Handed-over events that continue exactly at the cursor, and whether that is all there is.
 
         Not complete (read the database) when nothing was handed over (a wake from another node,
-        a heartbeat) or when a gap remains (an event committed elsewhere, or whose hook has not
+        the node's sweep) or when a gap remains (an event committed elsewhere, or whose hook has not
         run yet).
         """
         pending = self._pending
@@ -65,9 +66,9 @@ class Subscription:
     def behind(self, seq: int) -> bool:
         return seq > self.cursor
 
-    async def wait(self, timeout: float) -> None:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+    async def wait(self) -> None:
+        """Until woken: by an event, another node's NOTIFY or the node's sweep; an idle socket costs nothing."""
+        await self._event.wait()
         self._event.clear()
 
 
@@ -80,8 +81,8 @@ class Hub:
     def bind(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self._loop = loop
 
-    def subscribe(self, person_id: int) -> Subscription:
-        sub = Subscription(person_id)
+    def subscribe(self, person_id: int, session_id: int | None = None) -> Subscription:
+        sub = Subscription(person_id, session_id)
         self._subs[person_id].add(sub)
         return sub
 
@@ -111,6 +112,19 @@ class Hub:
 
     def wake_all(self) -> None:
         self.wake(list(self._subs))
+
+    def connected(self) -> tuple[set[int], set[int]]:
+        """Call from the event loop: the people and the sessions that have a socket on this node."""
+        subs = [sub for group in self._subs.values() for sub in group]
+        return {sub.person_id for sub in subs}, {sub.session_id for sub in subs if sub.session_id is not None}
+
+    def ask_session_checks(self, session_ids: set[int]) -> None:
+        """Call from the event loop: these sockets check their session now (the sweep found a reason)."""
+        for group in self._subs.values():
+            for sub in group:
+                if sub.session_id in session_ids:
+                    sub.check_session = True
+                    sub.wake()
 
     def deliver(self, events: list[Committed]) -> None:
         """Call from the event loop: hand committed events to their people's connections."""

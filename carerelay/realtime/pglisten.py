@@ -12,6 +12,8 @@ from contextlib import suppress
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from sqlalchemy.engine import URL
 
 from carerelay.realtime.hub import Hub
 from carerelay.realtime.service import NOTIFY_CHANNEL
@@ -19,15 +21,23 @@ from carerelay.realtime.service import NOTIFY_CHANNEL
 log = logging.getLogger("carerelay.realtime")
 
 
-def _libpq_url(sqlalchemy_url: str) -> str:
-    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
+def conninfo(url: URL) -> str:
+    """libpq's connection string for the engine's URL, query parameters (options=…) included.
+
+    Not the URL rendered as text: SQLAlchemy writes a space in a query value as ``+``, which libpq
+    keeps as a plus, so ``options=-csearch_path=x -c…`` would name a schema that does not exist and
+    the listener would LISTEN on another channel than the one its nodes NOTIFY."""
+    params: dict[str, str] = {k: str(v) for k, v in url.translate_connect_args(username="user",
+                                                                                database="dbname").items()}
+    params.update({k: v for k, v in url.query.items() if isinstance(v, str)})
+    return make_conninfo(**params)
 
 
-async def listen_forever(database_url: str, hub: Hub, ready: asyncio.Event | None = None) -> None:
+async def listen_forever(conninfo: str, hub: Hub, ready: asyncio.Event | None = None) -> None:
     delay = 0.5
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(_libpq_url(database_url), autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                 schema = (await (await conn.execute("SELECT current_schema()")).fetchone() or ("public",))[0]
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(f"{NOTIFY_CHANNEL}_{schema}")))
                 delay = 0.5

@@ -105,6 +105,17 @@ def events_after(*, session: Session, person_id: int, after_seq: int, limit: int
     return list(rows.scalars())
 
 
+def newest_seqs(*, session: Session, person_ids: Iterable[int], batch: int = 500) -> dict[int, int]:
+    """Each person's newest event number (people without events are left out)."""
+    ids = sorted(set(person_ids))
+    newest: dict[int, int] = {}
+    for start in range(0, len(ids), batch):
+        rows = session.execute(select(EventCursor.person_id, EventCursor.last_seq)
+                               .where(EventCursor.person_id.in_(ids[start:start + batch])))
+        newest.update((int(p), int(q)) for p, q in rows)
+    return newest
+
+
 def last_seq(*, session: Session, person_id: int) -> int:
     cursor = session.get(EventCursor, person_id)
     return cursor.last_seq if cursor is not None else 0

@@ -5,10 +5,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
 from carerelay.core.db import Database, make_engine
+from carerelay.realtime.pglisten import conninfo
+from tests.conftest import Backend
 
 
 def _writer_can_begin(path: Path) -> bool:
@@ -45,3 +48,25 @@ def test_a_unit_of_work_takes_the_write_lock_up_front_and_a_read_does_not(tmp_pa
         session.execute(text("SELECT count(*) FROM t"))
         assert _writer_can_begin(path)  # WAL: readers never block the writer
     db.engine.dispose()
+
+
+def test_a_node_engine_has_postgresql_end_idle_transactions_and_keeps_the_url_schema(backend: Backend) -> None:
+    """`carerelay serve`'s engine: a hung node's claims must not outlive CARERELAY_DB_IDLE_TRANSACTION_SECONDS,
+    and the schema given in the URL (options=-csearch_path=…) must survive the added option — in the
+    engine and in the event listener's own connection, or it would LISTEN on another schema's channel."""
+    if backend.name != "postgresql":
+        pytest.skip("a PostgreSQL setting; SQLite is one process")
+    node, other = make_engine(backend.cli_url(), idle_transaction_seconds=1.5), backend.engine()
+    try:
+        with node.connect() as conn:
+            timeout = conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar()
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
+        with other.connect() as conn:  # any other engine keeps PostgreSQL's default: never
+            default = conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar()
+        with psycopg.connect(conninfo(node.url)) as listener:
+            listener_schema = listener.execute("SELECT current_schema()").fetchone()
+    finally:
+        node.dispose()
+        other.dispose()
+    assert (timeout, schema, default) == ("1500ms", backend.schema, "0")
+    assert listener_schema == (backend.schema,)

@@ -6,6 +6,8 @@ A thin adapter like the HTTP routes: each command opens one unit of work and cal
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +65,21 @@ def _database(settings: Settings, *, node: bool = False) -> Database:
                                 idle_transaction_seconds=settings.db_idle_transaction_seconds if node else 0))
 
 
+@contextmanager
+def _progress(first: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A bar on stderr for long commands; the callback takes (stage, done, total)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task(first, total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        yield progress
+
+
 def _require_current(db: Database) -> None:
     if not is_current(db.engine):
         err.print(f"carerelay: database schema is at {current_revision(db.engine)}, "
@@ -108,7 +125,6 @@ def db_copy(
     = None,
 ) -> None:
     """Move this installation from SQLite to PostgreSQL: every row, ids kept, audit chain verified."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from sqlalchemy.exc import OperationalError
 
     from carerelay.core.errors import CarerelayError
@@ -116,14 +132,8 @@ def db_copy(
 
     settings = get_settings()
     source, target = make_engine(source_url or settings.database_url), make_engine(to)
-    columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=err) as bar:
-            task = bar.add_task("checking both databases", total=None)
-
-            def progress(stage: str, done: int, total: int) -> None:
-                bar.update(task, description=stage, completed=done, total=total)
-
+        with _progress("checking both databases") as progress:
             report = copy_database(source=source, target=target, clock=SystemClock(), actor=cli_actor("db-copy"),
                                    progress=progress)
     except CarerelayError as exc:
@@ -429,6 +439,113 @@ def paging_purge(
         err.print(f"carerelay: {exc.message}")
         raise typer.Exit(2) from None
     out.print(f"deleted {deleted} paging message(s) received more than {older_than_days} days ago")
+
+
+@app.command("simulate")
+def simulate(
+    hours: Annotated[float, typer.Option(min=0.25, max=168, help="Simulated hours")] = 24.0,
+    speed: Annotated[float, typer.Option(min=0, help="Simulated seconds per real second (60: an hour a "
+                                                    "minute); 0 as fast as possible")] = 60.0,
+    fast: Annotated[bool, typer.Option("--fast", help="As fast as possible (the same as --speed 0)")] = False,
+    beds: Annotated[int, typer.Option(min=10, max=2000, help="Census: beds in use")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the day's workload and of how people answer")] = 1,
+    start: Annotated[str | None, typer.Option(help="First instant, site wall clock or with an offset "
+                                                   "(default 2026-10-31T12:00 Chicago: a DST night)")] = None,
+    no_answer_share: Annotated[float, typer.Option(min=0, max=0.9, help="Share of notified people who never "
+                                                                        "answer (operators always do)")] = 0.1,
+    database_url: Annotated[str | None, typer.Option(help="An empty database to run in (default: a new SQLite "
+                                                          "file under var/simulation/)")] = None,
+    keep_database: Annotated[bool, typer.Option(help="Keep the default SQLite file after the run")] = False,
+    report_file: Annotated[Path | None, typer.Option("--out", help="JSON report (default var/simulation/"
+                                                                   "<time>.json); the chart beside it as .svg")] = None,
+) -> None:
+    """Play a synthetic hospital day through the real services on a simulated clock; report latency per
+    flow and the safety figures. Exits 1 when a safety target is missed, 2 when it cannot run."""
+    import json
+    import logging
+
+    from sqlalchemy.exc import OperationalError
+
+    from carerelay.core.errors import CarerelayError
+    from carerelay.simulation import chart, facts, report, runner
+
+    stamp = f"{SystemClock().now():%Y%m%dT%H%M%SZ}"
+    folder = Path("var/simulation")
+    scratch = None if database_url else folder / f"{stamp}.db"
+    target = report_file or folder / f"{stamp}.json"
+    try:
+        options = runner.Options(start=runner.start_instant(start or runner.DEFAULT_START), hours=hours, beds=beds,
+                                 seed=seed, speed=0.0 if fast else speed, no_answer_share=no_answer_share)
+    except CarerelayError as exc:
+        err.print(f"carerelay: {exc.message}", markup=False)
+        raise typer.Exit(2) from None
+    if scratch is not None:
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+    db = Database(make_engine(database_url or f"sqlite:///{scratch}"))
+    services = logging.getLogger("carerelay")  # a day's worth of warnings would bury the bar; the report has them
+    level = services.level
+    services.setLevel(logging.ERROR)
+    try:
+        with _progress("preparing the database") as progress:
+            run = runner.simulate(db=db, options=options, actor=cli_actor("simulation"), progress=progress)
+            progress("checking what was stored", 1, 1)
+            found = facts.collect(db=db, run=run)
+        result = report.build_report(run=run, facts=found, database=db.dialect)
+    except CarerelayError as exc:
+        err.print(f"carerelay: {exc.message}", markup=False)
+        raise typer.Exit(2) from None
+    except OperationalError as exc:
+        err.print(f"carerelay: cannot reach the database: {str(exc.orig).splitlines()[0]}", markup=False)
+        raise typer.Exit(2) from None
+    finally:
+        services.setLevel(level)
+        db.engine.dispose()
+        if scratch is not None and not keep_database:
+            for leftover in (scratch, Path(f"{scratch}-wal"), Path(f"{scratch}-shm")):
+                leftover.unlink(missing_ok=True)
+    data = result.as_json()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data, indent=2) + "\n")
+    critical = [a for a in found.alerts if report.is_critical(a)]
+    waits = [(a.acknowledged_at - a.created_at).total_seconds() for a in critical if a.acknowledged_at is not None]
+    target.with_suffix(".svg").write_text(chart.render(data, waits, len(critical) - len(waits)))
+    _print_simulation(data)
+    out.print(f"report {target}, chart {target.with_suffix('.svg')}"
+              + (f", database {scratch}" if scratch is not None and keep_database else ""))
+    if not result.met:
+        raise typer.Exit(1)
+
+
+def _print_simulation(data: dict[str, object]) -> None:
+    from rich.table import Table
+
+    from carerelay.simulation.report import LISTED
+
+    sim, flows, safety = data["simulation"], data["flows"], data["safety"]
+    assert isinstance(sim, dict) and isinstance(flows, dict) and isinstance(safety, dict)
+    table = Table(title=f"Hospital day from {sim['start_local']}: {sim['hours']:g} h, {sim['beds']} beds, "
+                        f"seed {sim['seed']} ({sim['wall_seconds']} s)")
+    for column in ("flow", "offered", "processed", "p50 ms", "p95 ms", "p99 ms", "max ms"):
+        table.add_column(column, justify="left" if column == "flow" else "right")
+    for name, row in flows.items():
+        table.add_row(name.replace("_", " "), *("" if row[k] is None else str(row[k])
+                                                for k in ("offered", "count", "p50_ms", "p95_ms", "p99_ms", "max_ms")))
+    out.print(table)
+    share = safety["handled_share"]
+    shown = "n/a" if share is None else f"{100 * share:.1f}%"
+    out.print(f"critical and STAT alerts handled within policy: {shown} of {safety['critical_alerts']} "
+              f"(target 100%); escalated {safety['critical_escalated']}, acknowledged at the first step "
+              f"{safety['critical_acknowledged_first_step']}")
+    for key, label in (("late", "late"), ("reached_nobody", "reached nobody"), ("lost_messages", "lost messages"),
+                       ("timer_failures", "timer failures"), ("errors", "refused or failed items"),
+                       ("bed_mismatches", "beds not reaching their nurse"), ("coverage_gaps", "on-call gaps"),
+                       ("unresolvable_addresses", "paging addresses that do not exist")):
+        found = safety[key]
+        assert isinstance(found, list)
+        listed = ", ".join(str(f) for f in found[:LISTED])
+        out.print(f"{label}: {len(found)} (target 0){': ' + listed if found else ''}", markup=False)
+    verdict = "met" if safety["met"] else "MISSED: " + "; ".join(str(m) for m in safety["misses"])
+    out.print(f"safety targets {verdict}", markup=False)
 
 
 @app.command("serve")

@@ -148,6 +148,8 @@ GROUPS = [
     ("group", "NEURO-PHYS", "Neurology Physicians", "NEURO", None),
     ("group", "4W-NURSES", "4 West Nurses", "4W", None),
     ("group", "ICU-NURSES", "ICU Nurses", "ICU", None),
+    # Every unit with telemetry needs its <unit>-NURSES: the "Lethal rhythm" rule's second step is that group.
+    ("group", "ED-NURSES", "Emergency Department Nurses", "ED", ["jgreene", "ksato", "mvogel", "iduarte", "prenner"]),
     ("group", "OPERATORS", "Hospital Operators", None, ["ooperator", "tmoreno", "bkim"]),
     ("group", "INTEGRATION-ADMINS", "Integration Administrators", None, ["iadmin", "admin"]),
     ("team", "CODE-BLUE", "Code Blue Team", "ICU", ["valmeida", "hlee", "pnovak", "gwhitfield", "nfischer"]),

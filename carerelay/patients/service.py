@@ -768,6 +768,23 @@ def find_unit(*, session: Session, code: str) -> Unit | None:
     return session.execute(select(Unit).where(Unit.code == code).order_by(Unit.id).limit(1)).scalar_one_or_none()
 
 
+def create_unit(*, session: Session, clock: Clock, actor: Actor, site_id: int, department_id: int | None, code: str,
+                name: str, rooms: Sequence[str], beds_per_room: Sequence[str]) -> Unit:
+    """A unit and its beds, named as PV1-3 will name them; the ADT census then fills them."""
+    if find_unit(session=session, code=code) is not None:
+        raise Conflict(f"a unit with code {code!r} already exists", field="code")
+    if not rooms or not beds_per_room:
+        raise Invalid("a unit needs at least one room with one bed", field="rooms")
+    unit = Unit(site_id=site_id, department_id=department_id, code=code, name=name)
+    session.add(unit)
+    session.flush()
+    session.add_all(Bed(unit_id=unit.id, room=room, bed=bed) for room in rooms for bed in beds_per_room)
+    session.flush()
+    record(session=session, clock=clock, actor=actor, action="patients.create_unit", object_type="unit",
+           object_id=unit.id, detail={"code": code, "beds": len(rooms) * len(beds_per_room)})
+    return unit
+
+
 def list_units(*, session: Session) -> list[Unit]:
     return list(session.execute(select(Unit).order_by(Unit.code, Unit.id)).scalars())
 

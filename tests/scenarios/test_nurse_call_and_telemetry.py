@@ -12,10 +12,12 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from carerelay.alerts import service as alerts
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
+from carerelay.jobs import service as jobs
 from tests.api.messaging.helpers import user
-from tests.wctpsupport import drain, occupy, post, wctp_sample
+from tests.wctpsupport import drain, occupy, post, submit, wctp_sample
 
 
 def until(ws: Any, kind: str) -> dict[str, Any]:
@@ -97,3 +99,24 @@ def test_the_device_is_told_what_is_wrong_with_its_alert_frames(client: TestClie
         ws.send_json({"type": "alert.respond", "alert_id": alert["id"], "choice": "Call back"})
         assert until(ws, "alert.responded")["status"] == "acknowledged"
     drain(client)
+
+
+def test_an_unanswered_lethal_rhythm_in_the_ed_goes_on_to_the_ed_nurses(
+    client: TestClient, db: Database, clock: FakeClock
+) -> None:
+    """Found by the hospital-day simulation: the "Lethal rhythm" rule's second step is
+    ``group:{unit}-NURSES``, and the demo's emergency department had no such group, so a V-tach
+    nobody answered within a minute reached no one at that step (fallback, "no one to reach" page)."""
+    ed_nurse, charge = user(client, "ksato"), user(client, "jgreene")
+    occupy(db, clock, unit="ED", room="E1", bed="A", nurse_unique_id="N816")
+    answer = post(client, submit(sender="telemetry-central", recipient="ED-E1-A", text="V-TACH ED E1-A HR 176"))
+    assert answer.outcome()[:2] == ("Success", 200)
+    [alert] = [a for a in client.get("/api/alerts", headers=ed_nurse.headers).json() if "ED E1-A" in a["title"]]
+    clock.advance(minutes=1)
+    jobs.fire_due(db=db, clock=clock)
+    trail = client.get(f"/api/alerts/{alert['id']}", headers=charge.headers).json()["events"]
+    assert "no_one" not in [e["kind"] for e in trail]
+    second = {e["person_id"] for e in trail if e["kind"] == "notified" and e["detail"]["step"] == 1}
+    assert {ed_nurse.id, charge.id} <= second
+    with db.read_only() as session:
+        assert alerts.find_by_source(session=session, source="carerelay", source_ref=f"alert:{alert['id']}") is None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from carerelay.audit.service import record
@@ -248,8 +248,18 @@ def match_person(session: Session, ref: ProviderRef | None, fields: Sequence[str
     return found
 
 
+# Built once (every message looks up its patient and encounter): no construction per call.
+_PATIENT_BY_MRN = select(Patient).where(Patient.mrn == bindparam("mrn"))
+_ENCOUNTER_BY_VISIT = (select(Encounter).where(Encounter.patient_id == bindparam("patient_id"),
+                                               Encounter.visit_number == bindparam("visit_number"))
+                       .order_by(Encounter.id.desc()).limit(1))
+_LATEST_ENCOUNTER = (select(Encounter).where(Encounter.patient_id == bindparam("patient_id"),
+                                             Encounter.status != EncounterStatus.CANCELLED)
+                     .order_by(Encounter.id.desc()).limit(1))
+
+
 def _patient_by_mrn(session: Session, mrn: str) -> Patient | None:
-    patient = session.execute(select(Patient).where(Patient.mrn == mrn)).scalar_one_or_none()
+    patient = session.execute(_PATIENT_BY_MRN, {"mrn": mrn}).scalar_one_or_none()
     seen = 0
     while patient is not None and patient.merged_into_id is not None and seen < 10:
         patient = session.get(Patient, patient.merged_into_id)
@@ -298,12 +308,11 @@ def _resolve_location(session: Session, loc: LocationRef | None) -> tuple[int | 
 
 
 def _current_encounter(session: Session, patient_id: int, visit_number: str) -> Encounter | None:
-    query = select(Encounter).where(Encounter.patient_id == patient_id)
     if visit_number:
-        query = query.where(Encounter.visit_number == visit_number)
+        found = session.execute(_ENCOUNTER_BY_VISIT, {"patient_id": patient_id, "visit_number": visit_number})
     else:
-        query = query.where(Encounter.status != EncounterStatus.CANCELLED)
-    return session.execute(query.order_by(Encounter.id.desc()).limit(1)).scalar_one_or_none()
+        found = session.execute(_LATEST_ENCOUNTER, {"patient_id": patient_id})
+    return found.scalar_one_or_none()
 
 
 def _set_location(session: Session, enc: Encounter, loc: LocationRef | None, *, transfer: bool,

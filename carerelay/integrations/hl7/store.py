@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from carerelay.audit.service import record
@@ -126,18 +126,24 @@ def receive_messages(*, session: Session, clock: Clock, items: Sequence[Inbound]
             existing[key] = (prior[0], str(values["ack_code"]))
             receipt.message_id = prior[0]
             continue
+        row = {"received_at": now, "attempts": 0, "duplicates": 0, "message_type": None, "version": None,
+               "charset": None, "mrn": None, **values}
+        if batch_index is not None:  # a resend, in this batch, of a message refused earlier in it: replaces it
+            new_rows[batch_index] = row
+            dup_of_new.append((receipt, batch_index))
+            continue
         if values["control_id"]:
             in_batch[key] = len(new_rows)
-        new_rows.append({"received_at": now, "attempts": 0, "duplicates": 0, "message_type": None, "version": None,
-                         "charset": None, "mrn": None, **values})
+        new_rows.append(row)
         new_receipts.append(receipt)
     if new_rows:
-        ids = list(conn.execute(_INSERT, new_rows).scalars())
+        ids = _insert(conn, new_rows)
         for receipt, row_id in zip(new_receipts, ids, strict=True):
             receipt.message_id = row_id
         for receipt, index in dup_of_new:
             receipt.message_id = ids[index]
-            dup_counts[ids[index]] = dup_counts.get(ids[index], 0) + 1
+            if receipt.duplicate:
+                dup_counts[ids[index]] = dup_counts.get(ids[index], 0) + 1
     for row_id, n in dup_counts.items():
         session.execute(update(Hl7Message).where(Hl7Message.id == row_id)
                         .values(duplicates=Hl7Message.duplicates + n))
@@ -162,6 +168,18 @@ _EXISTING = select(Hl7Message.id, Hl7Message.sending_app, Hl7Message.sending_fac
     .in_(bindparam("keys", expanding=True)))
 _TABLE = cast(Table, Hl7Message.__table__)
 _INSERT = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+_INSERT_KEYED = insert(_TABLE).returning(_TABLE.c.id, _TABLE.c.sending_app, _TABLE.c.sending_facility,
+                                         _TABLE.c.control_id)
+
+
+def _insert(conn: Connection, rows: list[dict[str, object]]) -> list[int]:
+    """The new rows' ids, in order. Rows that all have a duplicate key (the usual case) go in one
+    multi-row INSERT whose RETURNING is matched back by key; SQLAlchemy would otherwise insert row by
+    row to return ids in order."""
+    if not all(r["control_id"] for r in rows):
+        return list(conn.execute(_INSERT, rows).scalars())
+    ids = {(app, facility, control): row_id for row_id, app, facility, control in conn.execute(_INSERT_KEYED, rows)}
+    return [ids[(r["sending_app"], r["sending_facility"], r["control_id"])] for r in rows]
 TOUCH_EVERY = timedelta(seconds=5)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _last_touch: dict[tuple[str, str], datetime] = {}  # (database, feed)

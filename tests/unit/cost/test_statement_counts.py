@@ -1,4 +1,5 @@
-"""What the hot paths cost in statements, pinned: a send, an escalation step, a resolve.
+"""What the hot paths cost in statements, pinned: a send, an escalation step, a resolve, HL7 storing
+and processing.
 
 A change that adds a statement to these paths fails here and says which statements ran, so the cost
 is a decision, not an accident (docs/subsystems/performance.md explains each count).
@@ -15,10 +16,14 @@ from carerelay.core.actor import Actor, cli_actor
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
 from carerelay.directory.models import Person
+from carerelay.integrations.hl7.feeds import Feed
+from carerelay.integrations.hl7.store import Inbound, process_pending, receive_messages
 from carerelay.jobs import service as jobs
 from carerelay.messaging import service as messaging
 from carerelay.messaging.models import ConversationKind
+from carerelay.patients.service import ResultPolicy
 from carerelay.routing.resolver import resolve
+from tests.hl7support import uniq
 from tests.querycount import statements
 
 
@@ -77,3 +82,41 @@ def test_resolving_a_person_costs_two_statements(db: Database, clock: FakeClock)
     with db.read_only() as session, statements(db.engine) as seen:
         assert resolve(session, f"person:{house.id}", clock.now()).person_ids == [house.id]
     assert len(seen) == 2, "\n".join(seen)
+
+
+def _results(mrns: list[str]) -> list[bytes]:
+    return ["\r".join([
+        f"MSH|^~\\&|LAB|MAINHOSP|CARERELAY|MAINHOSP|20261124093000||ORU^R01|{uniq('C')}|P|2.5.1",
+        f"PID|1||{mrn}^^^MAINHOSP^MR||DOE^JANE||19580214|F",
+        "OBR|1|ORD1|FIL1|80048^BASIC METABOLIC PANEL^CPT||||||||||||1234567890^HOUSE^GREGORY^^^DR^^^NPI",
+        "OBX|1|NM|2951-2^Sodium^LN||139|mmol/L|136-145|N|||F|||20261124092500",
+        "OBX|2|NM|2823-3^Potassium^LN||4.1|mmol/L|3.5-5.1|N|||F|||20261124092500"]).encode() for mrn in mrns]
+
+
+def test_storing_four_frames_costs_two_statements_and_processing_eight_results_thirty_eight(
+        db: Database, clock: FakeClock) -> None:
+    """Store: the duplicate check and one multi-row insert. Process: the batch's rows, then per message
+    the patient (read, touched), its encounter and the observations (one executemany), one provider
+    lookup for the batch, the outcomes in one update, and one audit chain append at commit."""
+    feed = Feed(name="default", port=0)
+    mrns = [uniq("M") for _ in range(8)]
+
+    def store(frames: list[bytes]) -> None:
+        with db.unit_of_work() as session:
+            receive_messages(session=session, clock=clock, items=[Inbound(feed, f, "10.0.0.1:1") for f in frames])
+
+    def process() -> None:
+        with db.unit_of_work() as session:
+            process_pending(session=session, clock=clock, feeds={"default": feed}, policy=ResultPolicy(),
+                            stat_priorities=("S",), limit=8)
+
+    store(_results(mrns))
+    process()  # the patients exist from here on
+    with statements(db.engine) as stored:
+        store(_results(mrns[:4]))
+    store(_results(mrns[4:]))
+    clock.advance(seconds=1)  # each patient's updated_at moves, as it does in real life
+    with statements(db.engine) as processed:
+        process()
+    assert len(stored) == 2, "\n".join(stored)
+    assert len(processed) == 38, f"{len(processed)} statements:\n" + "\n".join(processed)

@@ -183,7 +183,7 @@ async def _mllp_senders(port: int, senders: int, per_sender: int) -> None:
     await asyncio.gather(*(one(i) for i in range(senders)))
 
 
-def hl7_listener(messages: int, senders: int) -> None:
+def hl7_listener(messages: int, senders: int, profile: bool) -> None:
     """The whole listener in this process; the senders (a child process) are not counted."""
     from sqlalchemy import func, select
 
@@ -217,7 +217,12 @@ def hl7_listener(messages: int, senders: int) -> None:
             finally:
                 await runtime.stop()
 
+        profiler = Profiler() if profile else None
+        if profiler is not None:
+            profiler.start()
         cpu, statements, wall = asyncio.run(main())
+        if profiler is not None:
+            profiler.stop("the whole listener")
         total = (messages // senders) * senders
         print(f"\nhl7, whole listener (MLLP, {senders} senders, ACK + processing), SQLite, {total} ORU^R01")
         print(f"CPU ms/msg {1000 * cpu / total:.3f}   statements/msg {statements / total:.2f}   "
@@ -322,7 +327,7 @@ def main() -> None:
     elif args.path == "hl7":
         hl7_service(args.messages or 2000, args.batch, args.profile)
         if not args.no_listener:
-            hl7_listener(args.messages or 2000, args.senders)
+            hl7_listener(args.messages or 2000, args.senders, args.profile)
     elif args.path == "messaging":
         messaging_app(args.messages or 1000, args.concurrency, args.profile)
     else:

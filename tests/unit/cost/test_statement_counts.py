@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from carerelay.alerts import service as alerts
-from carerelay.auth.service import authenticate, start_session
+from carerelay.auth.service import signed_in_actor, start_session
 from carerelay.config import Settings
 from carerelay.core.actor import Actor, cli_actor
 from carerelay.core.clock import FakeClock
@@ -33,9 +33,10 @@ def _person(db: Database, username: str) -> Person:
 
 
 def test_a_send_costs_thirteen_statements(db: Database, clock: FakeClock, settings: Settings) -> None:
-    """Sign-in check (2), policy, conversation (lock), seq, message, members, receipts, event cursors
-    (one upsert for everyone), events, and at commit the audit chain (head, entry, new head);
-    PostgreSQL adds the NOTIFY that wakes other nodes."""
+    """Sign-in check (2: the session with its person, the roles), policy, conversation (lock), seq,
+    members, message, receipts, event cursors (one upsert for everyone), events, and at commit the
+    audit chain (head, entry, new head); PostgreSQL adds the NOTIFY that wakes other nodes. The
+    sender's name comes with the sign-in check: no query for it."""
     house, wilson = _person(db, "ghouse"), _person(db, "jwilson")
     with db.unit_of_work() as session:
         token = start_session(session=session, clock=clock, settings=settings, person=house, kind="api", ip=None,
@@ -44,11 +45,9 @@ def test_a_send_costs_thirteen_statements(db: Database, clock: FakeClock, settin
             session=session, clock=clock, actor=Actor(person_id=house.id, username=house.username),
             kind=ConversationKind.DIRECT, member_ids=[wilson.id])
 
-    def send(text: str) -> None:
+    def send(text: str) -> None:  # as a request does: the sender's name comes with the sign-in check
         with db.unit_of_work() as session:
-            auth_session, person = authenticate(session=session, clock=clock, settings=settings, token=token)
-            actor = Actor(person_id=person.id, username=person.username, roles=person.role_names,
-                          session_id=auth_session.id)
+            actor = signed_in_actor(session=session, clock=clock, settings=settings, token=token, ip=None)
             messaging.send_message(session=session, clock=clock, actor=actor,
                                    request=messaging.SendRequest(conversation_id=conversation.id, text=text))
 

@@ -6,6 +6,7 @@ which other work on the machine changes far less, and with ``--profile`` prints 
 
     .venv/bin/python -m bench.cpu hl7 [--messages 2000] [--profile]
     .venv/bin/python -m bench.cpu messaging [--messages 1000] [--profile]
+    .venv/bin/python -m bench.cpu messaging-server [--rate 100] [--seconds 5] [--profile]
 
 hl7: the listener's own store and processing steps (``Hl7Runtime._store_sync`` in groups of
 ``--batch`` frames, as four senders' frames arrive, then ``_process_sync`` in its batches), then the
@@ -13,6 +14,8 @@ whole listener over real MLLP sockets, the senders in a child process (ACK and p
 messaging: ``POST /api/conversations/{id}/messages`` through the application in this process (sign-in
 check, the send, the response, the after-commit hand-over to the hub), ``--concurrency`` at a time, and
 what each recipient's WebSocket does for it (the liveness check and the frame).
+messaging-server: the whole server (uvicorn, WebSockets, background workers) in this process, the
+load of bench/messaging.py (200 clients, a fixed rate) in a child: CPU per delivered message.
 """
 
 from __future__ import annotations
@@ -77,11 +80,32 @@ class Profiler:
         threading.setprofile(None)
         self._profiles[0].disable()
         out = io.StringIO()
-        stats = pstats.Stats(*self._profiles, stream=out).strip_dirs()
+        stats = pstats.Stats(*self._profiles, stream=out)
+        by_package: dict[str, float] = {}
+        for (filename, _, name), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+            by_package[_package(filename, name)] = by_package.get(_package(filename, name), 0.0) + own
+        total = sum(by_package.values()) or 1.0
+        stats.strip_dirs()
         stats.sort_stats("tottime").print_stats(30)
         stats.sort_stats("cumulative").print_stats(60)
         print(f"--- profile of {label} (all threads)\n{out.getvalue()}")
+        print(f"--- own time by package, {label}")
+        for package, own in sorted(by_package.items(), key=lambda kv: -kv[1])[:25]:
+            print(f"{package:<40}{100 * own / total:6.1f} %")
         self._profiles = []
+
+
+def _package(filename: str, name: str) -> str:
+    """Where a function lives, coarsely: carerelay.<domain>, a library, or a built-in's name."""
+    if filename == "~":
+        return f"builtin {name.split(' of ')[0].strip('{}<>')}"[:40]
+    parts = Path(filename).parts
+    if "site-packages" in parts:
+        return parts[parts.index("site-packages") + 1].split(".")[0]
+    if "carerelay" in parts:
+        rest = parts[parts.index("carerelay") + 1:]
+        return "carerelay." + (rest[0] if len(rest) > 1 else Path(rest[0]).stem)
+    return Path(filename).stem
 
 
 class Meter:
@@ -311,9 +335,74 @@ def messaging_app(messages: int, concurrency: int, profile: bool) -> None:
         db.engine.dispose()
 
 
+def messaging_server(rate: int, seconds: float, profile: bool) -> None:
+    """``carerelay serve``'s application under uvicorn in this process, 200 WebSocket clients and the
+    load from bench/messaging.py in a child process: the server's CPU per delivered message."""
+    import os
+
+    import uvicorn
+
+    from bench.messaging import prepare
+    from carerelay.app import create_app
+    from carerelay.config import load_settings
+    from carerelay.core.db import Database, make_engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        clients = prepare(url)
+        (Path(tmp) / "clients.json").write_text(json.dumps(clients))
+        port = _free_port()
+        os.environ.update({"CARERELAY_DATABASE_URL": url, "CARERELAY_PORT": str(port), "CARERELAY_MLLP_PORT": "0",
+                           "CARERELAY_ATTACHMENT_KEYS": "b1:" + "A" * 43 + "=", "CARERELAY_TAP_PORT": "0",
+                           "CARERELAY_SNPP_PORT": "0", "CARERELAY_PAGER_SMTP_PORT": "0",
+                           "CARERELAY_LOG_LEVEL": "WARNING"})
+        settings = load_settings()
+        db = Database(make_engine(url, sqlite_synchronous=settings.sqlite_synchronous))
+        config = uvicorn.Config(create_app(settings, db=db, listeners=True), host="127.0.0.1", port=port,
+                                log_config=None, ws_per_message_deflate=False)
+        server = uvicorn.Server(config)
+        profiler = Profiler() if profile else None
+
+        async def main() -> tuple[float, dict[str, float]]:
+            serving = asyncio.create_task(server.serve())
+            while not server.started:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+            started = time.process_time()
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.cpu", "--load-messaging", f"http://127.0.0.1:{port}",
+                str(Path(tmp) / "clients.json"), str(rate), str(seconds), stdout=asyncio.subprocess.PIPE)
+            out, _ = await child.communicate()
+            cpu = time.process_time() - started
+            server.should_exit = True
+            await serving
+            return cpu, json.loads(out.decode().strip().splitlines()[-1])
+
+        if profiler is not None:
+            profiler.start()
+        cpu, stats = asyncio.run(main())
+        if profiler is not None:
+            profiler.stop("the server")
+        delivered = rate * seconds - stats["lost"]
+        print(f"\nmessaging server (uvicorn, 200 WebSocket clients), SQLite, {rate}/s offered for {seconds} s")
+        print(f"server CPU ms per delivered message {1000 * cpu / max(delivered, 1):.3f}   delivered/s "
+              f"{stats['delivered_per_s']}   p99 {stats['send_to_receive_p99_ms']:.1f} ms   lost {stats['lost']:.0f}"
+              f"   errors {stats['errors']:.0f}   (latencies are not meaningful on a shared machine)")
+        db.engine.dispose()
+
+
+def _load_messaging(base: str, clients_file: str, rate: int, seconds: float) -> None:
+    from bench.messaging import run_carerelay
+
+    clients = [tuple(c) for c in json.loads(Path(clients_file).read_text())]
+    print(json.dumps(asyncio.run(run_carerelay(base, clients, rate, seconds))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", nargs="?", choices=["hl7", "messaging"])
+    parser.add_argument("path", nargs="?", choices=["hl7", "messaging", "messaging-server"])
+    parser.add_argument("--rate", type=int, default=100, help="messaging-server: sends per second offered")
+    parser.add_argument("--seconds", type=float, default=5.0, help="messaging-server: how long")
     parser.add_argument("--messages", type=int, default=0)
     parser.add_argument("--batch", type=int, default=4, help="hl7: frames stored per transaction")
     parser.add_argument("--senders", type=int, default=4)
@@ -321,8 +410,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions per phase")
     parser.add_argument("--no-listener", action="store_true", help="hl7: service level only")
     parser.add_argument("--send-to", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--load-messaging", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.send_to:
+    if args.load_messaging:
+        base, clients_file, rate, seconds = args.load_messaging
+        _load_messaging(base, clients_file, int(rate), float(seconds))
+    elif args.send_to:
         asyncio.run(_mllp_senders(args.send_to, args.senders, args.messages))
     elif args.path == "hl7":
         hl7_service(args.messages or 2000, args.batch, args.profile)
@@ -330,6 +423,8 @@ def main() -> None:
             hl7_listener(args.messages or 2000, args.senders, args.profile)
     elif args.path == "messaging":
         messaging_app(args.messages or 1000, args.concurrency, args.profile)
+    elif args.path == "messaging-server":
+        messaging_server(args.rate, args.seconds, args.profile)
     else:
         parser.error("name a path: hl7 or messaging")
 

@@ -78,7 +78,7 @@ class DeliveryTarget:
 
 # Built once: every WebSocket asks before each batch it sends.
 _LIVE_SESSIONS = (
-    select(AuthSession, DeviceBinding.device_id)
+    select(AuthSession.id, AuthSession.kind, AuthSession.last_seen_at, DeviceBinding.device_id)
     .outerjoin(DeviceBinding, (DeviceBinding.auth_session_id == AuthSession.id) & DeviceBinding.ended_at.is_(None))
     .where(AuthSession.person_id == bindparam("person_id"), AuthSession.revoked_at.is_(None),
            AuthSession.expires_at > bindparam("now"))
@@ -102,15 +102,15 @@ def delivery_targets(
         rows = session.execute(_LIVE_SESSION, {"person_id": person_id, "now": now, "session_id": session_id}).all()
     limits: SessionLimits | None = None
     found = []
-    for auth_session, device_id in rows:
-        if auth_session.kind == service.SHARED and device_id is None:
+    for auth_session_id, kind, last_seen_at, device_id in rows:
+        if kind == service.SHARED and device_id is None:
             continue  # a shared session whose binding ended is not a place to deliver
-        idle_for = now - auth_session.last_seen_at
+        idle_for = now - last_seen_at
         if idle_for >= timedelta(minutes=1):  # no limit is shorter: skip the policy read for busy sessions
             limits = limits or session_limits(session=session, settings=settings)
-            if idle_for >= service.idle_limit(limits, settings, auth_session.kind):
+            if idle_for >= service.idle_limit(limits, settings, kind):
                 continue
-        found.append(DeliveryTarget(auth_session.id, auth_session.kind, device_id))
+        found.append(DeliveryTarget(auth_session_id, kind, device_id))
     return found
 
 

@@ -229,11 +229,13 @@ def authenticate(
 
 
 # What the request path needs of a session and its person, as plain columns (no entities loaded).
+# One row per role (one row with no role for a person without any): the roles come in the same query.
 _SESSION_COLUMNS = (select(AuthSession.id, AuthSession.revoked_at, AuthSession.expires_at, AuthSession.last_seen_at,
-                           AuthSession.locked_at, Person.id, Person.username, Person.active, Person.display_name)
+                           AuthSession.locked_at, Person.id, Person.username, Person.active, Person.display_name,
+                           PersonRole.role)
                     .join(Person, Person.id == AuthSession.person_id)
+                    .outerjoin(PersonRole, PersonRole.person_id == Person.id)
                     .where(AuthSession.token_hash == bindparam("token_hash")))
-_ROLES = select(PersonRole.role).where(PersonRole.person_id == bindparam("person_id"))
 
 
 def signed_in_actor(*, session: Session, clock: Clock, settings: Settings, token: str, ip: str | None) -> Actor:
@@ -241,20 +243,44 @@ def signed_in_actor(*, session: Session, clock: Clock, settings: Settings, token
 
     A session seen within the last minute, unlocked, of an active person (nearly every request) has
     nothing to check further or write: its columns are read without loading entities. Anything else
-    goes through ``authenticate``, which has the rules for idling, locking and sliding.
+    (ended sessions included) goes through ``authenticate``, which has the rules for ending, idling,
+    locking and sliding, and says why.
     """
-    row = session.execute(_SESSION_COLUMNS, {"token_hash": _token_hash(token)}).first()
-    now = clock.now()
-    if row is None or row[1] is not None or row[2] <= now:
-        raise Unauthenticated("not signed in, or the session has ended")
-    session_id, _, _, last_seen_at, locked_at, person_id, username, active, display_name = row
-    if now - last_seen_at >= timedelta(minutes=1) or locked_at is not None or not active:
+    row = _settled(session, clock, token)
+    if row is None:
         found, person = authenticate(session=session, clock=clock, settings=settings, token=token)
         return Actor(person_id=person.id, username=person.username, roles=person.role_names, session_id=found.id,
                      ip=ip, display_name=person.display_name)
-    roles = frozenset(session.execute(_ROLES, {"person_id": person_id}).scalars())
-    return Actor(person_id=person_id, username=username, roles=roles, session_id=session_id, ip=ip,
-                 display_name=display_name)
+    return Actor(person_id=row.person_id, username=row.username, roles=row.roles, session_id=row.session_id, ip=ip,
+                 display_name=row.display_name)
+
+
+def session_is_settled(*, session: Session, clock: Clock, token: str) -> bool:
+    """Whether ``authenticate`` would let this token through with nothing to check further or write:
+    live, seen within the last minute, unlocked, its person active. The WebSocket asks every few
+    seconds; only when this is False does it run ``authenticate`` itself."""
+    return _settled(session, clock, token) is not None
+
+
+@dataclass(frozen=True)
+class _Settled:
+    session_id: int
+    person_id: int
+    username: str
+    display_name: str
+    roles: frozenset[str]
+
+
+def _settled(session: Session, clock: Clock, token: str) -> _Settled | None:
+    rows = session.execute(_SESSION_COLUMNS, {"token_hash": _token_hash(token)}).all()
+    now = clock.now()
+    if not rows:
+        return None
+    session_id, revoked_at, expires_at, last_seen_at, locked_at, person_id, username, active, display_name, _ = rows[0]
+    if revoked_at is not None or expires_at <= now or now - last_seen_at >= timedelta(minutes=1) \
+            or locked_at is not None or not active:
+        return None
+    return _Settled(session_id, person_id, username, display_name, frozenset(r.role for r in rows if r.role))
 
 
 def idle_limit(limits: SessionLimits, settings: Settings, kind: str) -> timedelta:

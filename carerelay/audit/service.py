@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, event, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, SessionTransaction
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from carerelay.audit.models import GENESIS_HASH, AuditChainHead, AuditEntry
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
+from carerelay.core.db import BEFORE_GROUP_COMMIT, write_group_of
 
 
 def _entry_hash(
@@ -66,15 +67,13 @@ _ENTRIES = cast(Table, AuditEntry.__table__)
 _HEAD = cast(Table, AuditChainHead.__table__)
 
 
-def _lock_head(session: Session) -> tuple[int, str]:
+def _lock_head(conn: Connection) -> tuple[int, str]:
     """The chain's tip, locked for the rest of the transaction (PostgreSQL; SQLite holds its write lock)."""
-    head = _HEAD
-    locked = select(head.c.last_seq, head.c.last_hash).where(head.c.id == 1).with_for_update()
-    row = session.execute(locked).first()
+    row = conn.execute(_HEAD_FOR_UPDATE).first()
     if row is None:
-        create = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(head)
-        session.execute(create.values(id=1, last_seq=0, last_hash=GENESIS_HASH).on_conflict_do_nothing())
-        row = session.execute(locked).one()
+        create = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_HEAD)
+        conn.execute(create.values(id=1, last_seq=0, last_hash=GENESIS_HASH).on_conflict_do_nothing())
+        row = conn.execute(_HEAD_FOR_UPDATE).one()
     return int(row.last_seq), str(row.last_hash)
 
 
@@ -126,18 +125,50 @@ def append_pending(session: Session) -> None:
     """
     if session.in_nested_transaction():
         return  # a savepoint's release: the entries wait for the real commit, so the head is locked last
+    if write_group_of(session) is not None:
+        return  # a member of a SQLite write group: the group's COMMIT chains them (``_defer_to_group``)
     pending = session.info.pop(PENDING_KEY, None)
     if not pending:
         return
-    last_seq, last_hash = _lock_head(session)
+    _append(session.connection(), [fields for fields, _ in pending])
+
+
+@event.listens_for(Session, "after_commit")
+def _defer_to_group(session: Session) -> None:
+    """A write group member's entries, once its work is kept, wait for the group's COMMIT: one head
+    lock, insert and head update for the whole group, in turn order (= commit order)."""
+    group = write_group_of(session)
+    if group is None or session.in_nested_transaction():
+        return  # a savepoint's release inside the member: its work may still roll back
+    pending = session.info.pop(PENDING_KEY, None)
+    if pending:
+        group.defer(PENDING_KEY, [fields for fields, _ in pending])
+
+
+def _append_for_group(conn: Connection, deferred: dict[str, list[Any]]) -> None:
+    entries = deferred.get(PENDING_KEY)
+    if entries:
+        _append(conn, entries)
+
+
+BEFORE_GROUP_COMMIT.append(_append_for_group)
+
+_HEAD_FOR_UPDATE = select(_HEAD.c.last_seq, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
+_INSERT_ENTRIES = insert(_ENTRIES)
+_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(last_seq=bindparam("seq"), last_hash=bindparam("tip"))
+
+
+def _append(conn: Connection, entries: list[dict[str, Any]]) -> None:
+    """Lock the tip, insert the entries chained in order, move the tip."""
+    last_seq, last_hash = _lock_head(conn)
     rows = []
-    for fields, _ in pending:
+    for fields in entries:
         last_seq += 1
         row = {**fields, "seq": last_seq, "prev_hash": last_hash}
         last_hash = _entry_hash(**row)
         rows.append({**row, "hash": last_hash})
-    session.execute(insert(_ENTRIES), rows)
-    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(last_seq=last_seq, last_hash=last_hash))
+    conn.execute(_INSERT_ENTRIES, rows)
+    conn.execute(_MOVE_HEAD, {"seq": last_seq, "tip": last_hash})
 
 
 @event.listens_for(Session, "after_soft_rollback")

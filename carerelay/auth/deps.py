@@ -94,16 +94,8 @@ def _resolve_actor(request: Request, session: Session) -> Actor:
     token = presented_token(request)
     if not token:
         raise Unauthenticated("sign in first: send a bearer token or the session cookie")
-    auth_session, person = service.authenticate(
-        session=session, clock=get_clock(request), settings=get_settings_dep(request), token=token
-    )
-    return Actor(
-        person_id=person.id,
-        username=person.username,
-        roles=person.role_names,
-        session_id=auth_session.id,
-        ip=client_ip(request),
-    )
+    return service.signed_in_actor(session=session, clock=get_clock(request), settings=get_settings_dep(request),
+                                   token=token, ip=client_ip(request))
 
 
 def _scim_actor(request: Request, session: Session) -> Actor:

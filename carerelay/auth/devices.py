@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from carerelay.audit import service as audit
@@ -76,6 +76,17 @@ class DeliveryTarget:
     device_id: int | None
 
 
+# Built once: every WebSocket asks before each batch it sends.
+_LIVE_SESSIONS = (
+    select(AuthSession.id, AuthSession.kind, AuthSession.last_seen_at, DeviceBinding.device_id)
+    .outerjoin(DeviceBinding, (DeviceBinding.auth_session_id == AuthSession.id) & DeviceBinding.ended_at.is_(None))
+    .where(AuthSession.person_id == bindparam("person_id"), AuthSession.revoked_at.is_(None),
+           AuthSession.expires_at > bindparam("now"))
+    .order_by(AuthSession.id)
+)
+_LIVE_SESSION = _LIVE_SESSIONS.where(AuthSession.id == bindparam("session_id"))
+
+
 def delivery_targets(
     *, session: Session, clock: Clock, settings: Settings, person_id: int, session_id: int | None = None
 ) -> list[DeliveryTarget]:
@@ -85,27 +96,21 @@ def delivery_targets(
     whose session ended — handed over, idle, signed out, revoked — is never a place an event goes.
     """
     now = clock.now()
-    query = (
-        select(AuthSession, DeviceBinding.device_id)
-        .outerjoin(DeviceBinding, (DeviceBinding.auth_session_id == AuthSession.id)
-                   & DeviceBinding.ended_at.is_(None))
-        .where(AuthSession.person_id == person_id, AuthSession.revoked_at.is_(None), AuthSession.expires_at > now)
-        .order_by(AuthSession.id)
-    )
-    if session_id is not None:
-        query = query.where(AuthSession.id == session_id)
-    rows = session.execute(query).all()
+    if session_id is None:
+        rows = session.execute(_LIVE_SESSIONS, {"person_id": person_id, "now": now}).all()
+    else:
+        rows = session.execute(_LIVE_SESSION, {"person_id": person_id, "now": now, "session_id": session_id}).all()
     limits: SessionLimits | None = None
     found = []
-    for auth_session, device_id in rows:
-        if auth_session.kind == service.SHARED and device_id is None:
+    for auth_session_id, kind, last_seen_at, device_id in rows:
+        if kind == service.SHARED and device_id is None:
             continue  # a shared session whose binding ended is not a place to deliver
-        idle_for = now - auth_session.last_seen_at
+        idle_for = now - last_seen_at
         if idle_for >= timedelta(minutes=1):  # no limit is shorter: skip the policy read for busy sessions
             limits = limits or session_limits(session=session, settings=settings)
-            if idle_for >= service.idle_limit(limits, settings, auth_session.kind):
+            if idle_for >= service.idle_limit(limits, settings, kind):
                 continue
-        found.append(DeliveryTarget(auth_session.id, auth_session.kind, device_id))
+        found.append(DeliveryTarget(auth_session_id, kind, device_id))
     return found
 
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from carerelay.audit import service as audit
@@ -31,7 +31,7 @@ from carerelay.config import Settings
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.errors import Forbidden, Invalid, NotFound, TooManyAttempts, Unauthenticated
-from carerelay.directory.models import Person
+from carerelay.directory.models import Person, PersonRole
 from carerelay.realtime import service as realtime
 
 _hasher = PasswordHasher()
@@ -196,6 +196,11 @@ def start_session(
     return SignedIn(token=token, session=auth_session, person=person)
 
 
+# The session and its person in one query, built once: this runs before every request.
+_SESSION_AND_PERSON = (select(AuthSession, Person).join(Person, Person.id == AuthSession.person_id)
+                       .where(AuthSession.token_hash == bindparam("token_hash")))
+
+
 def authenticate(
     *, session: Session, clock: Clock, settings: Settings, token: str, activity: bool = True
 ) -> tuple[AuthSession, Person]:
@@ -206,11 +211,7 @@ def authenticate(
     left on the charger with the app open.
     """
     now = clock.now()
-    # The session and its person in one query: this runs before every request.
-    row = session.execute(
-        select(AuthSession, Person).join(Person, Person.id == AuthSession.person_id)
-        .where(AuthSession.token_hash == _token_hash(token))
-    ).first()
+    row = session.execute(_SESSION_AND_PERSON, {"token_hash": _token_hash(token)}).first()
     if row is None or row[0].revoked_at is not None or row[0].expires_at <= now:
         raise Unauthenticated("not signed in, or the session has ended")
     found, person = row
@@ -269,6 +270,61 @@ def keep_sockets_alive(*, session: Session, clock: Clock, settings: Settings, se
             session.execute(update(AuthSession).where(AuthSession.id.in_(slide), AuthSession.revoked_at.is_(None))
                             .values(last_seen_at=now))
     return check
+
+
+# What the request path needs of a session and its person, as plain columns (no entities loaded).
+# One row per role (one row with no role for a person without any): the roles come in the same query.
+_SESSION_COLUMNS = (select(AuthSession.id, AuthSession.revoked_at, AuthSession.expires_at, AuthSession.last_seen_at,
+                           AuthSession.locked_at, Person.id, Person.username, Person.active, Person.display_name,
+                           PersonRole.role)
+                    .join(Person, Person.id == AuthSession.person_id)
+                    .outerjoin(PersonRole, PersonRole.person_id == Person.id)
+                    .where(AuthSession.token_hash == bindparam("token_hash")))
+
+
+def signed_in_actor(*, session: Session, clock: Clock, settings: Settings, token: str, ip: str | None) -> Actor:
+    """``authenticate`` for a request, as the actor the services take.
+
+    A session seen within the last minute, unlocked, of an active person (nearly every request) has
+    nothing to check further or write: its columns are read without loading entities. Anything else
+    (ended sessions included) goes through ``authenticate``, which has the rules for ending, idling,
+    locking and sliding, and says why.
+    """
+    row = _settled(session, clock, token)
+    if row is None:
+        found, person = authenticate(session=session, clock=clock, settings=settings, token=token)
+        return Actor(person_id=person.id, username=person.username, roles=person.role_names, session_id=found.id,
+                     ip=ip, display_name=person.display_name)
+    return Actor(person_id=row.person_id, username=row.username, roles=row.roles, session_id=row.session_id, ip=ip,
+                 display_name=row.display_name)
+
+
+def session_is_settled(*, session: Session, clock: Clock, token: str) -> bool:
+    """Whether ``authenticate`` would let this token through with nothing to check further or write:
+    live, seen within the last minute, unlocked, its person active. The WebSocket asks every few
+    seconds; only when this is False does it run ``authenticate`` itself."""
+    return _settled(session, clock, token) is not None
+
+
+@dataclass(frozen=True)
+class _Settled:
+    session_id: int
+    person_id: int
+    username: str
+    display_name: str
+    roles: frozenset[str]
+
+
+def _settled(session: Session, clock: Clock, token: str) -> _Settled | None:
+    rows = session.execute(_SESSION_COLUMNS, {"token_hash": _token_hash(token)}).all()
+    now = clock.now()
+    if not rows:
+        return None
+    session_id, revoked_at, expires_at, last_seen_at, locked_at, person_id, username, active, display_name, _ = rows[0]
+    if revoked_at is not None or expires_at <= now or now - last_seen_at >= timedelta(minutes=1) \
+            or locked_at is not None or not active:
+        return None
+    return _Settled(session_id, person_id, username, display_name, frozenset(r.role for r in rows if r.role))
 
 
 def idle_limit(limits: SessionLimits, settings: Settings, kind: str) -> timedelta:

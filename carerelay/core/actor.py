@@ -16,6 +16,8 @@ class Actor:
     roles: frozenset[str] = field(default_factory=frozenset)
     session_id: int | None = None
     ip: str | None = None
+    # The person's name as others see it, when the adapter has just loaded it (spares the send a query).
+    display_name: str = ""
 
     def has_any(self, *roles: str) -> bool:
         return bool(self.roles.intersection(roles))

@@ -15,6 +15,7 @@ import asyncio
 import contextvars
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 from datetime import datetime
@@ -374,11 +375,17 @@ class WriteGroup:
         self._commit_queued = False
         self._holding = False
         self._limiter = CapacityLimiter(1)
+        self._at_commit: dict[str, list[Any]] = {}
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
             self._conn = self._db.engine.connect()
+            _GROUPS[self._conn] = self
         return self._conn
+
+    def defer(self, key: str, items: list[Any]) -> None:
+        """Work a member leaves for the group's COMMIT (``BEFORE_GROUP_COMMIT`` hooks do it), in turn order."""
+        self._at_commit.setdefault(key, []).extend(items)
 
     @asynccontextmanager
     async def member(self) -> AsyncIterator[Session]:
@@ -454,9 +461,12 @@ class WriteGroup:
             self._db._writer.release()
 
     def _commit(self) -> BaseException | None:
+        deferred, self._at_commit = self._at_commit, {}
         try:
             conn = self._connection()
             if conn.in_transaction():
+                for hook in BEFORE_GROUP_COMMIT:
+                    hook(conn, deferred)
                 conn.commit()
             return None
         except BaseException as exc:
@@ -499,6 +509,15 @@ class WriteGroup:
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()
+_GROUPS: weakref.WeakKeyDictionary[Connection, WriteGroup] = weakref.WeakKeyDictionary()
+# Run in the group's transaction just before its COMMIT, with what members deferred (``WriteGroup.defer``).
+BEFORE_GROUP_COMMIT: list[Callable[[Connection, dict[str, list[Any]]], None]] = []
+
+
+def write_group_of(session: Session) -> WriteGroup | None:
+    """The SQLite write group whose member this session is (its commit is the group's), if any."""
+    bind = session.bind
+    return _GROUPS.get(bind) if isinstance(bind, Connection) else None
 
 
 def _constraint_text(exc: IntegrityError) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from carerelay.audit import service as audit
@@ -146,6 +146,20 @@ def find_person_by(*, session: Session, field: str, value: str) -> Person | None
     if field not in UNIQUE_PERSON_FIELDS:
         raise Invalid(f"{field!r} is not an id field; use one of {', '.join(UNIQUE_PERSON_FIELDS)}", field="field")
     return session.execute(select(Person).where(getattr(Person, field) == value)).scalar_one_or_none()
+
+
+# Built once: matching an HL7 provider id runs for every result and order a feed sends.
+_PERSON_ID_BY = {name: select(Person.id).where(getattr(Person, name) == bindparam("value"))
+                 for name in UNIQUE_PERSON_FIELDS}
+
+
+def person_id_by(*, session: Session, field: str, value: str) -> int | None:
+    """``find_person_by`` for callers that need only the id (no person, no roles loaded)."""
+    statement = _PERSON_ID_BY.get(field)
+    if statement is None:
+        raise Invalid(f"{field!r} is not an id field; use one of {', '.join(UNIQUE_PERSON_FIELDS)}", field="field")
+    found: int | None = session.execute(statement, {"value": value}).scalar_one_or_none()
+    return found
 
 
 def update_person(

@@ -14,12 +14,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Integer,
+    Table,
     and_,
     bindparam,
     column,
@@ -131,24 +132,31 @@ class MessageView:
         return data
 
 
-def _names(session: Session, ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    if len(ids) == 1:
-        # Usually the sender, whom signing in already loaded into this session: no query then.
-        person = session.get(Person, next(iter(ids)))
-        return {person.id: person.display_name} if person is not None else {}
-    rows = session.execute(select(Person.id, Person.display_name).where(Person.id.in_(ids)))
-    return {pid: name for pid, name in rows}
+_NAMES = select(Person.id, Person.display_name).where(Person.id.in_(bindparam("ids", expanding=True)))
 
 
-def views(session: Session, messages: Sequence[Message], *, with_attachments: bool = True) -> list[MessageView]:
+def _names(session: Session, ids: set[int], known: dict[int, str] | None = None) -> dict[int, str]:
+    """``known``: names the caller already has (the signed-in sender's); people this session holds
+    (loaded by signing in) need no query either."""
+    names = {pid: name for pid, name in (known or {}).items() if pid in ids and name}
+    for pid in ids - names.keys():
+        person = session.identity_map.get(session.identity_key(Person, pid))
+        if isinstance(person, Person):
+            names[pid] = person.display_name
+    missing = ids - names.keys()
+    if missing:
+        names.update((pid, name) for pid, name in session.execute(_NAMES, {"ids": sorted(missing)}))
+    return names
+
+
+def views(session: Session, messages: Sequence[Message], *, with_attachments: bool = True,
+          known_names: dict[int, str] | None = None) -> list[MessageView]:
     """``with_attachments=False`` when the caller knows there are none (a send without any)."""
     if not messages:
         return []
     ids = [m.id for m in messages]
     names = _names(session, {m.sender_id for m in messages} | {m.original_author_id for m in messages
-                                                                 if m.original_author_id})
+                                                                 if m.original_author_id}, known_names)
     attached: dict[int, list[AttachmentView]] = {i: [] for i in ids}
     rows = session.execute(
         select(Attachment.id, Attachment.message_id, AttachmentBlob.content_type, AttachmentBlob.size)
@@ -285,11 +293,20 @@ def _find_direct(session: Session, a: int, b: int, patient_id: int | None) -> Co
     return session.execute(query.limit(1)).scalar_one_or_none()
 
 
+# Built once: every send runs these (no statement construction or cache-key work per call).
+_MEMBERS = (select(ConversationMember.person_id)
+            .where(ConversationMember.conversation_id == bindparam("conversation_id"))
+            .order_by(ConversationMember.person_id))
+_AS_MEMBER = (select(Conversation).join(ConversationMember, ConversationMember.conversation_id == Conversation.id)
+              .where(Conversation.id == bindparam("conversation_id"), ConversationMember.person_id == bindparam("me")))
+_AS_MEMBER_LOCKED = _AS_MEMBER.with_for_update(of=Conversation)
+_MESSAGES = cast(Table, Message.__table__)
+_INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
+_INSERT_RECEIPTS = insert(cast(Table, Receipt.__table__))
+
+
 def member_ids(session: Session, conversation_id: int) -> list[int]:
-    rows = session.execute(select(ConversationMember.person_id)
-                           .where(ConversationMember.conversation_id == conversation_id)
-                           .order_by(ConversationMember.person_id))
-    return list(rows.scalars())
+    return list(session.execute(_MEMBERS, {"conversation_id": conversation_id}).scalars())
 
 
 def conversation_json(session: Session, conversation: Conversation) -> dict[str, Any]:
@@ -306,12 +323,8 @@ def conversation_json(session: Session, conversation: Conversation) -> dict[str,
 def access_conversation(*, session: Session, actor: Actor, conversation_id: int, lock: bool = False) -> Conversation:
     """(1) Members only; a non-member cannot tell the conversation exists."""
     me = _require_person(actor)
-    query = (select(Conversation)
-             .join(ConversationMember, ConversationMember.conversation_id == Conversation.id)
-             .where(Conversation.id == conversation_id, ConversationMember.person_id == me))
-    if lock:
-        query = query.with_for_update(of=Conversation)
-    conversation = session.execute(query).scalar_one_or_none()
+    conversation = session.execute(_AS_MEMBER_LOCKED if lock else _AS_MEMBER,
+                                   {"conversation_id": conversation_id, "me": me}).scalar_one_or_none()
     if conversation is None:
         raise NotFound(f"no conversation {conversation_id}")
     return conversation
@@ -543,16 +556,16 @@ def _append(
     conversation.last_seq += 1
     conversation.last_message_at = now
     members = member_ids(session, conversation.id)
-    message = Message(conversation_id=conversation.id, seq=conversation.last_seq, sender_id=sender_id, kind=kind,
-                      body=body, priority=priority, needs_ack=needs_ack, silent=silent, patient_id=patient_id,
-                      created_at=now, original_author_id=original_author_id, original_sent_at=original_sent_at,
-                      forwarded_from_id=forwarded_from_id, warnings_confirmed=warnings,
-                      resolution=message_resolution(conversation, members, sender_id))
-    session.add(message)
-    session.flush()
+    values: dict[str, Any] = dict(
+        conversation_id=conversation.id, seq=conversation.last_seq, sender_id=sender_id, kind=kind, body=body,
+        priority=priority, needs_ack=needs_ack, silent=silent, patient_id=patient_id, created_at=now,
+        original_author_id=original_author_id, original_sent_at=original_sent_at, forwarded_from_id=forwarded_from_id,
+        warnings_confirmed=warnings, resolution=message_resolution(conversation, members, sender_id))
+    conn = session.connection()  # a Core insert: messages are never changed, so no unit-of-work state is needed
+    message = Message(id=conn.execute(_INSERT_MESSAGE, values).scalar_one(), **values)
     receipts = [{"message_id": message.id, "person_id": pid, "sent_at": now} for pid in members if pid != sender_id]
     if receipts:
-        session.execute(insert(Receipt), receipts)
+        conn.execute(_INSERT_RECEIPTS, receipts)
     return message, members
 
 
@@ -561,7 +574,8 @@ def _publish(
     members: list[int], *, action: str, with_attachments: bool = True,
 ) -> MessageView:
     session.flush()
-    view = views(session, [message], with_attachments=with_attachments)[0]
+    known = {actor.person_id: actor.display_name} if actor.person_id is not None else None
+    view = views(session, [message], with_attachments=with_attachments, known_names=known)[0]
     detail: dict[str, Any] = {"message_id": message.id, "seq": message.seq, "content_sha256": content_hash(view),
                               "priority": message.priority, "patient_id": message.patient_id}
     if conversation.kind == ConversationKind.ADDRESS:

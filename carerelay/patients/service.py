@@ -11,11 +11,13 @@ domain claims each one exactly once (``claim_handoffs``) and raises its alert.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from carerelay.audit.service import record
@@ -23,7 +25,7 @@ from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.errors import Conflict, Invalid, NotFound
 from carerelay.directory.models import Person
-from carerelay.directory.service import find_person_by
+from carerelay.directory.service import person_id_by
 from carerelay.patients.models import (
     Bed,
     CareTeamMember,
@@ -211,20 +213,53 @@ class AdtOutcome:
 # ---------------------------------------------------------------- helpers
 
 
+MATCHES_KEY = "patients_provider_matches"
+
+
+@contextmanager
+def provider_matches_remembered(session: Session) -> Iterator[None]:
+    """Inside the block, each provider id is looked up in the directory once, not once per message.
+
+    For a batch of messages applied in one transaction (the HL7 processor). Nothing applied from a
+    message writes people, so what the first lookup found stays true for the rest of the batch.
+    """
+    session.info[MATCHES_KEY] = {}
+    try:
+        yield
+    finally:
+        session.info.pop(MATCHES_KEY, None)
+
+
 def match_person(session: Session, ref: ProviderRef | None, fields: Sequence[str]) -> int | None:
     """The directory person an HL7 provider id names: NPI-typed ids on npi only, else each field in order."""
     if ref is None or not ref.id:
         return None
     tried = ("npi",) if ref.id_type.upper() == "NPI" else tuple(fields)
+    memo: dict[tuple[str, tuple[str, ...]], int | None] | None = session.info.get(MATCHES_KEY)
+    if memo is not None and (ref.id, tried) in memo:
+        return memo[(ref.id, tried)]
+    found = None
     for name in tried:
-        person = find_person_by(session=session, field=name, value=ref.id)
-        if person is not None:
-            return person.id
-    return None
+        found = person_id_by(session=session, field=name, value=ref.id)
+        if found is not None:
+            break
+    if memo is not None:
+        memo[(ref.id, tried)] = found
+    return found
+
+
+# Built once (every message looks up its patient and encounter): no construction per call.
+_PATIENT_BY_MRN = select(Patient).where(Patient.mrn == bindparam("mrn"))
+_ENCOUNTER_BY_VISIT = (select(Encounter).where(Encounter.patient_id == bindparam("patient_id"),
+                                               Encounter.visit_number == bindparam("visit_number"))
+                       .order_by(Encounter.id.desc()).limit(1))
+_LATEST_ENCOUNTER = (select(Encounter).where(Encounter.patient_id == bindparam("patient_id"),
+                                             Encounter.status != EncounterStatus.CANCELLED)
+                     .order_by(Encounter.id.desc()).limit(1))
 
 
 def _patient_by_mrn(session: Session, mrn: str) -> Patient | None:
-    patient = session.execute(select(Patient).where(Patient.mrn == mrn)).scalar_one_or_none()
+    patient = session.execute(_PATIENT_BY_MRN, {"mrn": mrn}).scalar_one_or_none()
     seen = 0
     while patient is not None and patient.merged_into_id is not None and seen < 10:
         patient = session.get(Patient, patient.merged_into_id)
@@ -273,12 +308,11 @@ def _resolve_location(session: Session, loc: LocationRef | None) -> tuple[int | 
 
 
 def _current_encounter(session: Session, patient_id: int, visit_number: str) -> Encounter | None:
-    query = select(Encounter).where(Encounter.patient_id == patient_id)
     if visit_number:
-        query = query.where(Encounter.visit_number == visit_number)
+        found = session.execute(_ENCOUNTER_BY_VISIT, {"patient_id": patient_id, "visit_number": visit_number})
     else:
-        query = query.where(Encounter.status != EncounterStatus.CANCELLED)
-    return session.execute(query.order_by(Encounter.id.desc()).limit(1)).scalar_one_or_none()
+        found = session.execute(_LATEST_ENCOUNTER, {"patient_id": patient_id})
+    return found.scalar_one_or_none()
 
 
 def _set_location(session: Session, enc: Encounter, loc: LocationRef | None, *, transfer: bool,
@@ -468,20 +502,37 @@ def critical_reason(obs: ObservationIn, policy: ResultPolicy) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class RecordedObservation:
+    """What the caller learns of a stored observation (the row itself is not loaded back)."""
+
+    code: str
+    critical: bool
+    critical_reason: str
+
+
+_OBSERVATIONS = cast(Table, Observation.__table__)
+# Built once: a result report is stored for every ORU a lab sends. A report without a critical value
+# is one executemany; otherwise rows go one by one, as a critical row's id is its hand-off's subject.
+_INSERT_OBSERVATION = insert(_OBSERVATIONS)
+_INSERT_CRITICAL = insert(_OBSERVATIONS).returning(_OBSERVATIONS.c.id)
+
+
 def record_results(*, session: Session, clock: Clock, actor: Actor, report: ResultReport,
-                   policy: ResultPolicy, routing: HandoffRouting | None = None) -> list[Observation]:
+                   policy: ResultPolicy, routing: HandoffRouting | None = None) -> list[RecordedObservation]:
     """Store every observation; mark critical ones and leave a hand-off for each (same transaction),
     addressed as ``routing`` (default: the policy's) says for the test's code."""
     routing = routing or policy.routing
     patient = upsert_patient(session=session, clock=clock, demographics=report.patient)
     enc = _current_encounter(session, patient.id, report.visit_number)
     now = clock.now()
-    stored: list[Observation] = []
+    rows: list[dict[str, object]] = []
+    stored: list[RecordedObservation] = []
     for group in report.groups:
         person_id = match_person(session, group.ordering, policy.provider_fields)
         for obs in group.observations:
             reason = critical_reason(obs, policy)
-            row = Observation(
+            rows.append(dict(
                 patient_id=patient.id, encounter_id=enc.id if enc else None,
                 source_message_id=report.source_message_id, placer_order=group.placer_order,
                 filler_order=group.filler_order, panel_code=group.panel_code, panel_text=group.panel_text,
@@ -492,20 +543,26 @@ def record_results(*, session: Session, clock: Clock, actor: Actor, report: Resu
                 ordering_provider_id=group.ordering.id if group.ordering else "",
                 ordering_provider_name=group.ordering.name if group.ordering else "",
                 ordering_person_id=person_id, notes=obs.notes, critical=bool(reason), critical_reason=reason,
-                received_at=now)
-            session.add(row)
-            stored.append(row)
-    session.flush()
-    for row in stored:
-        if row.critical:
-            summary = (f"Critical {row.text or row.code} {row.value} {row.units} (range {row.reference_range or '-'}, "
-                       f"{row.critical_reason}) for MRN {patient.mrn}")
-            session.add(ClinicalHandoff(
-                kind=HandoffKind.CRITICAL_RESULT, patient_id=patient.id, encounter_id=row.encounter_id,
-                subject_type="observation", subject_id=row.id, recipient_person_id=row.ordering_person_id,
-                recipient_provider_id=row.ordering_provider_id, summary=summary[:500],
-                target=routing.target_for(HandoffKind.CRITICAL_RESULT, row.code),
-                detail={"code": row.code}, created_at=now))
+                received_at=now))
+            stored.append(RecordedObservation(obs.code, bool(reason), reason))
+    conn = session.connection()
+    if not any(r["critical"] for r in rows):
+        if rows:
+            conn.execute(_INSERT_OBSERVATION, rows)
+        rows = []  # nothing to hand off
+    for row in rows:  # in OBX order, so ids keep the report's order
+        if not row["critical"]:
+            conn.execute(_INSERT_OBSERVATION, row)
+            continue
+        observation_id = conn.execute(_INSERT_CRITICAL, row).scalar_one()
+        summary = (f"Critical {row['text'] or row['code']} {row['value']} {row['units']} "
+                   f"(range {row['reference_range'] or '-'}, {row['critical_reason']}) for MRN {patient.mrn}")
+        session.add(ClinicalHandoff(
+            kind=HandoffKind.CRITICAL_RESULT, patient_id=patient.id, encounter_id=row["encounter_id"],
+            subject_type="observation", subject_id=observation_id, recipient_person_id=row["ordering_person_id"],
+            recipient_provider_id=row["ordering_provider_id"], summary=summary[:500],
+            target=routing.target_for(HandoffKind.CRITICAL_RESULT, str(row["code"])),
+            detail={"code": row["code"]}, created_at=now))
     session.flush()
     record(session=session, clock=clock, actor=actor, action="patient.results", object_type="patient",
            object_id=patient.id, detail={"mrn": patient.mrn, "observations": len(stored),

@@ -170,6 +170,8 @@ async def _session_problem(websocket: WebSocket, token: str) -> str | None:
 
     def peek() -> bool:
         with db.read_only() as session:
+            if auth.session_is_settled(session=session, clock=get_clock(websocket), token=token):
+                return False  # nothing to check or write: no need to load the session and its person
             try:
                 check(session)
             except CarerelayError:

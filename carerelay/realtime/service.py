@@ -28,21 +28,27 @@ _CURSORS = cast(Table, EventCursor.__table__)
 _EVENTS = cast(Table, Event.__table__)
 
 
+def _cursor_upsert(insert_for: Any) -> Any:
+    return (insert_for(_CURSORS)
+            .on_conflict_do_update(index_elements=[_CURSORS.c.person_id], set_={"last_seq": _CURSORS.c.last_seq + 1})
+            .returning(_CURSORS.c.person_id, _CURSORS.c.last_seq))
+
+
+# Built once per dialect: every message fans out through these.
+_UPSERT_CURSORS = {"postgresql": _cursor_upsert(pg_insert), "sqlite": _cursor_upsert(sqlite_insert)}
+_INSERT_EVENTS = insert(_EVENTS)
+
+
 def _next_seqs(session: Session, person_ids: list[int]) -> dict[int, int]:
     """One statement takes every person's next number and holds their cursor rows until commit.
 
     An upsert: a person's first cursor row is created by the same statement, so two transactions
     fanning out to the same new person cannot collide on its creation (ON CONFLICT waits for the
-    other's row instead of failing). Rows are taken in the order given (sorted ids), so two
-    transactions fanning out to overlapping people cannot deadlock.
+    other's row instead of failing). Rows are taken in the order given (sorted ids; the rows of one
+    multi-row statement), so two transactions fanning out to overlapping people cannot deadlock.
     """
-    dialect = session.get_bind().dialect.name
-    table = _CURSORS
-    upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(
-        [{"person_id": p, "last_seq": 1} for p in person_ids])
-    upsert = upsert.on_conflict_do_update(index_elements=[table.c.person_id],
-                                          set_={"last_seq": table.c.last_seq + 1})
-    rows = session.execute(upsert.returning(table.c.person_id, table.c.last_seq))
+    upsert = _UPSERT_CURSORS[session.get_bind().dialect.name]
+    rows = session.connection().execute(upsert, [{"person_id": p, "last_seq": 1} for p in person_ids])
     return {int(p): int(q) for p, q in rows}
 
 
@@ -55,8 +61,8 @@ def emit(
         return {}
     seqs = _next_seqs(session, ids)
     now = clock.now()
-    session.execute(insert(_EVENTS), [{"person_id": p, "seq": seqs[p], "kind": kind, "payload": payload,
-                                     "created_at": now} for p in ids])
+    session.connection().execute(_INSERT_EVENTS, [{"person_id": p, "seq": seqs[p], "kind": kind, "payload": payload,
+                                                   "created_at": now} for p in ids])
     wake: set[int] = session.info.setdefault(WAKE_KEY, set())
     wake.update(ids)
     savepoint = session.get_nested_transaction()

@@ -31,7 +31,7 @@ from carerelay.integrations.hl7 import metrics
 from carerelay.integrations.hl7.ack import DEFAULT_HEADER, ErrorLocation, build_ack
 from carerelay.integrations.hl7.feeds import Feed, feeds_from, result_policy
 from carerelay.integrations.hl7.mllp import Frame, FrameReader, Garbage, Oversize, frame
-from carerelay.integrations.hl7.parser import Header, HL7Error, Parsed, header_of, parse
+from carerelay.integrations.hl7.parser import Header, HL7Error, header_of, parse
 from carerelay.integrations.hl7.presenting import PresentingRules, rules_from
 from carerelay.integrations.hl7.store import (
     FeedHealth,
@@ -99,7 +99,6 @@ class Hl7Runtime:
         self._waiters: dict[int, asyncio.Future[Processed]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._connections: set[asyncio.Task[Any]] = set()
-        self._parsed_cache: dict[int, Parsed] = {}
         self._recent: OrderedDict[int, Processed] = OrderedDict()
         self._ack_after_processing = any(f.ack_mode == "processed" for f in self.feeds)
         self._stopping = False
@@ -160,18 +159,12 @@ class Hl7Runtime:
 
     def _store_sync(self, items: list[Inbound]) -> list[Receipt]:
         with self.db.unit_of_work() as session:
-            receipts = receive_messages(session=session, clock=self.clock, items=items)
-        for receipt in receipts:  # committed: hand the parsed message to the processor (same thread)
-            if receipt.to_process and receipt.parsed is not None and receipt.message_id is not None:
-                self._parsed_cache[receipt.message_id] = receipt.parsed
-            receipt.parsed = None
-        return receipts
+            return receive_messages(session=session, clock=self.clock, items=items)
 
     def _process_sync(self, limit: int) -> list[Processed]:
         with self.db.unit_of_work() as session:
             done = process_pending(session=session, clock=self.clock, feeds=self.by_name, policy=self.policy,
-                                   stat_priorities=self.stat_priorities, limit=limit,
-                                   parsed_cache=self._parsed_cache, presenting=self.presenting)
+                                   stat_priorities=self.stat_priorities, limit=limit, presenting=self.presenting)
         return done
 
     def _check_sync(self) -> list[FeedHealth]:

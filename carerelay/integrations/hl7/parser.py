@@ -1,10 +1,11 @@
-"""Decoding and parsing HL7 v2 with python-hl7, tolerant of what real feeds send.
+"""Decoding and parsing HL7 v2 the way python-hl7 does, tolerant of what real feeds send.
 
 - Charset: the feed's charset, overridden by MSH-18 when it names one we know; never strict ASCII.
   Bytes that are not valid in the declared charset are decoded as Latin-1 (which cannot fail) and
   the fallback is reported, so the message is kept rather than refused.
 - Segment ends: CR, LF or CRLF (normalised to CR before python-hl7 sees them).
-- Encoding characters: whatever MSH-1/MSH-2 declare (python-hl7 reads them from the message).
+- Encoding characters: whatever MSH-1/MSH-2 declare, read and split the way python-hl7 splits them
+  (values are split when read, not up front); delimiters that are not all different are refused.
 - Escape sequences are undone on every value read through :class:`Seg` (\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\X..\\).
 - Missing optional fields, components and repetitions read as "".
 """
@@ -13,9 +14,7 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
-from typing import Any
 
-import hl7
 from hl7.util import unescape
 
 # MSH-18 names (HL7 table 0211) to Python codecs.
@@ -101,47 +100,109 @@ def normalise(text: str) -> str:
     return text
 
 
-class Seg:
-    """One segment with forgiving, unescaping accessors; indexes are HL7's (PID-3 is ``get(3)``)."""
+@dataclass(frozen=True)
+class Delimiters:
+    """MSH-1 and MSH-2, as python-hl7 reads them (defaults for what MSH-2 leaves out)."""
 
-    def __init__(self, message: Any, segment: Any, seq: int) -> None:
-        self._msg = message
-        self._seg = segment
-        self.seq = seq
+    field: str
+    repetition: str
+    component: str
+    subcomponent: str
+    esc: str
 
     @property
-    def name(self) -> str:
-        return str(self._seg[0])
+    def separators(self) -> str:
+        """In python-hl7's order (segment, field, repetition, component, subcomponent): what
+        ``hl7.util.unescape`` reads, with ``esc``."""
+        return "\r" + self.field + self.repetition + self.component + self.subcomponent
 
-    def _field(self, n: int) -> Any:
-        if n >= len(self._seg):
-            return ""
-        return self._seg[n]
+
+def delimiters_of(text: str) -> Delimiters:
+    """The delimiters of a message that starts with MSH (python-hl7's ``create_parse_plan``)."""
+    seps = text[3:text.find(text[3], 4)]
+    return Delimiters(field=seps[0], repetition=seps[2] if len(seps) > 2 else "~",
+                      component=seps[1] if len(seps) > 1 else "^",
+                      subcomponent=seps[4] if len(seps) > 4 else "&", esc=seps[3] if len(seps) > 3 else "\\")
+
+
+_HEADERS = ("MSH", "BHS", "FHS")  # segments whose first two fields are the delimiters themselves
+
+
+class Seg:
+    """One segment with forgiving, unescaping accessors; indexes are HL7's (PID-3 is ``get(3)``).
+
+    Values are split out of the segment's text when read (most fields of a message are never read),
+    exactly as python-hl7 would have split them: a field into repetitions, components, subcomponents.
+    """
+
+    __slots__ = ("_atomic", "_delims", "_fields", "_text", "name", "seq")
+
+    def __init__(self, text: str, delims: Delimiters, seq: int) -> None:
+        self._text = text
+        self._delims = delims
+        self._fields: list[str] | None = None
+        d = delims
+        split = any(c in text for c in (d.field, d.repetition, d.component, d.subcomponent))
+        header = split and text[:3] in _HEADERS
+        # MSH-1 (the field separator) and MSH-2 (the encoding characters) are not split any further.
+        self._atomic = 3 if header else 0
+        self.name = text[:3] if header else (text.split(d.field, 1)[0] if split else text)
+        if not split:
+            self._fields = [text]
+        self.seq = seq
+
+    def _all(self) -> list[str]:
+        fields = self._fields
+        if fields is None:
+            text = self._text
+            if self._atomic:
+                end = text.find(text[3], 4)
+                rest = text[end + 1:]
+                fields = [text[:3], text[3], text[4:end], *(rest.split(self._delims.field) if rest else ())]
+            else:
+                fields = text.split(self._delims.field)
+            self._fields = fields
+        return fields
 
     def repetitions(self, n: int) -> int:
-        node = self._field(n)
-        if isinstance(node, str):
-            return 1 if node else 0
-        return len(node)
+        fields = self._all()
+        if n >= len(fields):
+            return 0
+        if n < self._atomic:
+            return 1
+        return fields[n].count(self._delims.repetition) + 1
 
     def get(self, field: int, comp: int = 1, sub: int = 1, rep: int = 1) -> str:
-        node: Any = self._field(field)
-        if self.name == "MSH" and field in (1, 2):
-            return str(node)
-        for index in (rep, comp, sub):
-            if isinstance(node, str):
-                if index != 1:
-                    return ""
-                continue
-            if index > len(node):
+        fields = self._all()
+        if field >= len(fields):
+            return ""
+        node = fields[field]
+        if field < self._atomic:
+            if self.name == "MSH" and field in (1, 2):
+                return node
+            if rep != 1 or comp != 1 or sub != 1:
                 return ""
-            node = node[index - 1]
-        while not isinstance(node, str):  # deeper than asked: first leaf (python-hl7 rule)
-            node = node[0] if len(node) else ""
-        return str(unescape(self._msg, node)).strip() if node else ""
+        else:
+            d = self._delims
+            for index, separator in ((rep, d.repetition), (comp, d.component), (sub, d.subcomponent)):
+                if index == 1:
+                    cut = node.find(separator)
+                    if cut >= 0:
+                        node = node[:cut]
+                    continue
+                parts = node.split(separator)
+                if index > len(parts):
+                    return ""
+                node = parts[index - 1]
+        if not node:
+            return ""
+        if self._delims.esc in node:
+            node = str(unescape(self._delims, node))
+        return node.strip()
 
     def raw(self, field: int) -> str:
-        return str(self._field(field))
+        fields = self._all()
+        return fields[field] if field < len(fields) else ""
 
 
 @dataclass
@@ -149,7 +210,7 @@ class Parsed:
     text: str
     codec: str
     fallback: bool
-    message: Any
+    delimiters: Delimiters
     segments: list[Seg]
 
     def first(self, name: str) -> Seg | None:
@@ -179,35 +240,31 @@ class Parsed:
         return self.msh.get(12)
 
 
-HEADER_SEGMENTS = frozenset({"MSH", "EVN", "PID", "MRG"})
-
-
-def parse(raw: bytes, default_charset: str = "utf-8", *, only: frozenset[str] | None = None) -> Parsed:
+def parse(raw: bytes, default_charset: str = "utf-8") -> Parsed:
     """Parse one message; raises HL7Error (reject=True when it is not HL7 at all).
 
-    ``only``: parse just these segments (the listener checks MSH/PID before the ACK and leaves the
-    full parse — OBX with a base64 PDF included — to the processor, off the ACK path).
+    Only the segments are split here; a field is split when it is read, so checking MSH and PID
+    before the ACK costs little even for an ORU carrying a PDF.
     """
     text, codec, fallback = decode(raw, default_charset)
     text = normalise(text)
-    if only is not None and text.startswith("MSH"):
-        text = "\r".join(seg for seg in text.split("\r") if seg[:3] in only)
     if not text.startswith("MSH") or len(text) < 9:
         raise HL7Error("not an HL7 v2 message: it does not start with MSH", field=None, code="100", reject=True)
     sep = text[3]
     if sep.isalnum() or sep in "\r ":
         raise HL7Error("MSH-1 field separator is invalid", field=1, code="102", reject=True)
-    try:
-        message = hl7.parse(text)
-    except Exception as exc:  # python-hl7 raises several kinds on broken input
-        raise HL7Error(f"cannot parse: {exc}", reject=True) from exc
+    body = text.strip()
+    delims = delimiters_of(body)
+    if len(set(delims.separators)) != 5:
+        raise HL7Error("cannot parse: the delimiters in MSH-1 and MSH-2 are not all different", field=2,
+                       reject=True)
     counts: dict[str, int] = {}
     segments: list[Seg] = []
-    for segment in message:
-        name = str(segment[0]) if len(segment) else ""
-        counts[name] = counts.get(name, 0) + 1
-        segments.append(Seg(message, segment, counts[name]))
-    return Parsed(text=text, codec=codec, fallback=fallback, message=message, segments=segments)
+    for line in body.split("\r"):
+        seg = Seg(line, delims, 0)
+        seg.seq = counts[seg.name] = counts.get(seg.name, 0) + 1
+        segments.append(seg)
+    return Parsed(text=text, codec=codec, fallback=fallback, delimiters=delims, segments=segments)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from carerelay.audit.service import record
@@ -23,10 +23,10 @@ from carerelay.core.errors import Invalid, NotFound
 from carerelay.integrations.hl7.ack import ErrorLocation
 from carerelay.integrations.hl7.feeds import Feed
 from carerelay.integrations.hl7.models import Hl7FeedState, Hl7Message, MessageStatus
-from carerelay.integrations.hl7.parser import HEADER_SEGMENTS, Header, HL7Error, Parsed, header_of, parse
+from carerelay.integrations.hl7.parser import Header, HL7Error, header_of, parse
 from carerelay.integrations.hl7.presenting import PresentingRules
 from carerelay.integrations.hl7.processor import Outcome, check_message, mrn_of, process_message
-from carerelay.patients.service import ResultPolicy
+from carerelay.patients.service import ResultPolicy, provider_matches_remembered
 
 log = logging.getLogger("carerelay.hl7")
 
@@ -53,7 +53,6 @@ class Receipt:
     error: ErrorLocation | None = None
     duplicate: bool = False
     charset: str = "utf-8"
-    parsed: Parsed | None = None
 
     @property
     def to_process(self) -> bool:
@@ -65,7 +64,7 @@ def _inspect(item: Inbound) -> tuple[Receipt, dict[str, object]]:
     values: dict[str, object] = {"feed": item.feed.name, "peer": item.peer, "raw": item.raw, "size": len(item.raw),
                                  "sending_app": "", "sending_facility": "", "control_id": None}
     try:
-        parsed = parse(item.raw, item.feed.charset, only=HEADER_SEGMENTS)
+        parsed = parse(item.raw, item.feed.charset)
     except HL7Error as exc:
         values.update(status=MessageStatus.ERROR, error=exc.text, ack_code="AR")
         return Receipt(None, None, "AR", exc.text, ErrorLocation(exc.segment, exc.seq, exc.field, exc.code)), values
@@ -113,8 +112,7 @@ def receive_messages(*, session: Session, clock: Clock, items: Sequence[Inbound]
             batch_index is not None and new_rows[batch_index]["ack_code"] == "AA")
         if accepted_before:
             receipt.duplicate, receipt.code = True, "AA"
-            receipt.text, receipt.error, receipt.parsed = "duplicate of an accepted message: not processed again", \
-                None, None
+            receipt.text, receipt.error = "duplicate of an accepted message: not processed again", None
             if batch_index is not None:
                 dup_of_new.append((receipt, batch_index))
             else:
@@ -128,18 +126,24 @@ def receive_messages(*, session: Session, clock: Clock, items: Sequence[Inbound]
             existing[key] = (prior[0], str(values["ack_code"]))
             receipt.message_id = prior[0]
             continue
+        row = {"received_at": now, "attempts": 0, "duplicates": 0, "message_type": None, "version": None,
+               "charset": None, "mrn": None, **values}
+        if batch_index is not None:  # a resend, in this batch, of a message refused earlier in it: replaces it
+            new_rows[batch_index] = row
+            dup_of_new.append((receipt, batch_index))
+            continue
         if values["control_id"]:
             in_batch[key] = len(new_rows)
-        new_rows.append({"received_at": now, "attempts": 0, "duplicates": 0, "message_type": None, "version": None,
-                         "charset": None, "mrn": None, **values})
+        new_rows.append(row)
         new_receipts.append(receipt)
     if new_rows:
-        ids = list(conn.execute(_INSERT, new_rows).scalars())
+        ids = _insert(conn, new_rows)
         for receipt, row_id in zip(new_receipts, ids, strict=True):
             receipt.message_id = row_id
         for receipt, index in dup_of_new:
             receipt.message_id = ids[index]
-            dup_counts[ids[index]] = dup_counts.get(ids[index], 0) + 1
+            if receipt.duplicate:
+                dup_counts[ids[index]] = dup_counts.get(ids[index], 0) + 1
     for row_id, n in dup_counts.items():
         session.execute(update(Hl7Message).where(Hl7Message.id == row_id)
                         .values(duplicates=Hl7Message.duplicates + n))
@@ -164,6 +168,18 @@ _EXISTING = select(Hl7Message.id, Hl7Message.sending_app, Hl7Message.sending_fac
     .in_(bindparam("keys", expanding=True)))
 _TABLE = cast(Table, Hl7Message.__table__)
 _INSERT = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+_INSERT_KEYED = insert(_TABLE).returning(_TABLE.c.id, _TABLE.c.sending_app, _TABLE.c.sending_facility,
+                                         _TABLE.c.control_id)
+
+
+def _insert(conn: Connection, rows: list[dict[str, object]]) -> list[int]:
+    """The new rows' ids, in order. Rows that all have a duplicate key (the usual case) go in one
+    multi-row INSERT whose RETURNING is matched back by key; SQLAlchemy would otherwise insert row by
+    row to return ids in order."""
+    if not all(r["control_id"] for r in rows):
+        return list(conn.execute(_INSERT, rows).scalars())
+    ids = {(app, facility, control): row_id for row_id, app, facility, control in conn.execute(_INSERT_KEYED, rows)}
+    return [ids[(r["sending_app"], r["sending_facility"], r["control_id"])] for r in rows]
 TOUCH_EVERY = timedelta(seconds=5)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _last_touch: dict[tuple[str, str], datetime] = {}  # (database, feed)
@@ -189,46 +205,51 @@ class Processed:
 
 def process_pending(*, session: Session, clock: Clock, feeds: dict[str, Feed], policy: ResultPolicy,
                     stat_priorities: tuple[str, ...], limit: int = 20,
-                    parsed_cache: dict[int, Parsed] | None = None,
                     presenting: PresentingRules | None = None) -> list[Processed]:
     """Process stored messages in arrival (id) order, each in a savepoint: one failure marks that
     message ``error`` with the reason and does not undo the others.
 
     Rows are locked (FOR UPDATE on PostgreSQL; SQLite's write lock is already held), so two nodes
     never process the same message, and a node waits for the one ahead instead of overtaking it.
+    The batch shares one lookup per provider id and one audit chain append (at the commit); the
+    outcomes are written in one statement at the end.
     """
-    rows = list(session.execute(
-        select(Hl7Message).where(Hl7Message.status == MessageStatus.RECEIVED)
-        .order_by(Hl7Message.id).limit(limit).with_for_update()
-    ).scalars())
+    rows = session.execute(_RECEIVED, {"limit": limit}).all()
+    if not rows:
+        return []
     done: list[Processed] = []
+    outcomes: list[dict[str, object]] = []
     default = next(iter(feeds.values()))
-    for row in rows:
-        if row.status != MessageStatus.RECEIVED:
-            continue
-        feed = feeds.get(row.feed) or Feed(name=row.feed, port=0, charset=default.charset,
-                                           timezone=default.timezone, provider_fields=default.provider_fields,
-                                           message_types=("*",), routing=default.routing)
-        row.attempts += 1
-        parsed = (parsed_cache or {}).pop(row.id, None)
-        try:
-            with session.begin_nested():
-                if parsed is None:
-                    parsed = parse(row.raw, row.charset or feed.charset)
-                outcome = process_message(session=session, clock=clock, actor=feed_actor(row.feed), parsed=parsed,
-                                          feed=feed, policy=policy, stat_priorities=stat_priorities,
-                                          message_id=row.id, presenting=presenting)
-        except Exception as exc:  # any failure is recorded on the message, never lost
-            text = exc.text if isinstance(exc, HL7Error) else getattr(exc, "message", None) or \
-                f"{type(exc).__name__}: {exc}"
-            outcome = Outcome(MessageStatus.ERROR, str(text)[:2000])
-            log.warning("hl7 processing failed", extra={"message_id": row.id, "feed": row.feed, "error": text})
-        row.status = outcome.status
-        row.error = outcome.note or None
-        row.processed_at = clock.now()
-        done.append(Processed(row.id, outcome.status, outcome.note))
-    session.flush()
+    with provider_matches_remembered(session):
+        for row_id, feed_name, raw, charset in rows:
+            feed = feeds.get(feed_name) or Feed(name=feed_name, port=0, charset=default.charset,
+                                                timezone=default.timezone, provider_fields=default.provider_fields,
+                                                message_types=("*",), routing=default.routing)
+            try:
+                with session.begin_nested():
+                    parsed = parse(raw, charset or feed.charset)
+                    outcome = process_message(session=session, clock=clock, actor=feed_actor(feed_name),
+                                              parsed=parsed, feed=feed, policy=policy,
+                                              stat_priorities=stat_priorities, message_id=row_id,
+                                              presenting=presenting)
+            except Exception as exc:  # any failure is recorded on the message, never lost
+                text = exc.text if isinstance(exc, HL7Error) else getattr(exc, "message", None) or \
+                    f"{type(exc).__name__}: {exc}"
+                outcome = Outcome(MessageStatus.ERROR, str(text)[:2000])
+                log.warning("hl7 processing failed", extra={"message_id": row_id, "feed": feed_name, "error": text})
+            outcomes.append({"row_id": row_id, "outcome": outcome.status, "note": outcome.note or None,
+                             "at": clock.now()})
+            done.append(Processed(row_id, outcome.status, outcome.note))
+    session.execute(_OUTCOME, outcomes)
     return done
+
+
+_RECEIVED = (select(_TABLE.c.id, _TABLE.c.feed, _TABLE.c.raw, _TABLE.c.charset)
+             .where(_TABLE.c.status == MessageStatus.RECEIVED).order_by(_TABLE.c.id)
+             .limit(bindparam("limit")).with_for_update())
+_OUTCOME = (update(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
+            .values(status=bindparam("outcome"), error=bindparam("note"), processed_at=bindparam("at"),
+                    attempts=_TABLE.c.attempts + 1))
 
 
 # ---------------------------------------------------------------- monitor: search, reprocess, purge

@@ -131,3 +131,53 @@ def test_a_sync_writer_and_the_group_take_turns(probe: Database) -> None:
 
     asyncio.run(asyncio.wait_for(main(), timeout=60))
     assert _count(probe) == 50
+
+
+def test_a_groups_audit_entries_are_chained_once_at_its_commit_in_turn_order(probe: Database) -> None:
+    """SQLite: members' entries wait for the group's COMMIT and are chained there in one append, in
+    the order the members took their turns; a refused member's entries are not in the chain."""
+    if probe.dialect != "sqlite":
+        pytest.skip("only SQLite groups requests into one transaction")
+    from sqlalchemy import func, select
+
+    from carerelay.audit.models import AuditEntry
+    from carerelay.audit.service import record, verify_chain
+    from carerelay.core.actor import cli_actor
+    from carerelay.core.clock import FakeClock
+
+    clock, actor = FakeClock(), cli_actor("group-test")
+    heads: list[str] = []
+    turns: list[int] = []
+
+    def count_head_locks(conn: object, cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("SELECT audit_chain_head"):
+            heads.append(statement)
+
+    def work(session: Session, n: int) -> None:
+        _insert(session, 400 + n)
+        turns.append(n)  # members work one at a time, in their turns
+        record(session=session, clock=clock, actor=actor, action="test.group", object_type="probe", object_id=n)
+
+    async def one(n: int) -> None:
+        async with probe.unit_of_work_async() as session:
+            await to_thread.run_sync(work, session, n)
+            if n == 3:
+                raise Invalid("this one is refused")
+
+    async def main() -> None:
+        await asyncio.gather(*(one(n) for n in range(30)), return_exceptions=True)
+
+    event.listen(probe.engine, "before_cursor_execute", count_head_locks)
+    try:
+        asyncio.run(main())
+    finally:
+        event.remove(probe.engine, "before_cursor_execute", count_head_locks)
+    with probe.read_only() as session:
+        written = [int(i or -1) for i in session.execute(
+            select(AuditEntry.object_id).where(AuditEntry.action == "test.group").order_by(AuditEntry.seq)).scalars()]
+        kept = session.execute(select(func.count()).select_from(text("uow_probe")).where(
+            text("id >= 400"))).scalar_one()
+        assert verify_chain(session=session).ok
+    assert sorted(written) == [n for n in range(30) if n != 3] and kept == 29
+    assert written == [n for n in turns if n != 3]  # chained in turn order
+    assert len(heads) < 29  # one head lock per group, not per member

@@ -1,4 +1,5 @@
-"""What the hot paths cost in statements, pinned: a send, an escalation step, a resolve.
+"""What the hot paths cost in statements, pinned: a send, an escalation step, a resolve, HL7 storing
+and processing.
 
 A change that adds a statement to these paths fails here and says which statements ran, so the cost
 is a decision, not an accident (docs/subsystems/performance.md explains each count).
@@ -10,16 +11,20 @@ import pytest
 from sqlalchemy import select
 
 from carerelay.alerts import service as alerts
-from carerelay.auth.service import authenticate, start_session
+from carerelay.auth.service import signed_in_actor, start_session
 from carerelay.config import Settings
 from carerelay.core.actor import Actor, cli_actor
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
 from carerelay.directory.models import Person
+from carerelay.integrations.hl7.feeds import Feed
+from carerelay.integrations.hl7.store import Inbound, process_pending, receive_messages
 from carerelay.jobs import service as jobs
 from carerelay.messaging import service as messaging
 from carerelay.messaging.models import ConversationKind
+from carerelay.patients.service import ResultPolicy
 from carerelay.routing.resolver import resolve
+from tests.hl7support import uniq
 from tests.querycount import statements
 
 
@@ -28,10 +33,11 @@ def _person(db: Database, username: str) -> Person:
         return session.execute(select(Person).where(Person.username == username)).scalar_one()
 
 
-def test_a_send_costs_thirteen_statements(db: Database, clock: FakeClock, settings: Settings) -> None:
-    """Sign-in check (2), policy, conversation (lock), seq, message, members, receipts, event cursors
-    (one upsert for everyone), events, and at commit the audit chain (head, entry, new head);
-    PostgreSQL adds the NOTIFY that wakes other nodes."""
+def test_a_send_costs_twelve_statements(db: Database, clock: FakeClock, settings: Settings) -> None:
+    """Sign-in check (1: the session with its person and roles), policy, conversation (lock), seq,
+    members, message, receipts, event cursors (one upsert for everyone), events, and at commit the
+    audit chain (head, entry, new head); PostgreSQL adds the NOTIFY that wakes other nodes. The
+    sender's name comes with the sign-in check: no query for it."""
     house, wilson = _person(db, "ghouse"), _person(db, "jwilson")
     with db.unit_of_work() as session:
         token = start_session(session=session, clock=clock, settings=settings, person=house, kind="api", ip=None,
@@ -40,18 +46,16 @@ def test_a_send_costs_thirteen_statements(db: Database, clock: FakeClock, settin
             session=session, clock=clock, actor=Actor(person_id=house.id, username=house.username),
             kind=ConversationKind.DIRECT, member_ids=[wilson.id])
 
-    def send(text: str) -> None:
+    def send(text: str) -> None:  # as a request does: the sender's name comes with the sign-in check
         with db.unit_of_work() as session:
-            auth_session, person = authenticate(session=session, clock=clock, settings=settings, token=token)
-            actor = Actor(person_id=person.id, username=person.username, roles=person.role_names,
-                          session_id=auth_session.id)
+            actor = signed_in_actor(session=session, clock=clock, settings=settings, token=token, ip=None)
             messaging.send_message(session=session, clock=clock, actor=actor,
                                    request=messaging.SendRequest(conversation_id=conversation.id, text=text))
 
     send("warm-up: the first send creates the event cursors")
     with statements(db.engine) as seen:
         send("Pt in 12 asking for you")
-    expected = 14 if db.dialect == "postgresql" else 13
+    expected = 13 if db.dialect == "postgresql" else 12
     assert len(seen) == expected, "\n".join(seen)
 
 
@@ -91,3 +95,41 @@ def test_resolving_a_role_costs_two_round_trips(db: Database, clock: FakeClock, 
             again = resolve(session, address, clock.now())
     assert not first.empty and again == first
     assert len(seen) == 2, "\n".join(seen)
+
+
+def _results(mrns: list[str]) -> list[bytes]:
+    return ["\r".join([
+        f"MSH|^~\\&|LAB|MAINHOSP|CARERELAY|MAINHOSP|20261124093000||ORU^R01|{uniq('C')}|P|2.5.1",
+        f"PID|1||{mrn}^^^MAINHOSP^MR||DOE^JANE||19580214|F",
+        "OBR|1|ORD1|FIL1|80048^BASIC METABOLIC PANEL^CPT||||||||||||1234567890^HOUSE^GREGORY^^^DR^^^NPI",
+        "OBX|1|NM|2951-2^Sodium^LN||139|mmol/L|136-145|N|||F|||20261124092500",
+        "OBX|2|NM|2823-3^Potassium^LN||4.1|mmol/L|3.5-5.1|N|||F|||20261124092500"]).encode() for mrn in mrns]
+
+
+def test_storing_four_frames_costs_two_statements_and_processing_eight_results_thirty_eight(
+        db: Database, clock: FakeClock) -> None:
+    """Store: the duplicate check and one multi-row insert. Process: the batch's rows, then per message
+    the patient (read, touched), its encounter and the observations (one executemany), one provider
+    lookup for the batch, the outcomes in one update, and one audit chain append at commit."""
+    feed = Feed(name="default", port=0)
+    mrns = [uniq("M") for _ in range(8)]
+
+    def store(frames: list[bytes]) -> None:
+        with db.unit_of_work() as session:
+            receive_messages(session=session, clock=clock, items=[Inbound(feed, f, "10.0.0.1:1") for f in frames])
+
+    def process() -> None:
+        with db.unit_of_work() as session:
+            process_pending(session=session, clock=clock, feeds={"default": feed}, policy=ResultPolicy(),
+                            stat_priorities=("S",), limit=8)
+
+    store(_results(mrns))
+    process()  # the patients exist from here on
+    with statements(db.engine) as stored:
+        store(_results(mrns[:4]))
+    store(_results(mrns[4:]))
+    clock.advance(seconds=1)  # each patient's updated_at moves, as it does in real life
+    with statements(db.engine) as processed:
+        process()
+    assert len(stored) == 2, "\n".join(stored)
+    assert len(processed) == 38, f"{len(processed)} statements:\n" + "\n".join(processed)

@@ -227,7 +227,6 @@ def test_damaged_samples_are_a_message_or_a_coded_refusal(sample: bytes, data: s
             case _:
                 raw[at] = data.draw(st.integers(0, 255))
     try:
-        header_of(parse(bytes(raw), only=frozenset({"MSH", "EVN", "PID", "MRG"})))
         parsed = parse(bytes(raw))
         header_of(parsed)
         if check_message(parsed, HL7_FEED) is not None:
@@ -241,3 +240,58 @@ def test_damaged_samples_are_a_message_or_a_coded_refusal(sample: bytes, data: s
             orders(parsed, HL7_FEED, None)
     except (HL7Error, CarerelayError):
         return
+
+
+def _python_hl7_value(message: object, segment: object, field: int, comp: int, sub: int, rep: int) -> str:
+    """What the accessor returned when it walked python-hl7's parse tree: the reference."""
+    from hl7.util import unescape
+
+    node: object = segment[field] if field < len(segment) else ""  # type: ignore[index, arg-type]
+    if str(segment[0]) == "MSH" and field in (1, 2):  # type: ignore[index]
+        return str(node)
+    for index in (rep, comp, sub):
+        if isinstance(node, str):
+            if index != 1:
+                return ""
+            continue
+        if index > len(node):  # type: ignore[arg-type]
+            return ""
+        node = node[index - 1]  # type: ignore[index]
+    while not isinstance(node, str):
+        node = node[0] if len(node) else ""  # type: ignore[index, arg-type]
+    return str(unescape(message, node)).strip() if node else ""
+
+
+DELIMS = st.lists(st.sampled_from("|^~\\&#*$!@%"), min_size=5, max_size=5, unique=True).map("".join)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(delims=DELIMS, bodies=st.lists(st.text(alphabet="AB1 |^~\\&#*$!@%", max_size=30), min_size=1, max_size=4),
+       names=st.lists(st.sampled_from(["PID", "OBX", "ZXX", "MSH", "BHS", "P"]), min_size=4, max_size=4))
+def test_values_read_exactly_as_python_hl7_reads_them(delims: str, bodies: list[str], names: list[str]) -> None:
+    """The accessor splits values on demand; every field, component, subcomponent and repetition it
+    reads (escapes, empty and missing parts, MSH-1/MSH-2, a second MSH) matches python-hl7's tree."""
+    import hl7
+
+    fs, enc = delims[0], delims[1] + delims[2] + delims[4] + delims[3]  # MSH-2: comp, rep, esc, sub
+    lines = [f"MSH{fs}{enc}{fs}A{fs}B{delims[1]}X{fs}C{fs}D{fs}20261124{fs}{fs}ADT{delims[1]}A08{fs}C1{fs}P{fs}2.5"]
+    lines += [f"{name}{fs}{body}" for name, body in zip(names, bodies, strict=False)]
+    text = "\r".join(lines)
+    ours = parse(text.encode())
+    reference = hl7.parse(text)
+    assert [s.name for s in ours.segments] == [str(s[0]) for s in reference]
+    for seg, ref in zip(ours.segments, reference, strict=True):
+        for field in range(0, 8):
+            assert seg.raw(field) == (str(ref[field]) if field < len(ref) else "")
+            expected_reps = len(ref[field]) if field < len(ref) and not isinstance(ref[field], str) else \
+                (1 if field < len(ref) and ref[field] else 0)
+            assert seg.repetitions(field) == expected_reps
+            for comp, sub, rep in ((1, 1, 1), (2, 1, 1), (1, 2, 1), (3, 2, 1), (1, 1, 2), (2, 2, 2), (1, 1, 3)):
+                assert seg.get(field, comp, sub, rep) == _python_hl7_value(reference, ref, field, comp, sub, rep), \
+                    (seg.name, field, comp, sub, rep)
+
+
+def test_delimiters_that_are_not_all_different_are_refused() -> None:
+    with pytest.raises(HL7Error) as info:
+        parse(b"MSH|^^\\&|A|B|C|D|20261124||ADT^A08|C1|P|2.5")
+    assert info.value.reject

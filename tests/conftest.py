@@ -99,6 +99,19 @@ def fresh_backend(name: str, tmp: Path) -> Iterator[Backend]:
         _drop_backend(created)
 
 
+@contextmanager
+def own_demo(name: str, tmp: Path) -> Iterator[Backend]:
+    """A migrated demo database of a test's (or module's) own, for tests that commit changes to shared
+    demo data — an admission to a demo bed would change that bed for every later test of the run."""
+    with fresh_backend(name, tmp) as own:
+        eng = own.engine()
+        upgrade(eng)
+        with Database(eng).unit_of_work() as session:
+            load_demo(session=session, clock=FakeClock(), actor=cli_actor("test-setup"))
+        eng.dispose()
+        yield own
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     created = _create_backend(request.param, tmp_path_factory.mktemp(request.param))

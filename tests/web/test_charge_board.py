@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from fastapi.testclient import TestClient
 
 from carerelay.core.clock import FakeClock
@@ -77,8 +76,6 @@ def test_the_board_is_in_the_navigation_of_charge_nurses_and_admins(client: Test
         assert client.get("/staffing/4W").status_code == 403
 
 
-@pytest.mark.xfail(strict=False, reason="order-dependent: an integration test that admits the HL7 sample patient to "
-                   "4W-412-B on the shared database ends that bed's demo assignment; passes alone (see closing note)")
 def test_the_board_shows_patients_who_is_assigned_and_unassigned_occupied_beds(
     client: TestClient, db: Database, clock: FakeClock
 ) -> None:

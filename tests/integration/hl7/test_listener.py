@@ -24,7 +24,18 @@ from carerelay.integrations.hl7.mllp import Frame, FrameReader, frame
 from carerelay.integrations.hl7.models import Hl7Message
 from carerelay.patients import service as patients
 from carerelay.patients.models import ClinicalHandoff, Observation, Order, Patient
+from tests.conftest import Backend, own_demo
 from tests.hl7support import Running, personalise, running_listener, sample, uniq, wait_processed
+
+
+@pytest.fixture(scope="module")
+def engine(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """This module's own demo database: its listeners commit admissions of the samples' patient to
+    4W-412-B, which would end that bed's demo nurse assignment for later tests sharing the run's one."""
+    with own_demo(backend.name, tmp_path_factory.mktemp("hl7-listener")) as own:
+        eng = own.engine()
+        yield eng
+        eng.dispose()
 
 
 @pytest.fixture

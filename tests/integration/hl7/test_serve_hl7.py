@@ -7,20 +7,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 from sqlalchemy import Engine
 
-from carerelay.core.actor import cli_actor
-from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
-from carerelay.core.migrate import upgrade
-from carerelay.demo import DEMO_PASSWORD, load_demo
-from tests.conftest import Backend, fresh_backend
+from carerelay.demo import DEMO_PASSWORD
+from tests.conftest import Backend, own_demo
 from tests.hl7support import SAMPLES
 from tests.servers import free_port, running_server
 
@@ -32,22 +27,9 @@ def _send(path: Path, port: int) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, env={**os.environ})
 
 
-@contextmanager
-def _own_demo(backend: Backend, tmp_path: Path) -> Iterator[Backend]:
-    """A database of this test's own: the samples admit DOE, JANE to 4W-412-B for real, which would
-    change that bed for every later test sharing the run's database."""
-    with fresh_backend(backend.name, tmp_path) as own:
-        engine = own.engine()
-        upgrade(engine)
-        with Database(engine).unit_of_work() as session:
-            load_demo(session=session, clock=FakeClock(), actor=cli_actor("test-setup"))
-        engine.dispose()
-        yield own
-
-
 def test_samples_over_mllp_into_census_and_care_team(backend: Backend, tmp_path: Path) -> None:
     mllp = free_port()
-    with _own_demo(backend, tmp_path) as own, \
+    with own_demo(backend.name, tmp_path) as own, \
             running_server(own.cli_url(), tmp_path, CARERELAY_MLLP_PORT=str(mllp)) as server:
         adt = _send(SAMPLES / "adt_a01_admit.hl7", mllp)
         assert adt.returncode == 0, adt.stderr

@@ -13,9 +13,13 @@ it, runs the checks in one transaction and schedules its next run. Checks:
   schedulers *before* the shift starts, not after a missed page.
 - ``timer_lag``: no pending timer is overdue, and none fired since the previous run, by more than
   ``auditor_max_timer_lag_seconds``; ``timer_failing``: a timer whose handler keeps failing.
+- ``paging_rule``: every address an active paging rule can send a unit's calls to (target, steps,
+  fallback, filled in for the beds it can be about) names something that exists — a rule sending to
+  ``group:{unit}-NURSES`` for a unit without that group would otherwise be found only when a bed call
+  falls back to the operators (``integrations/paging/rule_check.py``).
 
 Each finding is an alert (kind ``auditor_finding``) to the integration admins, deduplicated by its
-``source_ref``: one per stalled alert, slot or failing timer, ever; timer lag at most once an hour
+``source_ref``: one per stalled alert, slot, failing timer or rule address, ever; timer lag at most once an hour
 and never while its last alert is still open. Counts per check are the gauge
 ``carerelay_auditor_findings{check}``.
 """
@@ -38,6 +42,7 @@ from carerelay.core.db import Database
 from carerelay.directory.models import ContactPoint, Person
 from carerelay.escalation.engine import STEP_TIMER, timer_key
 from carerelay.escalation.models import EscalationRun
+from carerelay.integrations.paging.rule_check import unresolvable_addresses
 from carerelay.jobs import service as jobs
 from carerelay.jobs.models import Timer
 from carerelay.ops.metrics import AUDITOR_FINDINGS, AUDITOR_LAST_RUN, AUDITOR_RUNS, TIMER_MAX_LAG, TIMERS_OVERDUE
@@ -51,7 +56,7 @@ AUDITOR_KEY = "auditor:run"
 FINDING_KIND = "auditor_finding"
 SOURCE = "auditor"
 INTEGRATION_ADMINS = "group:INTEGRATION-ADMINS"
-CHECKS = ("stalled_alert", "contact_point", "timer_lag", "timer_failing")
+CHECKS = ("stalled_alert", "contact_point", "timer_lag", "timer_failing", "paging_rule")
 REALERT_LAG = timedelta(hours=1)
 ALWAYS_WORKING = frozenset({"phone"})
 ACTOR = Actor(person_id=None, username="auditor", roles=frozenset({"system"}))
@@ -126,6 +131,7 @@ def run_checks(*, session: Session, clock: Clock, config: AuditorConfig, since: 
     result.findings.extend(_stalled_alerts(session))
     result.findings.extend(_contact_points(session, now, config))
     result.findings.extend(_timer_lag(session, now, config, since or now - timedelta(seconds=config.interval_seconds)))
+    result.findings.extend(_paging_rules(session, now))
     for finding in result.findings:
         alert_id = _raise_once(session, clock, finding)
         if alert_id is not None:
@@ -268,3 +274,15 @@ def _timer_lag(session: Session, now: datetime, config: AuditorConfig, since: da
                              f"Timer {timer_id} of kind {kind} failed {attempts} times and is being retried; "
                              f"last error: {error or '(none)'}"))
     return found
+
+
+def _paging_rules(session: Session, now: datetime) -> list[Finding]:
+    findings = []
+    for problem in unresolvable_addresses(session=session, at=now):
+        where = f" (for unit {problem.unit})" if problem.unit else ""
+        findings.append(Finding(
+            "paging_rule", f"{problem.rule_id}:{problem.address}",
+            f"Paging rule {problem.rule!r} can send calls to {problem.address}, which does not exist",
+            f"Paging rule {problem.rule!r} sends calls{where} to {problem.address}: {problem.error}. "
+            "Such a call would fall back to the operators. Create what it names, or change the rule."))
+    return findings

@@ -1,4 +1,5 @@
-"""The escalation auditor: stalled alerts, contact points before a shift, timer lag; deduplicated alerts.
+"""The escalation auditor: stalled alerts, contact points before a shift, timer lag, paging rules that name
+what does not exist; deduplicated alerts.
 
 The shared test database also holds what real-server tests committed, so these tests look for
 findings about their own alerts, slots and timers rather than counting every finding.
@@ -20,6 +21,9 @@ from carerelay.core.db import Database
 from carerelay.directory import service as directory
 from carerelay.escalation import auditor
 from carerelay.escalation.auditor import AuditorConfig, run_checks
+from carerelay.integrations.paging import demo as paging_demo
+from carerelay.integrations.paging import service as paging
+from carerelay.integrations.paging.rule_check import unresolvable_addresses
 from carerelay.jobs import service as jobs
 from carerelay.jobs.models import Timer
 from carerelay.ops.metrics import REGISTRY
@@ -162,3 +166,24 @@ def test_the_auditor_runs_itself_on_the_durable_timers(db: Database, clock: Fake
         assert following.due_at == clock.now() + timedelta(seconds=60)
         assert alerts.find_by_source(session=session, source="auditor",
                                      source_ref=f"stalled_alert:alert:{stalled.id}") is not None
+
+
+def test_a_paging_rule_sending_a_units_calls_to_a_missing_group_is_found_once(db: Database, clock: FakeClock) -> None:
+    with db.unit_of_work() as session:
+        demo_rules = {r["name"] for r in paging_demo.RULES}
+        assert not [p for p in unresolvable_addresses(session=session, at=clock.now()) if p.rule in demo_rules]
+        rule = paging.create_rule(session=session, clock=clock, actor=cli_actor(), name="4W bed exit, test",
+                                  alert_kind="bed_exit", recipient_pattern=r"^4W-", target="group:{unit}-BED-WATCH",
+                                  escalation={"steps": [{"address": "target:", "wait_minutes": 2},
+                                                        {"address": "location:{unit}/charge_nurse", "wait_minutes": 2}],
+                                              "fallback": "group:NIGHT-DESK"})
+        mine = f"paging_rule:{rule.id}:"
+        found = {ref: ids for ref, ids in _findings(session, clock).items() if ref.startswith(mine)}
+        assert set(found) == {f"paging_rule:{rule.id}:group:4W-BED-WATCH", f"paging_rule:{rule.id}:group:NIGHT-DESK"}
+        [missing] = found[f"paging_rule:{rule.id}:group:4W-BED-WATCH"]
+        alert = session.get_one(Alert, missing)
+        assert "4W-BED-WATCH" in alert.title and "for unit 4W" in alert.body and alert.kind == auditor.FINDING_KIND
+        assert _findings(session, clock)[f"paging_rule:{rule.id}:group:4W-BED-WATCH"] == []  # raised once
+        paging.update_rule(session=session, clock=clock, actor=cli_actor(), rule_id=rule.id,
+                           changes={"target": "location:{unit}/charge_nurse", "escalation": None})
+        assert not [f for f in _findings(session, clock) if f.startswith(mine)]

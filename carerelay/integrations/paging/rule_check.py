@@ -1,0 +1,113 @@
+"""Which paging rules can send a call to an address that does not exist.
+
+A rule's target and escalation are templates (``group:{unit}-NURSES``): saving one checks its form,
+but the group a unit's calls go to may never have been made, or may be deleted later. Nothing would
+say so until a bed call reached that step — then it falls back to the operators. The auditor runs
+this check so an integration admin hears of it first.
+
+Templates are filled from the beds a rule can be about: every bed whose recipient id
+(``UNIT-ROOM-BED``) the rule's recipient pattern matches; a rule that names a sender and no pattern,
+only the beds that sender has paged about. One bed per unit is enough, since addresses name units,
+rooms and beds, not people. Templates using ``{address}``, ``{recipient}`` or ``{sender}`` depend on the
+page and are left out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from carerelay.core.errors import Invalid
+from carerelay.integrations.paging.models import PagingMessage, PagingRule
+from carerelay.patients.models import Bed, Unit
+from carerelay.routing.resolver import resolve
+
+TARGET_STEP = "target:"
+PAGE_PLACEHOLDERS = ("{address}", "{recipient}", "{sender}")
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    rule_id: int
+    rule: str
+    unit: str | None
+    address: str
+    error: str
+
+
+@dataclass(frozen=True)
+class _Bed:
+    unit: str
+    room: str
+    bed: str
+
+    @property
+    def recipient_id(self) -> str:
+        return f"{self.unit}-{self.room}-{self.bed}"
+
+
+def templates(rule: PagingRule) -> list[str]:
+    """The addresses a rule can send to: its target, each escalation step and the fallback."""
+    plan = rule.escalation or {}
+    steps = [str(step["address"]) for step in plan.get("steps", []) if step.get("address") != TARGET_STEP]
+    return list(dict.fromkeys(a for a in (rule.target, *steps, plan.get("fallback")) if a))
+
+
+def _beds(session: Session) -> list[_Bed]:
+    rows = session.execute(select(Unit.code, Bed.room, Bed.bed).join(Bed, Bed.unit_id == Unit.id)
+                           .order_by(Unit.code, Bed.room, Bed.bed)).all()
+    return [_Bed(*row) for row in rows]
+
+
+def _paged_about(session: Session, sender_id: str) -> set[str]:
+    query = (select(PagingMessage.recipient_id).distinct()
+             .where(PagingMessage.sender_id == sender_id, PagingMessage.recipient_id.is_not(None)))
+    return {r for r in session.execute(query).scalars() if r}
+
+
+def _one_bed_per_unit(session: Session, rule: PagingRule, beds: list[_Bed]) -> list[_Bed]:
+    if rule.recipient_pattern is not None:
+        pattern = re.compile(rule.recipient_pattern, re.IGNORECASE)
+        chosen = [b for b in beds if pattern.search(b.recipient_id)]
+    elif rule.sender_id is not None:
+        paged = {r.upper() for r in _paged_about(session, rule.sender_id)}
+        chosen = [b for b in beds if b.recipient_id.upper() in paged]
+    else:
+        chosen = beds
+    first: dict[str, _Bed] = {}
+    for bed in chosen:
+        first.setdefault(bed.unit, bed)
+    return list(first.values())
+
+
+def _filled(template: str, bed: _Bed) -> str:
+    return template.replace("{unit}", bed.unit).replace("{room}", bed.room).replace("{bed}", bed.bed)
+
+
+def unresolvable_addresses(*, session: Session, at: datetime) -> list[RuleProblem]:
+    """Every (active rule, address) that names something that does not exist, with the resolver's words."""
+    problems: dict[tuple[int, str], RuleProblem] = {}
+    beds: list[_Bed] | None = None
+    rules = session.execute(select(PagingRule).where(PagingRule.active.is_(True))
+                            .order_by(PagingRule.position, PagingRule.id)).scalars()
+    for rule in rules:
+        for template in templates(rule):
+            if any(p in template for p in PAGE_PLACEHOLDERS):
+                continue
+            if "{" not in template:
+                candidates: list[tuple[str | None, str]] = [(None, template)]
+            else:
+                beds = _beds(session) if beds is None else beds
+                candidates = [(b.unit, _filled(template, b)) for b in _one_bed_per_unit(session, rule, beds)]
+            for unit, address in candidates:
+                if (rule.id, address) in problems:
+                    continue
+                try:
+                    resolve(session, address, at)
+                except Invalid as exc:
+                    problems[(rule.id, address)] = RuleProblem(rule.id, rule.name, unit, address, exc.message)
+    return list(problems.values())

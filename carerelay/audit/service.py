@@ -17,14 +17,12 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, event, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, SessionTransaction
 
 from carerelay.audit.models import GENESIS_HASH, AuditChainHead, AuditEntry
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
-from carerelay.core.db import BEFORE_GROUP_COMMIT, write_group_of
+from carerelay.core.db import BEFORE_GROUP_COMMIT, dialect_insert, write_group_of
 
 
 def _entry_hash(
@@ -71,7 +69,7 @@ def _lock_head(conn: Connection) -> tuple[int, str]:
     """The chain's tip, locked for the rest of the transaction (PostgreSQL; SQLite holds its write lock)."""
     row = conn.execute(_HEAD_FOR_UPDATE).first()
     if row is None:
-        create = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_HEAD)
+        create = dialect_insert(conn, _HEAD)
         conn.execute(create.values(id=1, last_seq=0, last_hash=GENESIS_HASH).on_conflict_do_nothing())
         row = conn.execute(_HEAD_FOR_UPDATE).one()
     return int(row.last_seq), str(row.last_hash)

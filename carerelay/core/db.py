@@ -23,6 +23,7 @@ from typing import Any
 
 from anyio import CancelScope, CapacityLimiter, to_thread
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -531,6 +532,13 @@ def flush_or_conflict(session: Session, message: str) -> None:
             session.flush()
     except IntegrityError as exc:
         raise Conflict(message) from exc
+
+
+def dialect_insert(bind: Connection | Session, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can say ON CONFLICT, for the database in use: what two nodes creating the same
+    row at the same moment need (one wins, neither fails)."""
+    connection = bind.connection() if isinstance(bind, Session) else bind
+    return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def flushed_connection(session: Session) -> Connection:

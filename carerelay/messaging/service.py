@@ -30,8 +30,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from carerelay.alerts import service as alerts
@@ -39,7 +37,7 @@ from carerelay.alerts.models import Alert, AlertRecipient
 from carerelay.audit import service as audit
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
-from carerelay.core.db import UTCDateTime
+from carerelay.core.db import UTCDateTime, dialect_insert
 from carerelay.core.errors import Conflict, Forbidden, Invalid, NotFound
 from carerelay.directory.models import Person
 from carerelay.escalation.engine import on_notify
@@ -75,7 +73,7 @@ def get_policy(*, session: Session) -> OrgPolicy:
     uses must not collide: ON CONFLICT DO NOTHING)."""
     row = session.get(OrgPolicy, 1)
     if row is None:
-        create = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(OrgPolicy)
+        create = dialect_insert(session, OrgPolicy)
         session.execute(create.values(id=1, visible_hours=24, search_hours=72, retention_years=18,
                                       orders_in_text="warn", critical_results_in_text="warn",
                                       courtesy_replies_silent=True, attachment_max_bytes=10 * 1024 * 1024,

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from carerelay.audit.service import record
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
+from carerelay.core.db import dialect_insert
 from carerelay.core.errors import Invalid, NotFound
 from carerelay.integrations.hl7.ack import ErrorLocation
 from carerelay.integrations.hl7.feeds import Feed
@@ -188,9 +189,10 @@ _last_touch: dict[tuple[str, str], datetime] = {}  # (database, feed)
 def _touch_feed(session: Session, feed: str, now: datetime) -> None:
     updated = session.execute(update(Hl7FeedState).where(Hl7FeedState.feed == feed)
                               .values(last_message_at=now, silent_since=None, silence_reported_at=None))
-    if getattr(updated, "rowcount", 1) == 0:
-        session.add(Hl7FeedState(feed=feed, last_message_at=now))
-        session.flush()
+    if getattr(updated, "rowcount", 1) == 0:  # the feed's first message; another node may be writing it too
+        values = {"last_message_at": now, "silent_since": None, "silence_reported_at": None}
+        session.execute(dialect_insert(session, Hl7FeedState).values(feed=feed, **values)
+                        .on_conflict_do_update(index_elements=["feed"], set_=values))
 
 
 # ---------------------------------------------------------------- processing
@@ -385,8 +387,8 @@ def check_feeds(*, session: Session, clock: Clock, feeds: Sequence[Feed]) -> lis
     for feed in feeds:
         state = states.get(feed.name)
         if state is None:  # never heard from: the watch starts now, so a feed that never speaks is reported too
-            state = Hl7FeedState(feed=feed.name, last_message_at=None, silent_since=now)
-            session.add(state)
+            session.execute(dialect_insert(session, Hl7FeedState).values(feed=feed.name, silent_since=now)
+                            .on_conflict_do_nothing())  # two nodes starting together both get here
             out.append(FeedHealth(feed.name, feed.silence_minutes, None, None))
             continue
         newly = False

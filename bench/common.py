@@ -14,6 +14,7 @@ import operator
 import os
 import platform
 import statistics
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,19 @@ def machine(database: str, load_before: float | None = None) -> dict[str, Any]:
     if load_before is not None:
         box["load_avg_1m_before"] = load_before
     return box
+
+
+def stop(process: subprocess.Popen[str], timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it is still draining a backlog: a server that was overloaded on purpose
+    may hold thousands of queued requests, and must be gone before its PostgreSQL schema is dropped."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def cpu_seconds(pid: int) -> float:

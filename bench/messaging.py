@@ -27,7 +27,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import cpu_seconds, load_average, report, summarize_ms
+from bench.common import cpu_seconds, load_average, report, stop, summarize_ms
 from carerelay.auth.service import start_session
 from carerelay.config import load_settings
 from carerelay.core.actor import Actor, cli_actor
@@ -213,8 +213,7 @@ def leg(label: str, url: str, tmp: Path, rate: int, seconds: float) -> None:
         floor["server_cpu_ms_per_message"] = round(1000 * (cpu_seconds(echo.pid) - echo_cpu) / (rate * seconds), 3)
     finally:
         for process in (server, echo):
-            process.terminate()
-            process.wait(timeout=20)
+            stop(process)
     metrics: dict[str, Any] = {**ours, "offered_rate_per_s": float(rate), "clients": float(CLIENTS)}
     report(f"messaging-{label}", database=label, metrics=metrics, load_before=load_before,
            floor={k: v for k, v in floor.items() if k in ours},

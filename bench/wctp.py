@@ -28,7 +28,7 @@ import httpx2 as httpx
 from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import report, summarize_ms
+from bench.common import report, stop, summarize_ms
 from carerelay.auth.service import start_session
 from carerelay.config import load_settings
 from carerelay.core.actor import cli_actor
@@ -206,8 +206,7 @@ def run(rate: int, seconds: float) -> None:
                                      rate, seconds, "F", True))
         finally:
             for process in (server, floor_server):
-                process.terminate()
-                process.wait(timeout=20)
+                stop(process)
     metrics: dict[str, Any] = {**ours, "offered_submits_per_s": float(rate), "senders": float(SENDERS)}
     report("wctp-sqlite", database="sqlite", metrics=metrics, floor={k: v for k, v in floor.items() if k in ours},
            targets={"submit_to_alert_p99_ms": "< 50", "submits_per_s": ">= 300 (at 300 offered)"},

@@ -32,7 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import cpu_seconds, load_average, report, rss_kib, summarize_ms
+from bench.common import cpu_seconds, load_average, report, rss_kib, stop, summarize_ms
 from bench.messaging import serve
 from carerelay.auth.service import start_session
 from carerelay.config import load_settings
@@ -261,9 +261,8 @@ def leg(label: str, url: str, tmp: Path, count: int, limit: str) -> None:
         baseline = floor(floor_port, floor_server.pid, count)
     finally:
         for process in (server, floor_server):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(timeout=60)
+            if process is not None:
+                stop(process, timeout=60)
     report(f"websockets-{label}", database=label, metrics=measured, load_before=load_before,
            floor={k: v for k, v in baseline.items() if k in measured},
            targets={"server_rss_mib": "< 1024", "deliver_p99_ms": "< 50"},

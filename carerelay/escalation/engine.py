@@ -153,9 +153,10 @@ def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution
     sender_type = str(alert.data.get("sender_type", "system"))
     reached: list[tuple[int, str]] = []
     holds: list[datetime] = []
+    decisions = rules.decide_all(session, person_ids=[r.person_id for r in resolution.recipients],
+                                 priority=alert.priority, sender_type=sender_type, at=now)
     for recipient in resolution.recipients:
-        decision = rules.decide(session, person_id=recipient.person_id, priority=alert.priority,
-                                sender_type=sender_type, at=now)
+        decision = decisions[recipient.person_id]
         if decision.note:
             step(session, clock, alert, "floor", recipient.person_id, note=decision.note, rule_id=decision.rule_id)
         if decision.action == "hold" and decision.hold_until is not None:

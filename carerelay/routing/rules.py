@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from carerelay.directory.models import Department, Person, Site
@@ -86,23 +86,40 @@ def _next_local(local: datetime, hhmm: str, zone: ZoneInfo) -> datetime:
     raise AssertionError("a wall-clock time recurs within two days")
 
 
-def decide(session: Session, *, person_id: int, priority: str, sender_type: str, at: datetime) -> Decision:
-    # Runs for every recipient of every step: the department only, not the whole person, and the
-    # site's zone only once a rule needs the local time.
-    found = session.execute(select(Person.id, Person.department_id).where(Person.id == person_id)).first()
-    if found is None:
-        return Decision("deliver")
-    department_id = found.department_id
-    rules = list(session.execute(
-        select(RoutingRule).where(RoutingRule.active.is_(True),
-                                  or_(RoutingRule.person_id == person_id,
-                                      (RoutingRule.person_id.is_(None))
-                                      & (RoutingRule.department_id == department_id)))
-        .order_by(RoutingRule.person_id.is_(None), RoutingRule.rank, RoutingRule.id)
-    ).scalars())
-    if not rules:
-        return Decision("deliver")
-    zone = _zone(session, department_id)
+def decide_all(session: Session, *, person_ids: list[int], priority: str, sender_type: str,
+               at: datetime) -> dict[int, Decision]:
+    """Each recipient's decision, read in one statement for a whole escalation step: every person with
+    the rules that may apply to them (their own, then their department's), in rule order."""
+    if not person_ids:
+        return {}
+    applies = and_(RoutingRule.active.is_(True),
+                   or_(RoutingRule.person_id == Person.id,
+                       RoutingRule.person_id.is_(None) & (RoutingRule.department_id == Person.department_id)))
+    rows = session.execute(
+        select(Person.id, Person.department_id, RoutingRule).outerjoin(RoutingRule, applies)
+        .where(Person.id.in_(set(person_ids)))
+        .order_by(Person.id, RoutingRule.person_id.is_(None), RoutingRule.rank, RoutingRule.id)).all()
+    found: dict[int, tuple[int | None, list[RoutingRule]]] = {}
+    for person_id, department_id, rule in rows:
+        entry = found.setdefault(person_id, (department_id, []))
+        if rule is not None:
+            entry[1].append(rule)
+    zones: dict[int | None, ZoneInfo] = {}
+    decisions = {}
+    for person_id in person_ids:
+        department_id, rules = found.get(person_id, (None, []))
+        if not rules:
+            decisions[person_id] = Decision("deliver")
+            continue
+        if department_id not in zones:
+            zones[department_id] = _zone(session, department_id)
+        decisions[person_id] = _first_match(session, rules, person_id=person_id, priority=priority,
+                                            sender_type=sender_type, at=at, zone=zones[department_id])
+    return decisions
+
+
+def _first_match(session: Session, rules: list[RoutingRule], *, person_id: int, priority: str, sender_type: str,
+                 at: datetime, zone: ZoneInfo) -> Decision:
     local = at.astimezone(zone)
     on_duty: bool | None = None
     for rule in rules:

@@ -17,9 +17,9 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from anyio import CancelScope, CapacityLimiter, to_thread
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, make_url
@@ -40,6 +40,8 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+T = TypeVar("T")
 
 
 class Base(DeclarativeBase):
@@ -177,6 +179,9 @@ class Database:
         # here for a wake-up instead of in SQLite's busy handler, which sleeps up to 100 ms a try.
         self._writer: SerialLock | None = SerialLock() if grouped else None
         self._group: WriteGroup | None = WriteGroup(self) if grouped else None
+        self._slot_count = _connection_slots(engine) if bind is None else None
+        self._slot_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = \
+            weakref.WeakKeyDictionary()
         if bind is None:
             self._factory = sessionmaker(engine, expire_on_commit=False)
             self._read_factory = sessionmaker(engine.execution_options(**{READ_ONLY: True}))
@@ -249,6 +254,11 @@ class Database:
             async with self._group.member() as session:
                 yield session
             return
+        async with self._slot(), self._pooled_unit_of_work() as session:
+            yield session
+
+    @asynccontextmanager
+    async def _pooled_unit_of_work(self) -> AsyncIterator[Session]:
         scope = self.unit_of_work()
         # Entering only creates the session (it connects on first use) unless a test's serial lock
         # must be waited for: no thread hop for it then.
@@ -266,6 +276,22 @@ class Database:
         else:
             with CancelScope(shield=True):
                 await to_thread.run_sync(scope.__exit__, None, None, None, limiter=_finishers())
+
+    async def in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        """Run blocking database work from the event loop (a WebSocket's reads, its own short units of
+        work) in a worker thread, once a connection slot is free (see ``_connection_slots``)."""
+        async with self._slot():
+            return await to_thread.run_sync(work, *args)
+
+    def _slot(self) -> AbstractAsyncContextManager[Any]:
+        """This event loop's connection slots (a limiter belongs to one loop; tests run several)."""
+        if self._slot_count is None:
+            return _NO_SLOT
+        loop = asyncio.get_running_loop()
+        limiter = self._slot_limiters.get(loop)
+        if limiter is None:
+            limiter = self._slot_limiters[loop] = CapacityLimiter(self._slot_count)
+        return limiter
 
     async def run(self, work: Callable[[Session], Any]) -> Any:
         """Run ``work`` in one unit of work from the event loop; returns its result once committed."""
@@ -316,6 +342,29 @@ class Database:
         for hook in self.after_commit:
             hook(session)
         session.info.clear()
+
+
+SLOTS_KEPT_BACK = 8  # pooled connections left to the node's background threads (timers, HL7, exports…)
+_NO_SLOT: AbstractAsyncContextManager[Any] = nullcontext()
+
+
+def _connection_slots(engine: Engine) -> int | None:
+    """How many units of work started from the event loop may hold a pooled connection at once.
+
+    Without this a burst deadlocked on PostgreSQL: every worker thread was taken by requests and
+    WebSocket reads waiting for a pooled connection, while the requests holding the connections waited
+    for a thread to run their next step, until the pool's 30 s timeout. The wait now happens in the event
+    loop before any thread or connection is taken, and whoever holds a slot is sure of a connection.
+    SQLite's requests take turns in one write group instead.
+    """
+    if engine.dialect.name != "postgresql":
+        return None
+    pool = engine.pool
+    size = getattr(pool, "size", None)
+    if not callable(size):
+        return None
+    capacity = int(size()) + max(0, int(getattr(pool, "_max_overflow", 0)))
+    return max(1, capacity - SLOTS_KEPT_BACK)
 
 
 def _refused_value(exc: BaseException) -> bool:

@@ -23,7 +23,6 @@ import asyncio
 from contextlib import suppress
 from typing import Any
 
-from anyio import to_thread
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -96,7 +95,7 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
     subscription = hub.subscribe(person_id, actor.session_id)
     receiver = asyncio.create_task(_receive(websocket, db, actor))
     try:
-        cursor = after if after is not None else await to_thread.run_sync(_last_seq, db, person_id)
+        cursor = after if after is not None else await db.in_thread(_last_seq, db, person_id)
         subscription.cursor = cursor
         await websocket.send_json({"type": "hello", "last_seq": cursor})
         checked = clock.now()
@@ -107,10 +106,10 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
             # way the session is checked after the events are taken and before any is sent.
             batch, complete = subscription.take() if caught_up else ([], False)
             if not complete:
-                more, live = await to_thread.run_sync(_fetch, db, clock, settings, actor, cursor + len(batch))
+                more, live = await db.in_thread(_fetch, db, clock, settings, actor, cursor + len(batch))
                 batch += more
             else:
-                live = await to_thread.run_sync(_live, db, clock, settings, actor)
+                live = await db.in_thread(_live, db, clock, settings, actor)
             ended: str | None = None
             if not live:
                 ended = (_announced_end(batch, actor) or await _session_problem(websocket, token)
@@ -179,7 +178,7 @@ async def _session_problem(websocket: WebSocket, token: str) -> str | None:
             return bool(session.dirty)
 
     try:
-        if await to_thread.run_sync(peek):
+        if await db.in_thread(peek):
             await db.run(check)
     except CarerelayError as exc:
         return exc.message
@@ -227,7 +226,7 @@ async def _alert_frame(websocket: WebSocket, db: Database, actor: Actor, frame: 
                     alerts.record_receipts(session=session, clock=clock, actor=actor, alert_ids=receipts.alert_ids,
                                            state=receipts.state)
 
-            await to_thread.run_sync(mark)
+            await db.in_thread(mark)
             return
         answer = AlertRespondIn.model_validate({k: v for k, v in frame.items() if k != "type"})
 
@@ -237,7 +236,7 @@ async def _alert_frame(websocket: WebSocket, db: Database, actor: Actor, frame: 
                                        choice=given.choice)
                 return str(alert.status)
 
-        state = await to_thread.run_sync(respond)
+        state = await db.in_thread(respond)
         await websocket.send_json({"type": "alert.responded", "alert_id": answer.alert_id, "status": state})
     except ValidationError as exc:
         await websocket.send_json({"type": "error", "detail": str(exc.errors()[0]["msg"])})

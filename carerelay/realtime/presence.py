@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from anyio import to_thread
-
 from carerelay.auth import service as auth
 from carerelay.config import Settings
 from carerelay.core.clock import Clock
@@ -40,7 +38,7 @@ async def sweep(db: Database, clock: Clock, settings: Settings, hub: Hub) -> tup
             check = auth.keep_sockets_alive(session=session, clock=clock, settings=settings, session_ids=sessions)
             return check, service.newest_seqs(session=session, person_ids=people)
 
-    check, newest = await to_thread.run_sync(work)
+    check, newest = await db.in_thread(work)
     hub.ask_session_checks(check)
     hub.wake_behind(newest.items())
     return len(check), len(newest)

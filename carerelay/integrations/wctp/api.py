@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import OperationalError
 
@@ -80,12 +79,12 @@ async def wctp(request: Request, actor: Actor = public()) -> Response:
     raw, too_big = await _read_limited(request, config.max_bytes)
     peer = client_ip(request)
     try:
-        answer = await to_thread.run_sync(_handle, db, clock, raw, peer, config, too_big)
+        answer = await db.in_thread(_handle, db, clock, raw, peer, config, too_big)
     except Exception as exc:
         unavailable = isinstance(exc, OperationalError)
         code = SERVICE_UNAVAILABLE if unavailable else INTERNAL_ERROR
         log.exception("wctp request failed", extra={"peer": peer, "code": code})
         reason = "the database is not reachable; send again" if unavailable else "internal error; send again"
-        await to_thread.run_sync(_record_failure, db, clock, redact(raw[:65536]), peer, code, reason)
+        await db.in_thread(_record_failure, db, clock, redact(raw[:65536]), peer, code, reason)
         return Response(build.confirmation(code, None, detail=reason), media_type=XML)
     return Response(answer.body, media_type=XML)

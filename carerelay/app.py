@@ -235,7 +235,7 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             background.append(asyncio.create_task(jobs_worker.run_forever(
                 database, app.state.clock, build_channels(settings),
                 also=[lambda: wctp_worker.run_once(database, app.state.clock)],
-                schedule_sync=settings.schedule_sync,
+                schedule_sync=settings.schedule_sync, timer_threads=settings.timer_threads,
                 auditor=AuditorConfig(settings.auditor_interval_seconds, settings.auditor_max_timer_lag_seconds,
                                       settings.auditor_shift_horizon_hours))))
             background.append(asyncio.create_task(exports_worker.run_forever(database, app.state.clock)))

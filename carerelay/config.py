@@ -86,6 +86,9 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     run_timers: bool = Field(default=True, description="Fire escalation timers in this process.")
+    timer_threads: int = Field(default=2, ge=1, le=8, description="PostgreSQL: threads of this node firing "
+                               "due timers side by side (SKIP LOCKED keeps them apart, as it keeps nodes "
+                               "apart); SQLite always uses one.")
     schedule_sync: bool = Field(default=True, description="Pull due third-party schedules (Amion, QGenda, "
                                 "ShiftAdmin; every 15 min per source) in this process's worker.")
     auditor_interval_seconds: float = Field(default=60.0, ge=5, le=3600,

@@ -133,6 +133,14 @@ def fire_one(*, db: Database, clock: Clock, registry: Registry = HANDLERS) -> bo
     return True
 
 
+def firing_threads(db: Database, wanted: int = 2) -> int:
+    """How many threads of a node fire timers side by side: ``wanted`` on PostgreSQL, where SKIP LOCKED
+    keeps them apart exactly as it keeps nodes apart (a step is mostly client CPU with a few waits on
+    the server, so on two cores a second thread fires about 1.5 times as many steps a second;
+    bench/escalation.py); SQLite has one writer, so one."""
+    return max(1, wanted) if db.dialect == "postgresql" else 1
+
+
 def fire_due(*, db: Database, clock: Clock, registry: Registry = HANDLERS, limit: int = 10_000) -> int:
     """Fire every timer due now (tests call this after advancing the clock)."""
     fired = 0

@@ -19,7 +19,7 @@ from carerelay.alerts.intake import take_handoffs
 from carerelay.core.clock import Clock
 from carerelay.core.db import Database
 from carerelay.escalation.auditor import AuditorConfig, ensure_scheduled
-from carerelay.jobs.service import fire_due
+from carerelay.jobs.service import fire_due, firing_threads
 from carerelay.messaging.retention import schedule_daily_purge
 from carerelay.notifications.channels import Channel
 from carerelay.notifications.service import deliver_due
@@ -34,7 +34,7 @@ SYNC_HTTP_TIMEOUT_SECONDS = 20.0
 
 async def run_forever(db: Database, clock: Clock, channels: dict[str, Channel],
                       also: Sequence[Callable[[], object]] = (), *, schedule_sync: bool = True,
-                      auditor: AuditorConfig | None = None) -> None:
+                      auditor: AuditorConfig | None = None, timer_threads: int = 1) -> None:
     """Each pass fires due timers, turns clinical hand-offs into alerts, sends due deliveries, then does
     ``also`` (integrations' own outboxes: WCTP replies to originators). Scheduler syncs run in a task of
     their own, so a slow vendor never delays an escalation.
@@ -51,13 +51,15 @@ async def run_forever(db: Database, clock: Clock, channels: dict[str, Channel],
             log.exception("could not schedule the escalation auditor")
     syncing = asyncio.create_task(sync_schedules_forever(db, clock), name="schedule-sync") if schedule_sync else None
     planned = False
+    firers = firing_threads(db, timer_threads)
     try:
         while True:
             try:
                 if not planned:
                     await to_thread.run_sync(schedule_daily_purge, db, clock)
                     planned = True
-                await to_thread.run_sync(lambda: fire_due(db=db, clock=clock, limit=500))
+                await asyncio.gather(*(to_thread.run_sync(lambda: fire_due(db=db, clock=clock, limit=500))
+                                       for _ in range(firers)))
                 await to_thread.run_sync(lambda: take_handoffs(db=db, clock=clock))
                 await to_thread.run_sync(lambda: deliver_due(db=db, clock=clock, channels=channels))
                 for work in also:

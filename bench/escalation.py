@@ -33,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 
 from bench.common import load_average, report, summarize_ms
 from carerelay.alerts import service as alerts
+from carerelay.config import Settings
 from carerelay.core.actor import cli_actor
 from carerelay.core.clock import SystemClock
 from carerelay.core.db import Database, make_engine
@@ -83,7 +84,7 @@ def _work_until(db: Database, timer_ids: list[int], deadline: float) -> float:
     has fired (or at the deadline)."""
     clock = SystemClock()
     left = set(timer_ids)
-    threads = firing_threads(db)
+    threads = firing_threads(db, Settings.model_fields["timer_threads"].default)  # a node's default
     pool = ThreadPoolExecutor(threads)
     while time.monotonic() < deadline:
         fired = sum(pool.map(lambda _: fire_due(db=db, clock=clock, limit=500), range(threads)))

@@ -133,7 +133,7 @@ def fire_one(*, db: Database, clock: Clock, registry: Registry = HANDLERS) -> bo
     return True
 
 
-def firing_threads(db: Database, wanted: int = 2) -> int:
+def firing_threads(db: Database, wanted: int) -> int:
     """How many threads of a node fire timers side by side: ``wanted`` on PostgreSQL, where SKIP LOCKED
     keeps them apart exactly as it keeps nodes apart (a step is mostly client CPU with a few waits on
     the server, so on two cores a second thread fires about 1.5 times as many steps a second;

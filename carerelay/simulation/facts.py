@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 from carerelay.alerts.models import Alert, AlertEvent, AlertRecipient
 from carerelay.core.db import Database
 from carerelay.core.errors import Invalid
-from carerelay.escalation.engine import DEFAULT_STEPS, TARGET
+from carerelay.escalation.engine import DEFAULT_STEPS
 from carerelay.escalation.models import EscalationRun
 from carerelay.integrations.paging import service as paging
-from carerelay.integrations.paging.models import PagingRule
+from carerelay.integrations.paging.rule_check import templates
 from carerelay.jobs.models import Timer
 from carerelay.messaging.models import Message, Receipt
 from carerelay.patients.models import Unit
@@ -185,12 +185,6 @@ def _beds(session: Session, run: Run, facts: Facts) -> None:
                                             f"named {team.nurse_of(bed).username}")
 
 
-def _rule_addresses(rule: PagingRule) -> list[str]:
-    plan = rule.escalation or {}
-    steps = [str(step["address"]) for step in plan.get("steps", []) if step.get("address") != TARGET]
-    return [a for a in (rule.target, *steps, plan.get("fallback")) if a]
-
-
 def _paging(session: Session, run: Run, facts: Facts) -> None:
     at = run.options.start + AFTER_CHANGE
     for rule in paging.list_rules(session=session):
@@ -200,7 +194,7 @@ def _paging(session: Session, run: Run, facts: Facts) -> None:
             if rule.sender_id is not None and rule.sender_id not in senders_of(unit):
                 continue
             bed = next(b for b in run.hospital.beds if b.unit == unit)
-            for template in _rule_addresses(rule):
+            for template in templates(rule):
                 address = template.replace("{unit}", bed.unit).replace("{room}", bed.room).replace("{bed}", bed.bed)
                 try:
                     resolve(session, address, at)

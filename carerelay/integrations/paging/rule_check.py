@@ -22,11 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carerelay.core.errors import Invalid
+from carerelay.escalation.engine import TARGET
 from carerelay.integrations.paging.models import PagingMessage, PagingRule
+from carerelay.integrations.paging.service import fill_template
 from carerelay.patients.models import Bed, Unit
 from carerelay.routing.resolver import resolve
 
-TARGET_STEP = "target:"
 PAGE_PLACEHOLDERS = ("{address}", "{recipient}", "{sender}")
 
 
@@ -53,7 +54,7 @@ class _Bed:
 def templates(rule: PagingRule) -> list[str]:
     """The addresses a rule can send to: its target, each escalation step and the fallback."""
     plan = rule.escalation or {}
-    steps = [str(step["address"]) for step in plan.get("steps", []) if step.get("address") != TARGET_STEP]
+    steps = [str(step["address"]) for step in plan.get("steps", []) if step.get("address") != TARGET]
     return list(dict.fromkeys(a for a in (rule.target, *steps, plan.get("fallback")) if a))
 
 
@@ -84,10 +85,6 @@ def _one_bed_per_unit(session: Session, rule: PagingRule, beds: list[_Bed]) -> l
     return list(first.values())
 
 
-def _filled(template: str, bed: _Bed) -> str:
-    return template.replace("{unit}", bed.unit).replace("{room}", bed.room).replace("{bed}", bed.bed)
-
-
 def unresolvable_addresses(*, session: Session, at: datetime) -> list[RuleProblem]:
     """Every (active rule, address) that names something that does not exist, with the resolver's words."""
     problems: dict[tuple[int, str], RuleProblem] = {}
@@ -95,14 +92,18 @@ def unresolvable_addresses(*, session: Session, at: datetime) -> list[RuleProble
     rules = session.execute(select(PagingRule).where(PagingRule.active.is_(True))
                             .order_by(PagingRule.position, PagingRule.id)).scalars()
     for rule in rules:
+        about: list[_Bed] | None = None  # the beds this rule can be about, read once per rule
         for template in templates(rule):
             if any(p in template for p in PAGE_PLACEHOLDERS):
                 continue
             if "{" not in template:
                 candidates: list[tuple[str | None, str]] = [(None, template)]
             else:
-                beds = _beds(session) if beds is None else beds
-                candidates = [(b.unit, _filled(template, b)) for b in _one_bed_per_unit(session, rule, beds)]
+                if about is None:
+                    beds = _beds(session) if beds is None else beds
+                    about = _one_bed_per_unit(session, rule, beds)
+                candidates = [(b.unit, fill_template(template, {"unit": b.unit, "room": b.room, "bed": b.bed}))
+                              for b in about]
             for unit, address in candidates:
                 if (rule.id, address) in problems:
                     continue

@@ -314,7 +314,7 @@ def _check_template(value: str | None, name: str) -> str | None:
                       f"{', '.join(sorted(unknown))}", field=name)
     scheme = value.partition(":")[0]
     if not scheme.startswith("{"):
-        check_address(_fill(value, {p: "x" for p in PLACEHOLDERS}))
+        check_address(fill_template(value, {p: "x" for p in PLACEHOLDERS}))
     return value
 
 
@@ -400,7 +400,7 @@ def match_rule(*, session: Session, channel: str, sender_id: str | None, recipie
     return None
 
 
-def _fill(template: str, values: dict[str, str]) -> str:
+def fill_template(template: str, values: dict[str, str]) -> str:
     def one(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in values:
@@ -571,7 +571,7 @@ def _route(session: Session, clock: Clock, row: PagingMessage, target: Target, p
     address = target.address
     if rule is not None and rule.target:
         try:
-            address = _fill(rule.target, {k: v for k, v in values.items() if v})
+            address = fill_template(rule.target, {k: v for k, v in values.items() if v})
         except KeyError as exc:
             notes.append(f"rule {rule.name!r} target needs {{{exc.args[0]}}}, which recipient "
                          f"{target.recipient_id} has not; sent to {target.address}")
@@ -631,10 +631,10 @@ def _escalation(rule: PagingRule | None, values: dict[str, str], notes: list[str
     plan = dict(rule.escalation)
     known = {k: v for k, v in values.items() if v}
     try:
-        plan["steps"] = [{**s, "address": s["address"] if s["address"] == "target:" else _fill(s["address"], known)}
-                         for s in plan["steps"]]
+        plan["steps"] = [{**s, "address": s["address"] if s["address"] == "target:"
+                          else fill_template(s["address"], known)} for s in plan["steps"]]
         if plan.get("fallback"):
-            plan["fallback"] = _fill(str(plan["fallback"]), known)
+            plan["fallback"] = fill_template(str(plan["fallback"]), known)
     except KeyError as exc:
         notes.append(f"rule {rule.name!r} escalation needs {{{exc.args[0]}}}; the default escalation applies")
         return None

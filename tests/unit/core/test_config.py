@@ -18,6 +18,7 @@ from carerelay.config import ConfigError, load_settings
         ({"CARERELAY_DATABASE_URL": "mysql://db/x"}, "CARERELAY_DATABASE_URL"),
         ({"CARERELAY_LOG_LEVEL": "LOUD"}, "CARERELAY_LOG_LEVEL"),
         ({"CARERELAY_SESSION_IDLE_MINUTES": "soon"}, "CARERELAY_SESSION_IDLE_MINUTES"),
+        ({"CARERELAY_TIMER_THREADS": "0"}, "CARERELAY_TIMER_THREADS"),
     ],
 )
 def test_wrong_setting_is_one_clear_line(env: dict[str, str], name: str) -> None:

@@ -327,7 +327,7 @@ def messaging_app(messages: int, concurrency: int, profile: bool) -> None:
         def sockets() -> None:
             for i in range(messages):
                 actor = recipients[i % len(recipients)]
-                realtime_api._live(db, clock, settings, actor)
+                realtime_api._live_until(db, clock, settings, actor)
                 json.dumps({"type": "event", "seq": i, "kind": "message.new", "data": {"text": f"bench {i}"}})
 
         meter.run("recipient socket: liveness check + frame", messages, sockets)

@@ -76,6 +76,9 @@ log = logging.getLogger("carerelay.app")
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 
+# Sending, the sockets, device alerts and their answers: matched before every other router.
+HOT_ROUTERS = (messaging_router, realtime_router, wctp_router, alerts_router)
+
 _STATUS: dict[type[CarerelayError], int] = {
     NotFound: 404,
     Conflict: 409,
@@ -305,9 +308,10 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
             swagger_favicon_url="/static/swagger/favicon-32x32.png",
         )
 
-    for router in (ops_router, auth_router, directory_router, patients_router, messaging_router, realtime_router,
-                   alerts_router, escalation_router, routing_router, scheduling_router, audit_router, scim_router,
-                   sso_router, hl7_router, exports_router, staffing_router, web_router, wctp_router,
-                   paging_router, reports_router):
+    # A request is tried against the routes in this order, about 3 µs a route: the busiest come
+    # first (no two routers share a path: tests/unit/test_route_order.py).
+    for router in (*HOT_ROUTERS, ops_router, auth_router, directory_router, patients_router, escalation_router,
+                   routing_router, scheduling_router, audit_router, scim_router, sso_router, hl7_router,
+                   exports_router, staffing_router, web_router, paging_router, reports_router):
         app.include_router(router)
     return app

@@ -5,7 +5,7 @@ to person. Signing in on it opens a session of kind ``shared`` bound to the pers
 :class:`DeviceBinding`; the previous person's session on that device ends at the same moment, so a
 phone left in the med room never keeps showing the last nurse's alerts: the end is announced to that
 session's open WebSocket, which closes. Alerts follow people: events are written per person, and each
-socket asks :func:`delivery_targets` whether its session is still one of the person's live sessions
+socket knows from :func:`delivery_targets` whether its session is still one of the person's live sessions
 before it sends anything; nothing is ever sent to a device for its own sake.
 
 On a personal device a person may set a PIN; an idle session then locks (see ``authenticate``) and
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, select
@@ -71,14 +71,24 @@ def sign_in_on_shared_device(
 
 @dataclass(frozen=True)
 class DeliveryTarget:
+    """``until``: when the session stops being a target by time alone (expiry, idling) at the latest.
+
+    Every other end (sign-out, revocation, hand-over, a password reset) is announced in the person's
+    event stream in the transaction that ends it, so a socket reading that stream in order may trust
+    a target until then without asking again.
+    """
+
     session_id: int
     kind: str
     device_id: int | None
+    until: datetime
 
+
+_SHORTEST_IDLE_LIMIT = timedelta(minutes=1)  # the settings' floor for either idle limit
 
 # Built once: every WebSocket asks before each batch it sends.
 _LIVE_SESSIONS = (
-    select(AuthSession.id, AuthSession.kind, AuthSession.last_seen_at, DeviceBinding.device_id)
+    select(AuthSession.id, AuthSession.kind, AuthSession.last_seen_at, AuthSession.expires_at, DeviceBinding.device_id)
     .outerjoin(DeviceBinding, (DeviceBinding.auth_session_id == AuthSession.id) & DeviceBinding.ended_at.is_(None))
     .where(AuthSession.person_id == bindparam("person_id"), AuthSession.revoked_at.is_(None),
            AuthSession.expires_at > bindparam("now"))
@@ -92,8 +102,9 @@ def delivery_targets(
 ) -> list[DeliveryTarget]:
     """Where an alert for this person goes now: their live sessions, each with the device it is bound to.
 
-    The WebSocket asks this before every batch it sends (``session_id``: only that session), so a socket
-    whose session ended — handed over, idle, signed out, revoked — is never a place an event goes.
+    The WebSocket asks this (``session_id``: only that session) and again once the target's ``until``
+    has passed, so a socket whose session ended — handed over, idle, signed out, revoked — is never a
+    place an event goes.
     """
     now = clock.now()
     if session_id is None:
@@ -102,15 +113,17 @@ def delivery_targets(
         rows = session.execute(_LIVE_SESSION, {"person_id": person_id, "now": now, "session_id": session_id}).all()
     limits: SessionLimits | None = None
     found = []
-    for auth_session_id, kind, last_seen_at, device_id in rows:
+    for auth_session_id, kind, last_seen_at, expires_at, device_id in rows:
         if kind == service.SHARED and device_id is None:
             continue  # a shared session whose binding ended is not a place to deliver
         idle_for = now - last_seen_at
-        if idle_for >= timedelta(minutes=1):  # no limit is shorter: skip the policy read for busy sessions
+        idle_limit = _SHORTEST_IDLE_LIMIT
+        if idle_for >= idle_limit:  # skip the policy read for busy sessions
             limits = limits or session_limits(session=session, settings=settings)
-            if idle_for >= service.idle_limit(limits, settings, kind):
+            idle_limit = service.idle_limit(limits, settings, kind)
+            if idle_for >= idle_limit:
                 continue
-        found.append(DeliveryTarget(auth_session_id, kind, device_id))
+        found.append(DeliveryTarget(auth_session_id, kind, device_id, min(expires_at, last_seen_at + idle_limit)))
     return found
 
 

@@ -83,7 +83,11 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", schema: str | Non
     """
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # A file database's pool holds a connection for each thread that reads at once (sockets, requests,
+        # timers): with the default five, each read beyond them opened and tuned a connection of its own.
+        database = make_url(url).database
+        pool = {} if database in (None, "", ":memory:") else {"pool_size": 24, "max_overflow": 16}
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
         _tune_sqlite(engine, sqlite_synchronous)
         return engine
     options = [f"-csearch_path={schema}"] if schema else []

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import suppress
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -51,30 +52,38 @@ SESSION_ENDED = 4001
 
 
 def _fetch(
-    db: Database, clock: Clock, settings: Settings, actor: Actor, after: int
-) -> tuple[list[dict[str, Any]], bool]:
-    """The person's events after ``after``, and whether this socket's session may still receive them.
+    db: Database, clock: Clock, settings: Settings, actor: Actor, after: int, trusted: bool
+) -> tuple[list[dict[str, Any]], datetime | None]:
+    """The person's events after ``after``, and until when this socket's session may receive them.
 
-    The session is checked after the events are read: if it is still one of the person's delivery
-    targets then, every event just read was written while it was live. Once it is not (handed over to
-    the next person on a shared device, idle, signed out, revoked), nothing read is sent.
+    The session is checked after the events are read (unless ``trusted``: still within the ``until``
+    of an earlier check): if it is still one of the person's delivery targets then, every event just
+    read was written while it was live. Once it is not (handed over to the next person on a shared
+    device, idle, signed out, revoked), nothing read is sent.
     """
-    assert actor.person_id is not None and actor.session_id is not None
+    assert actor.person_id is not None
     with db.read_only() as session:
         frames = [{"type": "event", "seq": e.seq, "kind": e.kind, "data": e.payload}
                   for e in service.events_after(session=session, person_id=actor.person_id, after_seq=after,
                                                 limit=BATCH)]
-        live = bool(devices.delivery_targets(session=session, clock=clock, settings=settings,
-                                             person_id=actor.person_id, session_id=actor.session_id))
-    return frames, live
+        return frames, (None if trusted else _target_until(session, clock, settings, actor))
 
 
-def _live(db: Database, clock: Clock, settings: Settings, actor: Actor) -> bool:
-    """Whether this socket's session may still receive what was just taken from the hub."""
-    assert actor.person_id is not None and actor.session_id is not None
+def _live_until(db: Database, clock: Clock, settings: Settings, actor: Actor) -> datetime | None:
     with db.read_only() as session:
-        return bool(devices.delivery_targets(session=session, clock=clock, settings=settings,
-                                             person_id=actor.person_id, session_id=actor.session_id))
+        return _target_until(session, clock, settings, actor)
+
+
+def _target_until(session: Session, clock: Clock, settings: Settings, actor: Actor) -> datetime | None:
+    """Until when, at the latest, this socket's session stays a delivery target; None: it is not one.
+
+    Any earlier end is announced in the person's event stream (``session.ended``), which the socket
+    reads in order: between checks it trusts its session until then and asks nothing per event.
+    """
+    assert actor.person_id is not None and actor.session_id is not None
+    targets = devices.delivery_targets(session=session, clock=clock, settings=settings, person_id=actor.person_id,
+                                       session_id=actor.session_id)
+    return targets[0].until if targets else None
 
 
 def _last_seq(db: Database, person_id: int) -> int:
@@ -100,16 +109,22 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
         await websocket.send_json({"type": "hello", "last_seq": cursor})
         checked = clock.now()
         caught_up = False
+        until: datetime | None = None
         while not receiver.done():
             # Events this node just committed come straight from the hub when they continue exactly
             # at the cursor; anything else (catching up, a gap, another node's commit) is read. Either
-            # way the session is checked after the events are taken and before any is sent.
+            # way the session is known to be live after the events are taken and before any is sent:
+            # checked again once the last check's ``until`` has passed, and any earlier end is a
+            # session.ended event read in order with the rest.
             batch, complete = subscription.take() if caught_up else ([], False)
+            trusted = until is not None and clock.now() < until
             if not complete:
-                more, live = await db.in_thread(_fetch, db, clock, settings, actor, cursor + len(batch))
+                more, found = await db.in_thread(_fetch, db, clock, settings, actor, cursor + len(batch), trusted)
                 batch += more
-            else:
-                live = await db.in_thread(_live, db, clock, settings, actor)
+                until = until if trusted else found
+            elif not trusted:
+                until = await db.in_thread(_live_until, db, clock, settings, actor)
+            live = until is not None
             ended: str | None = None
             if not live:
                 ended = (_announced_end(batch, actor) or await _session_problem(websocket, token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -86,6 +87,24 @@ def test_shared_sessions_idle_out_on_the_organizations_timeout(
         binding = session.execute(select(DeviceBinding).where(DeviceBinding.device_id == device_id)
                                   .order_by(DeviceBinding.id.desc())).scalars().first()
         assert binding is not None and binding.end_reason == "idle timeout"
+
+
+def test_a_target_says_until_when_time_alone_keeps_it_one(
+    client: TestClient, db: Database, clock: FakeClock, settings: Settings
+) -> None:
+    """A socket trusts its session until then without asking the database per event (realtime/api.py)."""
+    nurse = NURSES[0]
+    person_id, _ = _ids(db, nurse)
+    client.patch("/api/auth/policy", headers=sign_in(client, "admin"), json={"shared_device_idle_minutes": 30})
+    _shared_sign_in(client, nurse)
+    signed_in_at = clock.now()
+    (busy,) = _targets(db, clock, settings, person_id)
+    assert busy.until == signed_in_at + timedelta(minutes=1)  # no idle limit is shorter: no policy read
+    clock.advance(minutes=20)
+    (idle,) = _targets(db, clock, settings, person_id)
+    assert idle.until == signed_in_at + timedelta(minutes=30)  # the organization's shared-device limit
+    clock.advance(minutes=10)
+    assert _targets(db, clock, settings, person_id) == []
 
 
 def test_only_shared_devices_take_shared_sign_ins(client: TestClient) -> None:

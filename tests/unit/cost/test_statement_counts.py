@@ -1,5 +1,5 @@
-"""What the hot paths cost in statements, pinned: a send, an escalation step, a resolve, HL7 storing
-and processing.
+"""What the hot paths cost in statements, pinned: a send, an escalation step, a resolve (person, role,
+bed), HL7 storing and processing.
 
 A change that adds a statement to these paths fails here and says which statements ran, so the cost
 is a decision, not an accident (docs/subsystems/performance.md explains each count).
@@ -95,6 +95,16 @@ def test_resolving_a_role_costs_two_round_trips(db: Database, clock: FakeClock, 
             again = resolve(session, address, clock.now())
     assert not first.empty and again == first
     assert len(seen) == 2, "\n".join(seen)
+
+
+def test_resolving_a_bed_costs_four_statements(db: Database, clock: FakeClock) -> None:
+    """What a nurse-call alert's address costs: the unit with its site's time zone and the bed in one
+    join, the bed's assignments, whether those people are active, and the people with their contact
+    points."""
+    with db.read_only() as session, statements(db.engine) as seen:
+        found = resolve(session, "location:4W/412/B/nurse", clock.now())
+    assert not found.empty
+    assert len(seen) == 4, "\n".join(seen)
 
 
 def _results(mrns: list[str]) -> list[bytes]:

@@ -181,6 +181,15 @@ async def run_echo(port: int, rate: int, seconds: float) -> dict[str, float]:
     return stats
 
 
+def socket_frames(base: str) -> dict[str, float]:
+    """The server's event frames so far by source (handed over by its commit, read from the database)."""
+    found = {}
+    for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
+        if line.startswith("carerelay_socket_frames_total{"):
+            found[line.split('source="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
 def serve(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
     with log.open("w") as out:
         return subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, text=True)
@@ -203,8 +212,10 @@ def leg(label: str, url: str, tmp: Path, rate: int, seconds: float) -> None:
         base = f"http://127.0.0.1:{port}"
         wait_until_ready(base, server, tmp / f"server-{label}.log", timeout=180)
         time.sleep(1.0)
-        cpu_before = cpu_seconds(server.pid)
+        cpu_before, frames_before = cpu_seconds(server.pid), socket_frames(base)
         ours = asyncio.run(run_carerelay(base, clients, rate, seconds))
+        frames = {k: v - frames_before.get(k, 0.0) for k, v in socket_frames(base).items()}
+        ours["socket_frames_read_pct"] = round(100 * frames.get("database", 0.0) / max(sum(frames.values()), 1), 1)
         delivered = (rate * seconds) - ours["lost"]
         ours["server_cpu_ms_per_message"] = round(1000 * (cpu_seconds(server.pid) - cpu_before)
                                                   / max(delivered, 1), 3)

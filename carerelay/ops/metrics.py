@@ -44,3 +44,8 @@ TIMER_MAX_LAG = Gauge(
     "carerelay_timer_max_lag_seconds", "Largest fire-minus-due time the auditor saw since its previous run",
     registry=REGISTRY,
 )
+SOCKET_FRAMES = Counter(
+    "carerelay_socket_frames_total", "Event frames sent on WebSockets, by where the socket got them: handed over "
+    "by this node's commit, or read from the database (catching up, a gap, another node's commit)", ["source"],
+    registry=REGISTRY,
+)

@@ -41,6 +41,7 @@ from carerelay.core.db import Database
 from carerelay.core.errors import CarerelayError
 from carerelay.messaging import service as messaging
 from carerelay.messaging.schemas import ReceiptsIn
+from carerelay.ops.metrics import SOCKET_FRAMES
 from carerelay.realtime import service
 from carerelay.realtime.hub import Hub
 
@@ -49,6 +50,7 @@ router = APIRouter(tags=["realtime"])
 BATCH = 200
 SESSION_CHECK_SECONDS = 5.0
 SESSION_ENDED = 4001
+_HANDED_OVER, _READ = SOCKET_FRAMES.labels("handover"), SOCKET_FRAMES.labels("database")
 
 
 def _fetch(
@@ -117,6 +119,7 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
             # checked again once the last check's ``until`` has passed, and any earlier end is a
             # session.ended event read in order with the rest.
             batch, complete = subscription.take() if caught_up else ([], False)
+            handed_over = len(batch)
             trusted = until is not None and clock.now() < until
             if not complete:
                 more, found = await db.in_thread(_fetch, db, clock, settings, actor, cursor + len(batch), trusted)
@@ -130,12 +133,13 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
                 ended = (_announced_end(batch, actor) or await _session_problem(websocket, token)
                          or "this session has ended")
                 batch = []
-            for frame in batch:
+            for sent, frame in enumerate(batch):
                 ended = _announced_end([frame], actor)
                 if ended:
                     break
                 await websocket.send_json(frame)
                 cursor = subscription.cursor = frame["seq"]
+                (_HANDED_OVER if sent < handed_over else _READ).inc()
             asked, subscription.check_session = subscription.check_session, False
             if ended is None and (asked or (clock.now() - checked).total_seconds() > SESSION_CHECK_SECONDS):
                 checked = clock.now()

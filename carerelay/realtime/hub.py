@@ -7,7 +7,7 @@ connections of their people (``deliver``); a connection sends them directly only
 continue exactly where it stands (seq = its cursor + 1, without gaps) and reads the database
 otherwise. Wakes come from this node's commits (after-commit hook, any thread) and from other
 nodes through PostgreSQL NOTIFY, which names each person's newest sequence number so a
-connection that already has it is not woken again.
+connection that already has it, or has it handed over, is not woken again.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ class Subscription:
         return frames, bool(frames) and not pending
 
     def behind(self, seq: int) -> bool:
-        return seq > self.cursor
+        """Whether the socket still needs ``seq`` from somewhere other than a hand-over it already has."""
+        return seq > self.cursor and seq not in self._pending
 
     async def wait(self) -> None:
         """Until woken: by an event, another node's NOTIFY or the node's sweep; an idle socket costs nothing."""

@@ -20,6 +20,12 @@ from carerelay.realtime.service import NOTIFY_CHANNEL
 
 log = logging.getLogger("carerelay.realtime")
 
+# Every node hears its own commits' NOTIFY too, often before the after-commit hook has handed the same
+# events to its sockets; woken then, a socket would read from the database what it is about to be
+# given (a third of all frames at 100 sends/s). Held this long, the wake finds those sockets served;
+# another node's events reach a socket this much later.
+NOTIFY_HOLD_SECONDS = 0.005
+
 
 def conninfo(url: URL) -> str:
     """libpq's connection string for the engine's URL, query parameters (options=…) included.
@@ -45,9 +51,10 @@ async def listen_forever(conninfo: str, hub: Hub, ready: asyncio.Event | None = 
                 if ready is not None:
                     ready.set()
                 gen = conn.notifies()
+                loop = asyncio.get_running_loop()
                 try:
                     async for note in gen:
-                        hub.wake_behind(_newest(note.payload))
+                        loop.call_later(NOTIFY_HOLD_SECONDS, hub.wake_behind, _newest(note.payload))
                 finally:
                     await gen.aclose()
         except asyncio.CancelledError:

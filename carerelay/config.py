@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     organization_name: str = "Demo Health System"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token a scraper must present at /metrics; unset: /metrics is open.")
 
     session_idle_minutes: int = Field(default=12 * 60, ge=1, description="Sign-in session idle timeout.")
     session_max_hours: int = Field(default=7 * 24, ge=1)

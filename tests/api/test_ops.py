@@ -51,6 +51,18 @@ def test_metrics_count_requests(client: TestClient) -> None:
     assert 'carerelay_http_requests_total{method="GET",route="/healthz",status="200"}' in body
 
 
+def test_metrics_take_a_token_once_one_is_set(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    settings = load_settings(database_url=url, run_timers=False, metrics_token="scrape-me-7f3a")
+    client = TestClient(create_app(settings, db=Database(make_engine(url)), clock=FakeClock()))
+    refused = client.get("/metrics")
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    assert "CARERELAY_METRICS_TOKEN" in refused.json()["detail"]
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    allowed = client.get("/metrics", headers={"Authorization": "Bearer scrape-me-7f3a"})
+    assert allowed.status_code == 200 and "carerelay_http_requests_total" in allowed.text
+
+
 def test_docs_are_served_without_a_cdn(client: TestClient) -> None:
     page = client.get("/docs").text
     assert "/static/swagger/swagger-ui-bundle.js" in page

@@ -86,7 +86,7 @@ class DeliveryTarget:
 
 _SHORTEST_IDLE_LIMIT = timedelta(minutes=1)  # the settings' floor for either idle limit
 
-# Built once: every WebSocket asks before each batch it sends.
+# Built once: every WebSocket asks on connecting and whenever its last answer's until has passed.
 _LIVE_SESSIONS = (
     select(AuthSession.id, AuthSession.kind, AuthSession.last_seen_at, AuthSession.expires_at, DeviceBinding.device_id)
     .outerjoin(DeviceBinding, (DeviceBinding.auth_session_id == AuthSession.id) & DeviceBinding.ended_at.is_(None))

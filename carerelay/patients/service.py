@@ -805,15 +805,14 @@ def current_care_team(*, session: Session, patient_id: int, role: str) -> list[C
 
 
 def patient_in_bed(*, session: Session, unit_code: str, room: str, bed: str) -> Patient | None:
-    unit = session.execute(select(Unit).where(Unit.code == unit_code)).scalars().first()
-    if unit is None:
-        return None
-    found = session.execute(
+    """Who is in the bed now, on the unit ``find_unit`` names by that code (one statement: every
+    nurse-call alert asks)."""
+    unit_id = select(Unit.id).where(Unit.code == unit_code).order_by(Unit.id).limit(1).scalar_subquery()
+    return session.execute(
         select(Patient).join(Encounter, Encounter.patient_id == Patient.id).join(Bed, Bed.id == Encounter.bed_id)
-        .where(Encounter.status == EncounterStatus.ACTIVE, Bed.unit_id == unit.id, Bed.room == room, Bed.bed == bed)
+        .where(Encounter.status == EncounterStatus.ACTIVE, Bed.unit_id == unit_id, Bed.room == room, Bed.bed == bed)
         .limit(1)
     ).scalar_one_or_none()
-    return found
 
 
 # ---------------------------------------------------------------- for staffing (system reads)

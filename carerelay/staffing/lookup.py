@@ -99,7 +99,7 @@ def _active_people(session: Session, rows: list[StaffAssignment], notes: list[st
 
 
 # The unit by code (the first, as patients.find_unit takes it), its site's time zone and, when asked,
-# the bed: one statement where an alert's address used to cost three.
+# the bed: one statement where an alert's address used to cost four (unit, site, staffing unit, bed).
 _PLACE = (select(Unit, Site.timezone, Bed).join(Site, Site.id == Unit.site_id)
           .outerjoin(Bed, (Bed.unit_id == Unit.id) & (Bed.room == bindparam("room")) & (Bed.bed == bindparam("bed")))
           .where(Unit.code == bindparam("code")).order_by(Unit.id).limit(1))

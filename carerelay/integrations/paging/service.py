@@ -36,7 +36,7 @@ from carerelay.core.clock import Clock
 from carerelay.core.db import flush_or_conflict
 from carerelay.core.errors import CarerelayError, Conflict, Invalid, NotFound
 from carerelay.directory.models import VirtualPager
-from carerelay.escalation.engine import DEFAULT_FALLBACK
+from carerelay.escalation.engine import DEFAULT_FALLBACK, TARGET
 from carerelay.integrations.paging.metrics import PAGING_MESSAGES
 from carerelay.integrations.paging.models import (
     Channel,
@@ -325,7 +325,7 @@ def _check_escalation(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if not isinstance(steps, list) or not steps or not all(isinstance(s, dict) and s.get("address") for s in steps):
         raise Invalid("escalation needs steps: [{address, wait_minutes}, …]", field="escalation")
     for step in steps:
-        if step["address"] != "target:":
+        if step["address"] != TARGET:
             _check_template(str(step["address"]), "escalation")
         if not 0 <= float(step.get("wait_minutes", 5)) <= 24 * 60:
             raise Invalid("wait_minutes is between 0 and 1440", field="escalation")
@@ -631,7 +631,7 @@ def _escalation(rule: PagingRule | None, values: dict[str, str], notes: list[str
     plan = dict(rule.escalation)
     known = {k: v for k, v in values.items() if v}
     try:
-        plan["steps"] = [{**s, "address": s["address"] if s["address"] == "target:"
+        plan["steps"] = [{**s, "address": s["address"] if s["address"] == TARGET
                           else fill_template(s["address"], known)} for s in plan["steps"]]
         if plan.get("fallback"):
             plan["fallback"] = fill_template(str(plan["fallback"]), known)

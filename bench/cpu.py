@@ -5,8 +5,9 @@ message costs in CPU time (``time.process_time``: every thread of this process) 
 which other work on the machine changes far less, and with ``--profile`` prints where the time goes.
 
     .venv/bin/python -m bench.cpu hl7 [--messages 2000] [--profile]
-    .venv/bin/python -m bench.cpu messaging [--messages 1000] [--profile]
+    .venv/bin/python -m bench.cpu messaging [--messages 1000] [--profile] [--postgres URL]
     .venv/bin/python -m bench.cpu messaging-server [--rate 100] [--seconds 5] [--profile]
+    .venv/bin/python -m bench.cpu wctp [--messages 500] [--concurrency 4] [--profile]
 
 hl7: the listener's own store and processing steps (``Hl7Runtime._store_sync`` in groups of
 ``--batch`` frames, as four senders' frames arrive, then ``_process_sync`` in its batches), then the
@@ -35,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 
 from bench.hl7 import END, ORU, START, _free_port
 
@@ -134,7 +135,9 @@ class Meter:
             print(f"{label:<44}{ms:>12.3f}{statements:>16.2f}{count:>10}")
 
 
-def _database(tmp: str) -> tuple[str, Any]:
+@contextmanager
+def _database(tmp: str, postgres: str | None = None) -> Iterator[tuple[str, Any]]:
+    """The demo hospital on a SQLite file in ``tmp``, or in a schema of its own on ``postgres``."""
     from carerelay.core.actor import cli_actor
     from carerelay.core.clock import SystemClock
     from carerelay.core.db import Database, make_engine
@@ -142,11 +145,22 @@ def _database(tmp: str) -> tuple[str, Any]:
     from carerelay.demo import load_demo
 
     url = f"sqlite:///{Path(tmp) / 'cpu.db'}"
+    if postgres:
+        schema = f"cpu_{Path(tmp).name.lower().replace('-', '_')}"
+        with make_engine(postgres).begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        url = f"{postgres}?options=-csearch_path%3D{schema}"
     db = Database(make_engine(url))
     upgrade(db.engine)
     with db.unit_of_work() as session:
         load_demo(session=session, clock=SystemClock(), actor=cli_actor("bench"))
-    return url, db
+    try:
+        yield url, db
+    finally:
+        db.engine.dispose()
+        if postgres:
+            with make_engine(postgres).begin() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
 
 
 # ------------------------------------------------------------------ hl7
@@ -164,8 +178,7 @@ def hl7_service(messages: int, batch: int, profile: bool) -> None:
     from carerelay.integrations.hl7.listener import Hl7Runtime
     from carerelay.integrations.hl7.store import Inbound
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url, db = _database(tmp)
+    with tempfile.TemporaryDirectory() as tmp, _database(tmp) as (url, db):
         runtime = Hl7Runtime(db=db, settings=load_settings(database_url=url, mllp_port=0), clock=SystemClock())
         feed = runtime.feeds[0]
         meter = Meter(db.engine)
@@ -190,7 +203,6 @@ def hl7_service(messages: int, batch: int, profile: bool) -> None:
             if profiler is not None:
                 profiler.stop(label)
         meter.print(f"hl7, service level, SQLite, {messages} ORU^R01")
-        db.engine.dispose()
 
 
 async def _mllp_senders(port: int, senders: int, per_sender: int) -> None:
@@ -216,8 +228,7 @@ def hl7_listener(messages: int, senders: int, profile: bool) -> None:
     from carerelay.integrations.hl7.listener import Hl7Runtime
     from carerelay.integrations.hl7.models import Hl7Message
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url, db = _database(tmp)
+    with tempfile.TemporaryDirectory() as tmp, _database(tmp) as (url, db):
 
         async def main() -> tuple[float, int, float]:
             settings = load_settings(database_url=url, mllp_port=_free_port(), mllp_host="127.0.0.1")
@@ -251,13 +262,12 @@ def hl7_listener(messages: int, senders: int, profile: bool) -> None:
         print(f"\nhl7, whole listener (MLLP, {senders} senders, ACK + processing), SQLite, {total} ORU^R01")
         print(f"CPU ms/msg {1000 * cpu / total:.3f}   statements/msg {statements / total:.2f}   "
               f"(wall {wall:.1f} s, not meaningful on a shared machine)")
-        db.engine.dispose()
 
 
 # ------------------------------------------------------------------ messaging
 
 
-def messaging_app(messages: int, concurrency: int, profile: bool) -> None:
+def messaging_app(messages: int, concurrency: int, profile: bool, postgres: str | None) -> None:
     import httpx2 as httpx
     from sqlalchemy import select
 
@@ -271,8 +281,7 @@ def messaging_app(messages: int, concurrency: int, profile: bool) -> None:
     from carerelay.messaging.models import ConversationKind
     from carerelay.realtime import api as realtime_api
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url, db = _database(tmp)
+    with tempfile.TemporaryDirectory() as tmp, _database(tmp, postgres) as (url, db):
         keys = "b1:" + "A" * 43 + "="
         settings = load_settings(database_url=url, mllp_port=0, attachment_keys=keys, run_timers=False)
         clock = SystemClock()
@@ -331,7 +340,55 @@ def messaging_app(messages: int, concurrency: int, profile: bool) -> None:
                 json.dumps({"type": "event", "seq": i, "kind": "message.new", "data": {"text": f"bench {i}"}})
 
         meter.run("recipient socket: liveness check + frame", messages, sockets)
-        meter.print(f"messaging, SQLite, {messages} sends")
+        meter.print(f"messaging, {db.dialect}, {messages} sends")
+
+
+def wctp_app(messages: int, concurrency: int, profile: bool) -> None:
+    """``POST /wctp`` nurse-call SubmitRequests through the application in this process (the requests of
+    bench/wctp.py), ``--concurrency`` at a time: the alert to the bed's nurse and its hand-over to the hub."""
+    import httpx2 as httpx
+
+    from bench.wctp import prepare, submit
+    from carerelay.app import create_app
+    from carerelay.config import load_settings
+    from carerelay.core.clock import SystemClock
+    from carerelay.core.db import Database, make_engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'cpu.db'}"
+        prepare(url)
+        db = Database(make_engine(url))
+        settings = load_settings(database_url=url, mllp_port=0, attachment_keys="b1:" + "A" * 43 + "=",
+                                 run_timers=False)
+        app = create_app(settings, db=db, clock=SystemClock())
+        meter = Meter(db.engine)
+        profiler = Profiler() if profile else None
+
+        async def main() -> None:
+            app.state.hub.bind(asyncio.get_running_loop())
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+                async def post(i: int) -> None:
+                    response = await http.post("/wctp", content=submit(f"MARK-{i:032d}"),
+                                               headers={"Content-Type": "text/xml"})
+                    if b'successCode="200"' not in response.content:
+                        raise RuntimeError(response.text)
+
+                async def burst(start: int, count: int) -> None:
+                    for first in range(start, start + count, concurrency):
+                        await asyncio.gather(*(post(i) for i in range(first, min(first + concurrency,
+                                                                                 start + count))))
+
+                await burst(0, 50)
+                with meter.measure(f"SubmitRequest over HTTP (in-process ASGI), {concurrency} at a time", messages):
+                    await burst(50, messages)
+
+        if profiler is not None:
+            profiler.start()  # before the application's worker threads exist: the warm-up is in it too
+        asyncio.run(main())
+        if profiler is not None:
+            profiler.stop("SubmitRequest over HTTP")
+        meter.print(f"wctp, SQLite, {messages} submits")
         db.engine.dispose()
 
 
@@ -400,13 +457,14 @@ def _load_messaging(base: str, clients_file: str, rate: int, seconds: float) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", nargs="?", choices=["hl7", "messaging", "messaging-server"])
+    parser.add_argument("path", nargs="?", choices=["hl7", "messaging", "messaging-server", "wctp"])
     parser.add_argument("--rate", type=int, default=100, help="messaging-server: sends per second offered")
     parser.add_argument("--seconds", type=float, default=5.0, help="messaging-server: how long")
     parser.add_argument("--messages", type=int, default=0)
     parser.add_argument("--batch", type=int, default=4, help="hl7: frames stored per transaction")
     parser.add_argument("--senders", type=int, default=4)
-    parser.add_argument("--concurrency", type=int, default=8, help="messaging: requests in flight")
+    parser.add_argument("--concurrency", type=int, help="messaging (8) and wctp (4): requests in flight")
+    parser.add_argument("--postgres", metavar="URL", help="messaging: on this PostgreSQL (a schema of its own)")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions per phase")
     parser.add_argument("--no-listener", action="store_true", help="hl7: service level only")
     parser.add_argument("--send-to", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -422,11 +480,13 @@ def main() -> None:
         if not args.no_listener:
             hl7_listener(args.messages or 2000, args.senders, args.profile)
     elif args.path == "messaging":
-        messaging_app(args.messages or 1000, args.concurrency, args.profile)
+        messaging_app(args.messages or 1000, args.concurrency or 8, args.profile, args.postgres)
+    elif args.path == "wctp":
+        wctp_app(args.messages or 500, args.concurrency or 4, args.profile)
     elif args.path == "messaging-server":
         messaging_server(args.rate, args.seconds, args.profile)
     else:
-        parser.error("name a path: hl7 or messaging")
+        parser.error("name a path: hl7, messaging, messaging-server or wctp")
 
 
 if __name__ == "__main__":

@@ -51,9 +51,19 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         yield session
 
 
+async def _clock_dependency(request: HTTPConnection) -> Clock:
+    """Async so FastAPI calls it in the event loop: a sync dependency costs every request a thread hop,
+    and on SQLite that hop falls inside the request's writer turn."""
+    return get_clock(request)
+
+
+async def _settings_dependency(request: HTTPConnection) -> Settings:
+    return get_settings_dep(request)
+
+
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
-ClockDep = Annotated[Clock, Depends(get_clock)]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ClockDep = Annotated[Clock, Depends(_clock_dependency)]
+SettingsDep = Annotated[Settings, Depends(_settings_dependency)]
 
 
 @dataclass(frozen=True)
@@ -116,7 +126,7 @@ def _policy_dependency(policy: Policy) -> Callable[..., Any]:
 
         dep: Callable[..., Any] = scim_dep
     elif not policy.signed_in:
-        def public_dep(request: Request) -> Actor:
+        async def public_dep(request: Request) -> Actor:
             return Actor(person_id=None, username="anonymous", ip=client_ip(request))
 
         dep = public_dep

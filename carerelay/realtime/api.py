@@ -105,6 +105,7 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
     await websocket.accept()
     subscription = hub.subscribe(person_id, actor.session_id)
     receiver = asyncio.create_task(_receive(websocket, db, actor))
+    receiver.add_done_callback(lambda _: subscription.wake())  # the client went away: stop waiting for events
     try:
         cursor = after if after is not None else await db.in_thread(_last_seq, db, person_id)
         subscription.cursor = cursor
@@ -152,9 +153,7 @@ async def events(websocket: WebSocket, after: int | None = None, actor: Actor = 
             if not caught_up:
                 continue
             # no timer of its own: the node's sweep (realtime/presence.py) wakes it when it must look
-            waiter = asyncio.create_task(subscription.wait())
-            await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
+            await subscription.wait()
     except WebSocketDisconnect:
         pass
     finally:

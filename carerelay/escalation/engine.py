@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from carerelay.alerts import service as alerts
@@ -195,6 +195,10 @@ def _audit_notify(session: Session, clock: Clock, alert: Alert, step_no: int, wh
                                              "reached": reached, "patient_id": alert.patient_id})
 
 
+_REACHED = select(AlertRecipient).where(AlertRecipient.alert_id == bindparam("alert_id"),
+                                         AlertRecipient.person_id.in_(bindparam("ids", expanding=True)))
+
+
 def _reach(session: Session, clock: Clock, alert: Alert, reached: list[tuple[int, str]], step_no: int,
            address: str) -> None:
     """Who is reached, why, and the live push; the kind's hook runs last so it can read the reasons."""
@@ -202,9 +206,8 @@ def _reach(session: Session, clock: Clock, alert: Alert, reached: list[tuple[int
         return
     now = clock.now()
     person_ids = list(dict.fromkeys(pid for pid, _ in reached))
-    earlier = {row.person_id: row for row in session.execute(
-        select(AlertRecipient).where(AlertRecipient.alert_id == alert.id,
-                                     AlertRecipient.person_id.in_(person_ids))).scalars()}
+    earlier = {row.person_id: row for row in session.execute(_REACHED, {"alert_id": alert.id,
+                                                                         "ids": person_ids}).scalars()}
     for person_id, reason in reached:
         row = earlier.get(person_id)
         if row is None:

@@ -804,15 +804,18 @@ def current_care_team(*, session: Session, patient_id: int, role: str) -> list[C
     return [m for m in rows if m.role.lower() == wanted or wanted in m.role_text.lower().split()]
 
 
+# Built once: every nurse-call alert asks, and building a statement costs more than running this one.
+_IN_BED = (select(Patient).join(Encounter, Encounter.patient_id == Patient.id).join(Bed, Bed.id == Encounter.bed_id)
+           .where(Encounter.status == EncounterStatus.ACTIVE, Bed.room == bindparam("room"),
+                  Bed.bed == bindparam("bed"),
+                  Bed.unit_id == select(Unit.id).where(Unit.code == bindparam("code")).order_by(Unit.id).limit(1)
+                  .scalar_subquery())
+           .limit(1))
+
+
 def patient_in_bed(*, session: Session, unit_code: str, room: str, bed: str) -> Patient | None:
-    """Who is in the bed now, on the unit ``find_unit`` names by that code (one statement: every
-    nurse-call alert asks)."""
-    unit_id = select(Unit.id).where(Unit.code == unit_code).order_by(Unit.id).limit(1).scalar_subquery()
-    return session.execute(
-        select(Patient).join(Encounter, Encounter.patient_id == Patient.id).join(Bed, Bed.id == Encounter.bed_id)
-        .where(Encounter.status == EncounterStatus.ACTIVE, Bed.unit_id == unit_id, Bed.room == room, Bed.bed == bed)
-        .limit(1)
-    ).scalar_one_or_none()
+    """Who is in the bed now, on the unit ``find_unit`` names by that code (one statement)."""
+    return session.execute(_IN_BED, {"code": unit_code, "room": room, "bed": bed}).scalar_one_or_none()
 
 
 # ---------------------------------------------------------------- for staffing (system reads)

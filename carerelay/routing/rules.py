@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from carerelay.directory.models import Department, Person, Site
@@ -86,19 +86,23 @@ def _next_local(local: datetime, hhmm: str, zone: ZoneInfo) -> datetime:
     raise AssertionError("a wall-clock time recurs within two days")
 
 
+# Every person with the rules that may apply to them (their own, then their department's), in rule
+# order; built once, as every escalation step runs it.
+_RULES_OF = (select(Person.id, Person.department_id, RoutingRule)
+             .outerjoin(RoutingRule, and_(RoutingRule.active.is_(True),
+                                          or_(RoutingRule.person_id == Person.id,
+                                              RoutingRule.person_id.is_(None)
+                                              & (RoutingRule.department_id == Person.department_id))))
+             .where(Person.id.in_(bindparam("ids", expanding=True)))
+             .order_by(Person.id, RoutingRule.person_id.is_(None), RoutingRule.rank, RoutingRule.id))
+
+
 def decide_all(session: Session, *, person_ids: list[int], priority: str, sender_type: str,
                at: datetime) -> dict[int, Decision]:
-    """Each recipient's decision, read in one statement for a whole escalation step: every person with
-    the rules that may apply to them (their own, then their department's), in rule order."""
+    """Each recipient's decision, read in one statement for a whole escalation step."""
     if not person_ids:
         return {}
-    applies = and_(RoutingRule.active.is_(True),
-                   or_(RoutingRule.person_id == Person.id,
-                       RoutingRule.person_id.is_(None) & (RoutingRule.department_id == Person.department_id)))
-    rows = session.execute(
-        select(Person.id, Person.department_id, RoutingRule).outerjoin(RoutingRule, applies)
-        .where(Person.id.in_(set(person_ids)))
-        .order_by(Person.id, RoutingRule.person_id.is_(None), RoutingRule.rank, RoutingRule.id)).all()
+    rows = session.execute(_RULES_OF, {"ids": sorted(set(person_ids))}).all()
     found: dict[int, tuple[int | None, list[RoutingRule]]] = {}
     for person_id, department_id, rule in rows:
         entry = found.setdefault(person_id, (department_id, []))

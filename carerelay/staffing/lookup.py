@@ -65,16 +65,24 @@ class LocationAnswer:
     notes: list[str] = field(default_factory=list)
 
 
+# A bed's, its room's and its unit's assignments in a role at an instant. The statements below are
+# built once: every alert to a bed runs them, and building one costs more than running it.
+_TIERS = (select(StaffAssignment).where(
+    StaffAssignment.unit_id == bindparam("unit_id"), StaffAssignment.care_role == bindparam("role"),
+    StaffAssignment.starts_at <= bindparam("at"), StaffAssignment.ends_at > bindparam("at"),
+    StaffAssignment.starts_at > bindparam("since"),
+    or_(StaffAssignment.bed_id == bindparam("bed_id"),
+        StaffAssignment.bed_id.is_(None)
+        & ((StaffAssignment.room == "") | (StaffAssignment.room == bindparam("room")))))
+    .order_by(StaffAssignment.starts_at, StaffAssignment.id))
+_ACTIVE = select(Person.id, Person.active, Person.display_name).where(Person.id.in_(bindparam("ids", expanding=True)))
+
+
 def _tiered(session: Session, unit: Unit, room: str, bed: Bed | None, role: CareRole,
             at: datetime) -> tuple[str, list[StaffAssignment]]:
-    rows = session.execute(
-        select(StaffAssignment).where(
-            StaffAssignment.unit_id == unit.id, StaffAssignment.care_role == role.value,
-            StaffAssignment.starts_at <= at, StaffAssignment.ends_at > at,
-            StaffAssignment.starts_at > at - timedelta(hours=MAX_ASSIGNMENT_HOURS),
-            or_(StaffAssignment.bed_id == (bed.id if bed is not None else -1),
-                (StaffAssignment.bed_id.is_(None)) & (StaffAssignment.room.in_(["", room]))))
-        .order_by(StaffAssignment.starts_at, StaffAssignment.id)).scalars().all()
+    rows = session.execute(_TIERS, {
+        "unit_id": unit.id, "role": role.value, "at": at, "since": at - timedelta(hours=MAX_ASSIGNMENT_HOURS),
+        "bed_id": bed.id if bed is not None else -1, "room": room}).scalars().all()
     tiers = (("bed", [r for r in rows if bed is not None and r.bed_id == bed.id]),
              ("room", [r for r in rows if r.bed_id is None and room and r.room == room]),
              ("unit", [r for r in rows if r.bed_id is None and not r.room]))
@@ -86,8 +94,7 @@ def _tiered(session: Session, unit: Unit, room: str, bed: Bed | None, role: Care
 
 def _active_people(session: Session, rows: list[StaffAssignment], notes: list[str]) -> list[StaffAssignment]:
     ids = {r.person_id for r in rows}
-    people = {row.id: row for row in session.execute(
-        select(Person.id, Person.active, Person.display_name).where(Person.id.in_(ids)))} if ids else {}
+    people = {row.id: row for row in session.execute(_ACTIVE, {"ids": list(ids)})} if ids else {}
     kept = []
     for row in rows:
         person = people.get(row.person_id)

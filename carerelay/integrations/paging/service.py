@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.orm import Session
 
 from carerelay.alerts import service as alerts
@@ -148,8 +148,22 @@ def update_sender(*, session: Session, clock: Clock, actor: Actor, sender_id: st
     return sender
 
 
+# The statements every submit runs, built once (building one costs more than running it).
+_ACCEPTED = (select(PagingMessage)
+             .where(PagingMessage.sender_id == bindparam("sender_id"),
+                    PagingMessage.message_id == bindparam("message_id"),
+                    PagingMessage.status.in_((MessageStatus.ACCEPTED, MessageStatus.SCHEDULED)),
+                    PagingMessage.received_at >= bindparam("since"))
+             .order_by(PagingMessage.id.desc()).limit(1))
+_MAPPED = select(PagingRecipient).where(PagingRecipient.recipient_key == bindparam("key"),
+                                        PagingRecipient.active.is_(True))
+_PAGER = select(VirtualPager).where(VirtualPager.number == bindparam("number"), VirtualPager.active.is_(True))
+_SENDER = select(PagingSender).where(PagingSender.sender_id == bindparam("sender_id"))
+_ACTIVE_RULES = select(PagingRule).where(PagingRule.active.is_(True)).order_by(PagingRule.position, PagingRule.id)
+
+
 def find_sender(*, session: Session, sender_id: str) -> PagingSender | None:
-    return session.execute(select(PagingSender).where(PagingSender.sender_id == sender_id)).scalar_one_or_none()
+    return session.execute(_SENDER, {"sender_id": sender_id}).scalar_one_or_none()
 
 
 def list_senders(*, session: Session) -> list[PagingSender]:
@@ -268,13 +282,11 @@ def list_recipients(*, session: Session) -> list[PagingRecipient]:
 def find_target(*, session: Session, recipient_id: str) -> Target | None:
     """A mapped recipient first, then a virtual pager number, then a bed written UNIT-ROOM-BED."""
     key = recipient_id.strip()
-    mapped = session.execute(select(PagingRecipient).where(PagingRecipient.recipient_key == key.lower(),
-                                                           PagingRecipient.active.is_(True))).scalar_one_or_none()
+    mapped = session.execute(_MAPPED, {"key": key.lower()}).scalar_one_or_none()
     if mapped is not None:
         return Target(key, mapped.address, "mapped", mapped.unit, mapped.room, mapped.bed, mapped.department_id,
                       mapped.label)
-    pager = session.execute(select(VirtualPager).where(VirtualPager.number == key,
-                                                       VirtualPager.active.is_(True))).scalar_one_or_none()
+    pager = session.execute(_PAGER, {"number": key}).scalar_one_or_none()
     if pager is not None:
         return Target(key, f"pager:{pager.number}", "pager", label=pager.label)
     parts = key.rsplit("-", 2)
@@ -386,8 +398,7 @@ def list_rules(*, session: Session) -> list[PagingRule]:
 
 def match_rule(*, session: Session, channel: str, sender_id: str | None, recipient_id: str,
                text: str) -> PagingRule | None:
-    for rule in session.execute(select(PagingRule).where(PagingRule.active.is_(True))
-                                .order_by(PagingRule.position, PagingRule.id)).scalars():
+    for rule in session.execute(_ACTIVE_RULES).scalars():
         if rule.channel is not None and rule.channel != channel:
             continue
         if rule.sender_id is not None and rule.sender_id != sender_id:
@@ -491,12 +502,8 @@ def _lock_message_id(session: Session, sender_id: str, message_id: str) -> None:
 
 
 def find_accepted(*, session: Session, sender_id: str, message_id: str, since: datetime) -> PagingMessage | None:
-    return session.execute(
-        select(PagingMessage).where(PagingMessage.sender_id == sender_id, PagingMessage.message_id == message_id,
-                                    PagingMessage.status.in_((MessageStatus.ACCEPTED, MessageStatus.SCHEDULED)),
-                                    PagingMessage.received_at >= since)
-        .order_by(PagingMessage.id.desc()).limit(1)
-    ).scalar_one_or_none()
+    return session.execute(_ACCEPTED, {"sender_id": sender_id, "message_id": message_id,
+                                       "since": since}).scalar_one_or_none()
 
 
 def receive_page(*, session: Session, clock: Clock, page: Page) -> Outcome:

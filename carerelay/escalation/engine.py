@@ -58,11 +58,13 @@ SPECIFICITY = (("alert_kind", "kind", 4), ("department_id", "department_id", 2),
 """What happened weighs most (a critical result has its own chain), then where, then how urgent."""
 
 
+_ACTIVE_POLICIES = select(EscalationPolicy).where(EscalationPolicy.active.is_(True)).order_by(EscalationPolicy.id)
+
+
 def find_policy(session: Session, alert: Alert) -> EscalationPolicy | None:
     """The most specific active policy matching the alert's kind, department and priority."""
     best: tuple[int, EscalationPolicy] | None = None
-    for policy in session.execute(select(EscalationPolicy).where(EscalationPolicy.active.is_(True))
-                                  .order_by(EscalationPolicy.id)).scalars():
+    for policy in session.execute(_ACTIVE_POLICIES).scalars():
         fields = [(getattr(policy, mine), getattr(alert, theirs), weight) for mine, theirs, weight in SPECIFICITY]
         if any(want is not None and want != have for want, have, _ in fields):
             continue

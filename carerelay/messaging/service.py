@@ -446,16 +446,8 @@ def _escalate(
         session=session, clock=clock, actor=actor, kind=MESSAGE_ALERT, priority=message.priority,
         title=f"{view.sender_name}: {message.body[:120]}", body=message.body, address=address, source="message",
         source_ref=f"message:{message.id}", patient_id=message.patient_id,
-        data={"message_id": message.id, "conversation_id": conversation.id, "raised_by": message.sender_id,
-              "sender_type": _sender_type(session, message.sender_id)},
+        data={"message_id": message.id, "conversation_id": conversation.id, "raised_by": message.sender_id},
     )
-
-
-def _sender_type(session: Session, person_id: int) -> str:
-    """The sender kinds personal routing rules can name: physician, nurse, operator, system."""
-    profession = session.execute(select(Person.profession).where(Person.id == person_id)).scalar_one()
-    return {"physician": "physician", "resident": "physician", "app": "physician", "nurse": "nurse",
-            "tech": "nurse", "operator": "operator"}.get(profession, "system")
 
 
 @scheme("conversation")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from carerelay.core.db import driver_rows, flushed_connection, parameter_mark
@@ -249,17 +249,24 @@ def _role(session: Session, ref: str, at: datetime, depth: int) -> Resolution:
     return result
 
 
+# A role's department: by assignment code, else department code, else assignment name (built once:
+# every alert to a role asks).
+_ROLE_DEPARTMENT = (select(Assignment.department_id).where(Assignment.code == bindparam("ref")),
+                    select(Department.id).where(Department.code == bindparam("ref")),
+                    select(Assignment.department_id).where(func.lower(Assignment.name) == bindparam("lowered"))
+                    .order_by(Assignment.call_order, Assignment.id).limit(1))
+
+
 def department_of(session: Session, address: str, depth: int = 0) -> int | None:
     """The department an address belongs to (a role's, a group's), so policies can be chosen by it."""
     name, _, ref = address.partition(":")
     if name == "role":
         ref = ref.partition("#")[0]
-        found = session.execute(select(Assignment.department_id).where(Assignment.code == ref)).scalar_one_or_none()
-        if found is None:
-            found = session.execute(select(Department.id).where(Department.code == ref)).scalar_one_or_none()
-        if found is None:
-            found = session.execute(select(Assignment.department_id).where(func.lower(Assignment.name) == ref.lower())
-                                    .order_by(Assignment.call_order, Assignment.id).limit(1)).scalar_one_or_none()
+        found = None
+        for query in _ROLE_DEPARTMENT:
+            found = session.execute(query, {"ref": ref, "lowered": ref.lower()}).scalar_one_or_none()
+            if found is not None:
+                break
         return found
     if name in ("group", "team"):
         clause = Group.id == int(ref) if ref.isdigit() else Group.code == ref

@@ -37,11 +37,14 @@ class Decision:
     local: str | None = None  # the hold's end as the person reads it: "07:00 America/Chicago"
 
 
+_PROFESSION = select(Person.profession).where(Person.id == bindparam("person_id"))
+
+
 def sender_type_of(session: Session, person_id: int | None) -> str:
     """The sender kinds rules can name (physician, nurse, operator, system), from the profession."""
     if person_id is None:
         return "system"
-    profession = session.execute(select(Person.profession).where(Person.id == person_id)).scalar_one_or_none()
+    profession = session.execute(_PROFESSION, {"person_id": person_id}).scalar_one_or_none()
     return SENDER_TYPES.get(profession or "", "system")
 
 

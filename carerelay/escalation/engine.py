@@ -25,7 +25,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from carerelay.alerts import service as alerts
-from carerelay.alerts.models import Alert, AlertEvent, AlertRecipient
+from carerelay.alerts import trail
+from carerelay.alerts.models import Alert, AlertRecipient
 from carerelay.audit import service as audit
 from carerelay.core.actor import SYSTEM, Actor
 from carerelay.core.clock import Clock
@@ -83,7 +84,7 @@ def snapshot(policy: EscalationPolicy | None) -> dict[str, Any]:
 
 def event(session: Session, clock: Clock, alert: Alert, kind: str, person_id: int | None = None,
           **detail: Any) -> None:
-    session.add(AlertEvent(alert_id=alert.id, at=clock.now(), kind=kind, person_id=person_id, detail=detail))
+    trail.record_event(session, clock, alert.id, kind, person_id, detail)
 
 
 def step(session: Session, clock: Clock, alert: Alert, kind: str, person_id: int | None = None,
@@ -218,8 +219,9 @@ def _reach(session: Session, clock: Clock, alert: Alert, reached: list[tuple[int
             session.add(earlier[person_id])
         else:
             row.step, row.reason, row.notified_at = step_no, reason[:500], now
-        event(session, clock, alert, "notified", person_id, step=step_no, reason=reason[:500], address=address)
-    session.flush()
+    trail.record_events(session, clock, alert.id, [
+        ("notified", person_id, {"step": step_no, "reason": reason[:500], "address": address})
+        for person_id, reason in reached])
     hook = NOTIFY_HOOKS.get(alert.kind)
     if hook is not None:
         hook(session, clock, alert, person_ids)

@@ -17,7 +17,7 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from carerelay.alerts.models import AlertEvent
+from carerelay.alerts import trail
 from carerelay.audit import service as audit
 from carerelay.config import Settings
 from carerelay.core.actor import SYSTEM
@@ -127,7 +127,7 @@ def _alert_step(session: Session, clock: Clock, row: Delivery, kind: str, **deta
     """A follow-up's outcome is an escalation step: in the alert's trail and in the audit log."""
     assert row.alert_id is not None
     detail = {"channel": row.channel, "address": row.address, "delivery_id": row.id, **detail}
-    session.add(AlertEvent(alert_id=row.alert_id, at=clock.now(), kind=kind, person_id=row.person_id, detail=detail))
+    trail.record_event(session, clock, row.alert_id, kind, row.person_id, detail)
     audit.record(session=session, clock=clock, actor=SYSTEM, action=f"alert.{kind}", object_type="alert",
                  object_id=row.alert_id, detail={"person_id": row.person_id, **detail})
 

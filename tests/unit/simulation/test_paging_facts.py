@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from carerelay.core.actor import cli_actor
+from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
 from carerelay.integrations.paging import service as paging
 from carerelay.simulation.clinicians import Devices
@@ -14,7 +15,6 @@ from carerelay.simulation.facts import Facts, _paging
 from carerelay.simulation.hospital import BedRef, Hospital
 from carerelay.simulation.runner import Options, Run
 from carerelay.simulation.workload import Workload
-from tests.conftest import FakeClock
 
 
 def test_bed_templates_are_filled_and_page_placeholders_left_to_the_page(db: Database, clock: FakeClock) -> None:

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -267,6 +267,21 @@ def hl7_listener(messages: int, senders: int, profile: bool) -> None:
 # ------------------------------------------------------------------ messaging
 
 
+async def _bursts(post: Callable[[int], Awaitable[None]], start: int, count: int, concurrency: int) -> None:
+    """Requests ``start`` … ``start + count - 1``, ``concurrency`` at a time."""
+    for first in range(start, start + count, concurrency):
+        await asyncio.gather(*(post(i) for i in range(first, min(first + concurrency, start + count))))
+    await asyncio.sleep(0)
+
+
+def _run_profiled(main: Callable[[], Coroutine[Any, Any, None]], profiler: Profiler | None, label: str) -> None:
+    if profiler is not None:
+        profiler.start()  # before the application's worker threads exist: the warm-up is in it too
+    asyncio.run(main())
+    if profiler is not None:
+        profiler.stop(label)
+
+
 def messaging_app(messages: int, concurrency: int, profile: bool, postgres: str | None) -> None:
     import httpx2 as httpx
     from sqlalchemy import select
@@ -315,21 +330,11 @@ def messaging_app(messages: int, concurrency: int, profile: bool, postgres: str 
                     if response.status_code != 201:
                         raise RuntimeError(response.text)
 
-                async def burst(start: int, count: int) -> None:
-                    for first in range(start, start + count, concurrency):
-                        await asyncio.gather(*(post(i) for i in range(first, min(first + concurrency,
-                                                                                 start + count))))
-                    await asyncio.sleep(0)
-
-                await burst(0, 100)
+                await _bursts(post, 0, 100, concurrency)
                 with meter.measure(f"send over HTTP (in-process ASGI), {concurrency} at a time", messages):
-                    await burst(100, messages)
+                    await _bursts(post, 100, messages, concurrency)
 
-        if profiler is not None:
-            profiler.start()  # before the application's worker threads exist: the warm-up is in it too
-        asyncio.run(main())
-        if profiler is not None:
-            profiler.stop("send over HTTP")
+        _run_profiled(main, profiler, "send over HTTP")
 
         recipients = [actor for _, _, actor in pairs]
 
@@ -374,20 +379,11 @@ def wctp_app(messages: int, concurrency: int, profile: bool) -> None:
                     if b'successCode="200"' not in response.content:
                         raise RuntimeError(response.text)
 
-                async def burst(start: int, count: int) -> None:
-                    for first in range(start, start + count, concurrency):
-                        await asyncio.gather(*(post(i) for i in range(first, min(first + concurrency,
-                                                                                 start + count))))
-
-                await burst(0, 50)
+                await _bursts(post, 0, 50, concurrency)
                 with meter.measure(f"SubmitRequest over HTTP (in-process ASGI), {concurrency} at a time", messages):
-                    await burst(50, messages)
+                    await _bursts(post, 50, messages, concurrency)
 
-        if profiler is not None:
-            profiler.start()  # before the application's worker threads exist: the warm-up is in it too
-        asyncio.run(main())
-        if profiler is not None:
-            profiler.stop("SubmitRequest over HTTP")
+        _run_profiled(main, profiler, "SubmitRequest over HTTP")
         meter.print(f"wctp, SQLite, {messages} submits")
         db.engine.dispose()
 

@@ -93,6 +93,12 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def bearer_token(request: HTTPConnection) -> str:
+    """The token of an ``Authorization: Bearer`` header, or "" (for tokens that are never a cookie)."""
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else ""
+
+
 def presented_token(request: HTTPConnection) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
@@ -111,8 +117,7 @@ def _resolve_actor(request: Request, session: Session) -> Actor:
 def _scim_actor(request: Request, session: Session) -> Actor:
     from carerelay.integrations.scim import service as scim
 
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    token = bearer_token(request)
     if not token:
         raise Unauthenticated("send the identity provider's SCIM bearer token in the Authorization header")
     row = scim.authenticate_token(session=session, clock=get_clock(request), token=token)
@@ -220,8 +225,7 @@ def system_token(kind: str, authenticate: Callable[[Session, str], Any]) -> Any:
     (the feed) or raises ``Unauthenticated``."""
 
     def token_dep(request: Request, session: DbSession) -> Any:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        token = bearer_token(request)
         if not token:
             raise Unauthenticated(f"send the {kind} bearer token in the Authorization header")
         return authenticate(session, token)

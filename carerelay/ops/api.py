@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
-from carerelay.auth.deps import get_db, get_settings_dep, public
+from carerelay.auth.deps import bearer_token, get_db, get_settings_dep, public
 from carerelay.core.actor import Actor
 from carerelay.core.migrate import head_revision, revision_of
 from carerelay.ops.metrics import REGISTRY
@@ -50,10 +50,7 @@ def metrics(request: Request, actor: Actor = public()) -> Response:
     """Open by default, for a scraper on the hospital's network; with ``CARERELAY_METRICS_TOKEN`` set,
     only for whoever presents it (route names, volumes and timer lag say a lot about a hospital's day)."""
     expected = get_settings_dep(request).metrics_token
-    if expected:
-        header = request.headers.get("authorization", "")
-        presented = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not hmac.compare_digest(presented.encode(), expected.encode()):
-            return JSONResponse({"detail": "send the metrics token: Authorization: Bearer <CARERELAY_METRICS_TOKEN>"},
-                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    if expected and not hmac.compare_digest(bearer_token(request).encode(), expected.encode()):
+        return JSONResponse({"detail": "send the metrics token: Authorization: Bearer <CARERELAY_METRICS_TOKEN>"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -263,8 +263,9 @@ def department_of(session: Session, address: str, depth: int = 0) -> int | None:
     if name == "role":
         ref = ref.partition("#")[0]
         found = None
+        params = {"ref": ref, "lowered": ref.lower()}
         for query in _ROLE_DEPARTMENT:
-            found = session.execute(query, {"ref": ref, "lowered": ref.lower()}).scalar_one_or_none()
+            found = session.execute(query, params).scalar_one_or_none()
             if found is not None:
                 break
         return found

@@ -26,7 +26,7 @@ from carerelay.core.errors import Invalid
 from carerelay.escalation.engine import DEFAULT_STEPS
 from carerelay.escalation.models import EscalationRun
 from carerelay.integrations.paging import service as paging
-from carerelay.integrations.paging.rule_check import PAGE_PLACEHOLDERS, templates
+from carerelay.integrations.paging.rule_check import filled_by_page, for_bed, templates
 from carerelay.jobs.models import Timer
 from carerelay.messaging.models import Message, Receipt
 from carerelay.patients.models import Unit
@@ -195,9 +195,9 @@ def _paging(session: Session, run: Run, facts: Facts) -> None:
                 continue
             bed = next(b for b in run.hospital.beds if b.unit == unit)
             for template in templates(rule):
-                if any(p in template for p in PAGE_PLACEHOLDERS):
-                    continue  # filled from each page (its target, recipient, sender), as the auditor's check skips it
-                address = paging.fill_template(template, {"unit": bed.unit, "room": bed.room, "bed": bed.bed})
+                if filled_by_page(template):
+                    continue  # as the auditor's check does: a real page always has these
+                address = for_bed(template, bed.unit, bed.room, bed.bed)
                 try:
                     resolve(session, address, at)
                 except Invalid as exc:

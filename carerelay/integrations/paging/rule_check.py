@@ -31,6 +31,16 @@ from carerelay.routing.resolver import resolve
 PAGE_PLACEHOLDERS = ("{address}", "{recipient}", "{sender}")
 
 
+def filled_by_page(template: str) -> bool:
+    """Whether only a page itself can fill the template (its target, recipient or sender)."""
+    return any(p in template for p in PAGE_PLACEHOLDERS)
+
+
+def for_bed(template: str, unit: str, room: str, bed: str) -> str:
+    """The address a template names for a page about this bed (one not ``filled_by_page``)."""
+    return fill_template(template, {"unit": unit, "room": room, "bed": bed})
+
+
 @dataclass(frozen=True)
 class RuleProblem:
     rule_id: int
@@ -94,7 +104,7 @@ def unresolvable_addresses(*, session: Session, at: datetime) -> list[RuleProble
     for rule in rules:
         about: list[_Bed] | None = None  # the beds this rule can be about, read once per rule
         for template in templates(rule):
-            if any(p in template for p in PAGE_PLACEHOLDERS):
+            if filled_by_page(template):
                 continue
             if "{" not in template:
                 candidates: list[tuple[str | None, str]] = [(None, template)]
@@ -102,8 +112,7 @@ def unresolvable_addresses(*, session: Session, at: datetime) -> list[RuleProble
                 if about is None:
                     beds = _beds(session) if beds is None else beds
                     about = _one_bed_per_unit(session, rule, beds)
-                candidates = [(b.unit, fill_template(template, {"unit": b.unit, "room": b.room, "bed": b.bed}))
-                              for b in about]
+                candidates = [(b.unit, for_bed(template, b.unit, b.room, b.bed)) for b in about]
             for unit, address in candidates:
                 if (rule.id, address) in problems:
                     continue

@@ -1,9 +1,11 @@
 """WCTP (issue 7): SubmitRequest → the alert on the assigned nurse's WebSocket.
 
 A real `carerelay serve` process on SQLite with the demo hospital and a patient in 4W-412-B whose
-ADT care team names Carol Nurse; her device holds a WebSocket. 4 concurrent senders (one HTTP
-connection each) POST nurse-call SubmitRequests to /wctp at a fixed total rate; each is timed from
-the moment it is sent until the alert carrying its marker arrives on her socket. The floor, in the
+ADT care team names Carol Nurse; the device of whoever is the bed's nurse when the benchmark runs
+(Carol by day, the night nurse the charge nurse assigned after 19:00) holds a WebSocket. 4
+concurrent senders (one HTTP connection each) POST nurse-call SubmitRequests to /wctp at a fixed
+total rate; each is timed from the moment it is sent until the alert carrying its marker arrives on
+that nurse's socket. The floor, in the
 same run and on the same stack (uvicorn + Starlette), is a bare endpoint that answers a fixed
 wctp-Confirmation and pushes the marker to a connected WebSocket: no parsing, no database.
 Target on this 2-core machine: p99 < 50 ms at 300 submits/s.
@@ -25,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.common import report, stop, summarize_ms
@@ -38,9 +39,11 @@ from carerelay.core.migrate import upgrade
 from carerelay.demo import load_demo
 from carerelay.directory.models import Person
 from carerelay.patients import service as patients
+from carerelay.routing.resolver import resolve
 from tests.servers import free_port, wait_until_ready
 
 SENDERS = 4
+NURSE_OF_BED = "location:4W/412/B/nurse"  # where the demo's nurse-call paging rule sends 4W-412-B
 
 FLOOR_APP = textwrap.dedent('''
     import asyncio
@@ -86,7 +89,9 @@ def submit(marker: str) -> bytes:
 
 
 def prepare(url: str) -> str:
-    """The demo hospital, a patient in 4W-412-B with Carol Nurse on the care team, her session token."""
+    """The demo hospital, a patient in 4W-412-B with Carol Nurse on the care team, and a session token
+    of whoever the bed's nurse is now: Carol by day, the nurse the charge nurse assigned for the
+    night shift (19:00–07:00 on 4W) after hours."""
     db = Database(make_engine(url))
     upgrade(db.engine)
     clock, actor = SystemClock(), cli_actor("bench")
@@ -97,7 +102,10 @@ def prepare(url: str) -> str:
             event_at=clock.now(), location=patients.LocationRef(unit="4W", room="412", bed="B"),
             care_team=[patients.CareTeamEntry(role="RN", role_text="Primary Nurse", source="ROL",
                                               provider=patients.ProviderRef(id="N777"))]))
-        nurse = session.execute(select(Person).where(Person.username == "cnurse")).scalar_one()
+        reached = resolve(session, NURSE_OF_BED, clock.now()).person_ids
+        if not reached:
+            raise RuntimeError(f"{NURSE_OF_BED} reaches nobody now: the demo's nurse assignments have a gap")
+        nurse = session.get_one(Person, reached[0])
         token = start_session(session=session, clock=clock, settings=load_settings(database_url=url), person=nurse,
                               kind="api", ip=None, user_agent="bench", method="bench").token
     db.engine.dispose()

@@ -275,6 +275,9 @@ async def _bursts(post: Callable[[int], Awaitable[None]], start: int, count: int
 
 
 def _run_profiled(main: Callable[[], Coroutine[Any, Any, None]], profiler: Profiler | None, label: str) -> None:
+    from carerelay.core.collector import settle_after_start
+
+    settle_after_start()  # the collector as ``carerelay serve`` tunes it
     if profiler is not None:
         profiler.start()  # before the application's worker threads exist: the warm-up is in it too
     asyncio.run(main())
@@ -398,6 +401,7 @@ def messaging_server(rate: int, seconds: float, profile: bool) -> None:
     from bench.messaging import prepare
     from carerelay.app import create_app
     from carerelay.config import load_settings
+    from carerelay.core.collector import settle_after_start
     from carerelay.core.db import Database, make_engine
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -431,6 +435,7 @@ def messaging_server(rate: int, seconds: float, profile: bool) -> None:
             await serving
             return cpu, json.loads(out.decode().strip().splitlines()[-1])
 
+        settle_after_start()  # the collector as ``carerelay serve`` tunes it
         if profiler is not None:
             profiler.start()
         cpu, stats = asyncio.run(main())

@@ -557,6 +557,7 @@ def serve(
     import uvicorn
 
     from carerelay.app import create_app
+    from carerelay.core.collector import settle_after_start
     from carerelay.core.logs import configure_logging
 
     settings = get_settings()
@@ -579,6 +580,7 @@ def serve(
     config = uvicorn.Config(application, host=host or settings.host, port=port or settings.port,
                             log_config=None, timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
                             ws_per_message_deflate=False)
+    settle_after_start()
     uvicorn.Server(config).run()
 
 

@@ -25,8 +25,10 @@ def record_event(session: Session, clock: Clock, alert_id: int, kind: str, perso
 
 def record_events(session: Session, clock: Clock, alert_id: int,
                   events: list[tuple[str, int | None, dict[str, Any]]]) -> None:
-    """Several entries of one alert in one statement (everyone a step reached)."""
+    """Several entries of one alert in one statement (everyone a step reached), on the connection:
+    a trail row refers only to rows already written, so what the session holds pending (the step's
+    recipients) waits for the unit of work's next flush instead of costing one of its own."""
     if events:
         at = clock.now()
-        session.execute(_INSERT, [{"alert_id": alert_id, "at": at, "kind": kind, "person_id": person_id,
+        session.connection().execute(_INSERT, [{"alert_id": alert_id, "at": at, "kind": kind, "person_id": person_id,
                                    "detail": detail} for kind, person_id, detail in events])

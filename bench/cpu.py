@@ -34,11 +34,13 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event, text
 
 from bench.hl7 import END, ORU, START, _free_port
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -274,15 +276,16 @@ async def _bursts(post: Callable[[int], Awaitable[None]], start: int, count: int
     await asyncio.sleep(0)
 
 
-def _run_profiled(main: Callable[[], Coroutine[Any, Any, None]], profiler: Profiler | None, label: str) -> None:
+def _run_profiled(main: Callable[[], Coroutine[Any, Any, T]], profiler: Profiler | None, label: str) -> T:
     from carerelay.core.collector import settle_after_start
 
     settle_after_start()  # the collector as ``carerelay serve`` tunes it
     if profiler is not None:
         profiler.start()  # before the application's worker threads exist: the warm-up is in it too
-    asyncio.run(main())
+    result = asyncio.run(main())
     if profiler is not None:
         profiler.stop(label)
+    return result
 
 
 def messaging_app(messages: int, concurrency: int, profile: bool, postgres: str | None) -> None:
@@ -401,7 +404,6 @@ def messaging_server(rate: int, seconds: float, profile: bool) -> None:
     from bench.messaging import prepare
     from carerelay.app import create_app
     from carerelay.config import load_settings
-    from carerelay.core.collector import settle_after_start
     from carerelay.core.db import Database, make_engine
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -435,12 +437,7 @@ def messaging_server(rate: int, seconds: float, profile: bool) -> None:
             await serving
             return cpu, json.loads(out.decode().strip().splitlines()[-1])
 
-        settle_after_start()  # the collector as ``carerelay serve`` tunes it
-        if profiler is not None:
-            profiler.start()
-        cpu, stats = asyncio.run(main())
-        if profiler is not None:
-            profiler.stop("the server")
+        cpu, stats = _run_profiled(main, profiler, "the server")
         delivered = rate * seconds - stats["lost"]
         print(f"\nmessaging server (uvicorn, 200 WebSocket clients), SQLite, {rate}/s offered for {seconds} s")
         print(f"server CPU ms per delivered message {1000 * cpu / max(delivered, 1):.3f}   delivered/s "

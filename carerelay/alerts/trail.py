@@ -31,4 +31,4 @@ def record_events(session: Session, clock: Clock, alert_id: int,
     if events:
         at = clock.now()
         session.connection().execute(_INSERT, [{"alert_id": alert_id, "at": at, "kind": kind, "person_id": person_id,
-                                   "detail": detail} for kind, person_id, detail in events])
+                                                "detail": detail} for kind, person_id, detail in events])

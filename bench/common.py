@@ -136,7 +136,7 @@ def report(name: str, *, database: str, metrics: dict[str, float], floor: dict[s
 
 def table(names: list[str] | None = None) -> list[str]:
     """One line per target of every result file: our figure, the floor, the ratio, met or not."""
-    lines = [f"{'benchmark':<24}{'metric':<36}{'ours':>12}{'floor':>12}{'ratio':>9}  {'target':<26}{'met':<5}load"]
+    lines = [f"{'benchmark':<28}{'metric':<36}{'ours':>12}{'floor':>12}{'ratio':>9}  {'target':<26}{'met':<5}load"]
     for path in sorted(RESULTS.glob("*.json")):
         data = json.loads(path.read_text())
         if names is not None and data["benchmark"] not in names:
@@ -152,6 +152,6 @@ def table(names: list[str] | None = None) -> list[str]:
             target = data["targets"].get(key, "")
             met = check_target(target, value, base) if target else None
             mark = {True: "yes", False: "NO", None: ""}[met]
-            lines.append(f"{data['benchmark']:<24}{key:<36}{value:>12}{'' if base is None else base:>12}{ratio:>9}  "
+            lines.append(f"{data['benchmark']:<28}{key:<36}{value:>12}{'' if base is None else base:>12}{ratio:>9}  "
                          f"{target:<26}{mark:<5}{load}")
     return lines

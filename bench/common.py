@@ -23,6 +23,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
+def node_env(url: str, port: int) -> dict[str, str]:
+    """A benchmark's ``carerelay serve``: its database and HTTP port, warnings only, a throwaway attachment
+    key, and no MLLP, TAP, SNPP or pager-mail listener (the benchmark does not use them)."""
+    return {"CARERELAY_DATABASE_URL": url, "CARERELAY_PORT": str(port), "CARERELAY_LOG_LEVEL": "WARNING",
+            "CARERELAY_MLLP_PORT": "0", "CARERELAY_TAP_PORT": "0", "CARERELAY_SNPP_PORT": "0",
+            "CARERELAY_PAGER_SMTP_PORT": "0", "CARERELAY_ATTACHMENT_KEYS": "b1:" + "A" * 43 + "="}
+
+
 def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event, text
 
+from bench.common import node_env
 from bench.hl7 import END, ORU, START, _free_port
 
 T = TypeVar("T")
@@ -411,10 +412,7 @@ def messaging_server(rate: int, seconds: float, profile: bool) -> None:
         clients = prepare(url)
         (Path(tmp) / "clients.json").write_text(json.dumps(clients))
         port = _free_port()
-        os.environ.update({"CARERELAY_DATABASE_URL": url, "CARERELAY_PORT": str(port), "CARERELAY_MLLP_PORT": "0",
-                           "CARERELAY_ATTACHMENT_KEYS": "b1:" + "A" * 43 + "=", "CARERELAY_TAP_PORT": "0",
-                           "CARERELAY_SNPP_PORT": "0", "CARERELAY_PAGER_SMTP_PORT": "0",
-                           "CARERELAY_LOG_LEVEL": "WARNING"})
+        os.environ.update(node_env(url, port))
         settings = load_settings()
         db = Database(make_engine(url, sqlite_synchronous=settings.sqlite_synchronous))
         config = uvicorn.Config(create_app(settings, db=db, listeners=True), host="127.0.0.1", port=port,

@@ -32,7 +32,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import cpu_seconds, load_average, report, stop, summarize_ms
+from bench.common import cpu_seconds, load_average, node_env, report, stop, summarize_ms
 from carerelay.auth.service import start_session
 from carerelay.config import load_settings
 from carerelay.core.actor import Actor, cli_actor
@@ -216,7 +216,6 @@ def serve(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[s
         return subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
-SERVER_KEYS = "b1:" + "A" * 43 + "="
 P99_TARGET_MS = 50.0
 TARGET_RATE = 500  # messages a second (issue 3)
 
@@ -227,10 +226,7 @@ def carerelay_server(label: str, url: str, tmp: Path) -> Iterator[tuple[str, sub
     clients = prepare(url)
     port = free_port()
     log = tmp / f"server-{label}.log"
-    server = serve([sys.executable, "-m", "carerelay", "serve"], {
-        "CARERELAY_DATABASE_URL": url, "CARERELAY_PORT": str(port), "CARERELAY_LOG_LEVEL": "WARNING",
-        "CARERELAY_MLLP_PORT": "0", "CARERELAY_ATTACHMENT_KEYS": SERVER_KEYS, "CARERELAY_TAP_PORT": "0",
-        "CARERELAY_SNPP_PORT": "0", "CARERELAY_PAGER_SMTP_PORT": "0"}, log)
+    server = serve([sys.executable, "-m", "carerelay", "serve"], node_env(url, port), log)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until_ready(base, server, log, timeout=180)

@@ -29,7 +29,7 @@ from typing import Any
 import httpx2 as httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import report, stop, summarize_ms
+from bench.common import node_env, report, stop, summarize_ms
 from carerelay.auth.service import start_session
 from carerelay.config import load_settings
 from carerelay.core.actor import cli_actor
@@ -194,11 +194,7 @@ def run(rate: int, seconds: float) -> None:
         url = f"sqlite:///{tmp / 'bench.db'}"
         token = prepare(url)
         port, floor_port = free_port(), free_port()
-        server = _serve([sys.executable, "-m", "carerelay", "serve"], {
-            "CARERELAY_DATABASE_URL": url, "CARERELAY_PORT": str(port), "CARERELAY_LOG_LEVEL": "WARNING",
-            "CARERELAY_MLLP_PORT": "0", "CARERELAY_TAP_PORT": "0", "CARERELAY_SNPP_PORT": "0",
-            "CARERELAY_PAGER_SMTP_PORT": "0", "CARERELAY_ATTACHMENT_KEYS": "b1:" + "A" * 43 + "="},
-            tmp / "server.log")
+        server = _serve([sys.executable, "-m", "carerelay", "serve"], node_env(url, port), tmp / "server.log")
         (tmp / "floor_app.py").write_text(FLOOR_APP)
         floor_server = _serve([sys.executable, "-m", "uvicorn", "floor_app:app", "--port", str(floor_port),
                                "--log-level", "warning"], {"PYTHONPATH": str(tmp)}, tmp / "floor.log")

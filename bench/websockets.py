@@ -32,7 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import cpu_seconds, load_average, report, rss_kib, stop, summarize_ms
+from bench.common import cpu_seconds, load_average, node_env, report, rss_kib, stop, summarize_ms
 from bench.messaging import serve
 from carerelay.auth.service import start_session
 from carerelay.config import load_settings
@@ -239,11 +239,7 @@ def leg(label: str, url: str, tmp: Path, count: int, limit: str) -> None:
     print(f"websockets on {label}: preparing {count} sessions")
     tokens, sender, conversations = prepare(url, count)
     port, floor_port = free_port(), free_port()
-    server = serve([sys.executable, "-m", "carerelay", "serve"], {
-        "CARERELAY_DATABASE_URL": url, "CARERELAY_PORT": str(port), "CARERELAY_LOG_LEVEL": "WARNING",
-        "CARERELAY_MLLP_PORT": "0", "CARERELAY_TAP_PORT": "0", "CARERELAY_SNPP_PORT": "0",
-        "CARERELAY_PAGER_SMTP_PORT": "0", "CARERELAY_ATTACHMENT_KEYS": "b1:" + "A" * 43 + "="},
-        tmp / f"server-{label}.log")
+    server = serve([sys.executable, "-m", "carerelay", "serve"], node_env(url, port), tmp / f"server-{label}.log")
     (tmp / "floor_app.py").write_text(FLOOR_APP)
     floor_server: subprocess.Popen[str] | None = None
     try:

@@ -30,7 +30,9 @@ from carerelay.auth.policy import SessionLimits, session_limits
 from carerelay.config import Settings
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
+from carerelay.core.db import flushed_connection
 from carerelay.core.errors import Forbidden, Invalid, NotFound, TooManyAttempts, Unauthenticated
+from carerelay.core.prepared import Prepared
 from carerelay.directory.models import Person, PersonRole
 from carerelay.realtime import service as realtime
 
@@ -274,12 +276,12 @@ def keep_sockets_alive(*, session: Session, clock: Clock, settings: Settings, se
 
 # What the request path needs of a session and its person, as plain columns (no entities loaded).
 # One row per role (one row with no role for a person without any): the roles come in the same query.
-_SESSION_COLUMNS = (select(AuthSession.id, AuthSession.revoked_at, AuthSession.expires_at, AuthSession.last_seen_at,
-                           AuthSession.locked_at, Person.id, Person.username, Person.active, Person.display_name,
-                           PersonRole.role)
-                    .join(Person, Person.id == AuthSession.person_id)
-                    .outerjoin(PersonRole, PersonRole.person_id == Person.id)
-                    .where(AuthSession.token_hash == bindparam("token_hash")))
+_SESSION_COLUMNS = Prepared(
+    select(AuthSession.id, AuthSession.revoked_at, AuthSession.expires_at, AuthSession.last_seen_at,
+           AuthSession.locked_at, Person.id, Person.username, Person.active, Person.display_name, PersonRole.role)
+    .join(Person, Person.id == AuthSession.person_id)
+    .outerjoin(PersonRole, PersonRole.person_id == Person.id)
+    .where(AuthSession.token_hash == bindparam("token_hash")))
 
 
 def signed_in_actor(*, session: Session, clock: Clock, settings: Settings, token: str, ip: str | None) -> Actor:
@@ -316,11 +318,11 @@ class _Settled:
 
 
 def _settled(session: Session, clock: Clock, token: str) -> _Settled | None:
-    # Straight on the connection (a third of the cost through the session) unless edits are pending
-    # that the read must see: a request's first statement finds the session clean.
+    # Straight through the driver (every request and every socket's liveness check asks), after
+    # flushing any edits the read must see: a request's first statement finds the session clean.
     pending = session.new or session.dirty or session.deleted
-    rows = (session if pending else session.connection()).execute(_SESSION_COLUMNS,
-                                                                   {"token_hash": _token_hash(token)}).all()
+    conn = flushed_connection(session) if pending else session.connection()
+    rows = _SESSION_COLUMNS.rows(conn, {"token_hash": _token_hash(token)})
     now = clock.now()
     if not rows:
         return None
@@ -328,7 +330,7 @@ def _settled(session: Session, clock: Clock, token: str) -> _Settled | None:
     if revoked_at is not None or expires_at <= now or now - last_seen_at >= timedelta(minutes=1) \
             or locked_at is not None or not active:
         return None
-    return _Settled(session_id, person_id, username, display_name, frozenset(r.role for r in rows if r.role))
+    return _Settled(session_id, person_id, username, display_name, frozenset(r[-1] for r in rows if r[-1]))
 
 
 def idle_limit(limits: SessionLimits, settings: Settings, kind: str) -> timedelta:

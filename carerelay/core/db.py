@@ -17,7 +17,13 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+)
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -267,9 +273,14 @@ class Database:
         # Entering only creates the session (it connects on first use) unless a test's serial lock
         # must be waited for: no thread hop for it then.
         session = scope.__enter__() if self._serial is None else await to_thread.run_sync(scope.__enter__)
+        ending = _EndInThread(lambda exc: _exit_scope(scope, exc))
+        session.info[_ENDING_KEY] = ending
         try:
             yield session
         except BaseException as exc:
+            if ending.started:
+                await ending.finished()
+                raise
             # Shielded: a client that disconnects cancels its request, and a transaction left open
             # would keep its locks (the audit chain's head: everyone's) until the process ends.
             with CancelScope(shield=True):
@@ -278,8 +289,11 @@ class Database:
             if not kept:
                 raise
         else:
-            with CancelScope(shield=True):
-                await to_thread.run_sync(scope.__exit__, None, None, None, limiter=_finishers())
+            if ending.started:
+                await ending.finished()
+            else:
+                with CancelScope(shield=True):
+                    await to_thread.run_sync(scope.__exit__, None, None, None, limiter=_finishers())
 
     async def in_thread(self, work: Callable[..., T], *args: Any) -> T:
         """Run blocking database work from the event loop (a WebSocket's reads, its own short units of
@@ -430,6 +444,9 @@ class WriteGroup:
         self._holding = False
         self._limiter = CapacityLimiter(1)
         self._at_commit: dict[str, list[Any]] = {}
+        # How the member holding the turn ended, when its route ended it in its own worker thread
+        # (``run_to_end``): (kept, committed now, commit error).
+        self._ended: tuple[bool, bool, BaseException | None] = (False, False, None)
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
@@ -464,16 +481,22 @@ class WriteGroup:
             outcome = self._outcome
             self._members += 1
             session = Session(bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint")
+            ending = _EndInThread(lambda exc: self._end_in_thread(session, exc))
+            session.info[_ENDING_KEY] = ending
             error: BaseException | None = None
             try:
                 yield session
             except BaseException as exc:
                 error = exc
-            commit = (self._waiting == 0 or self._members >= self.MAX_MEMBERS
-                      or time.monotonic() - self._opened >= self.MAX_AGE_S)
-            with CancelScope(shield=True):  # a cancelled request still closes its savepoint
-                kept, raised, failed = await to_thread.run_sync(self._end, session, error, commit,
-                                                                limiter=self._limiter)
+            if ending.started:
+                await ending.finished()
+                kept, commit, failed = self._ended
+                raised = error
+            else:
+                commit = self._commit_due()
+                with CancelScope(shield=True):  # a cancelled request still closes its savepoint
+                    kept, raised, failed = await to_thread.run_sync(self._end, session, error, commit,
+                                                                    limiter=self._limiter)
             if kept:
                 # The hooks (waking sockets) run once the group is durable, even if this request has
                 # been cancelled meanwhile: what it wrote is committed all the same.
@@ -486,6 +509,20 @@ class WriteGroup:
         finally:
             gate.release()
         await asyncio.shield(outcome)
+        if raised is not None:
+            raise raised
+
+    def _commit_due(self) -> bool:
+        return (self._waiting == 0 or self._members >= self.MAX_MEMBERS
+                or time.monotonic() - self._opened >= self.MAX_AGE_S)
+
+    def _end_in_thread(self, session: Session, error: BaseException | None) -> None:
+        """The member's end (and the group's COMMIT when it is its turn) in the route's worker thread. The
+        counts it reads change in the event loop meanwhile, but only ever make it a turn late: the
+        next member commits instead."""
+        commit = self._commit_due()
+        kept, raised, failed = self._end(session, error, commit)
+        self._ended = (kept, commit, failed)
         if raised is not None:
             raise raised
 
@@ -572,6 +609,64 @@ def write_group_of(session: Session) -> WriteGroup | None:
     """The SQLite write group whose member this session is (its commit is the group's), if any."""
     bind = session.bind
     return _GROUPS.get(bind) if isinstance(bind, Connection) else None
+
+
+_ENDING_KEY = "carerelay_end_in_thread"
+
+
+class _EndInThread:
+    """A unit of work entered from the event loop that ``run_to_end`` ends in the work's own thread.
+
+    The event loop then does not end it again, and waits for that thread before it goes on: a request
+    cancelled while its thread is at work (a task cancel does not wait for the thread) must not start
+    ending the unit of work beside it on the same connection.
+    """
+
+    def __init__(self, end: Callable[[BaseException | None], None]) -> None:
+        self._end = end  # commits or rolls back; raises what the unit of work makes of an error
+        self.started = False
+        self._finished = threading.Event()
+
+    def run(self, work: Callable[[], T]) -> T:
+        if self.started:
+            raise RuntimeError("this unit of work has already ended")
+        self.started = True
+        try:
+            try:
+                result = work()
+            except BaseException as exc:
+                self._end(exc)
+                raise
+            self._end(None)
+            return result
+        finally:
+            self._finished.set()
+
+    async def finished(self) -> None:
+        while not self._finished.is_set():
+            try:
+                await to_thread.run_sync(self._finished.wait, limiter=_finishers())
+            except asyncio.CancelledError:
+                continue  # cancelled again while waiting: the caller raises the first cancellation anyway
+
+
+def _exit_scope(scope: AbstractContextManager[Session], error: BaseException | None) -> None:
+    if error is None:
+        scope.__exit__(None, None, None)
+    elif not scope.__exit__(type(error), error, error.__traceback__):
+        raise error
+
+
+async def run_to_end(session: Session, work: Callable[[], T]) -> T:
+    """Run a route's blocking work on its request's unit of work in a worker thread, and end the unit of
+    work (commit, or in a SQLite write group close its savepoint and COMMIT when it is its turn) in the
+    same thread: one thread hop fewer on the hottest routes. Work that raises is rolled back (unless
+    the error keeps changes) even if the route catches the error and answers itself. The session is
+    finished afterwards: nothing may use it once this returns."""
+    ending = session.info.get(_ENDING_KEY)
+    if isinstance(ending, _EndInThread):
+        return await to_thread.run_sync(ending.run, work)
+    return await to_thread.run_sync(work)
 
 
 def _constraint_text(exc: IntegrityError) -> str:

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
@@ -17,6 +16,7 @@ from carerelay.audit import service as audit
 from carerelay.auth.deps import Caller, ClockDep, DbSession, allow, signed_in, signed_in_caller
 from carerelay.core.actor import Actor
 from carerelay.core.crypto import KeyRing
+from carerelay.core.db import run_to_end
 from carerelay.core.errors import Invalid, NotFound
 from carerelay.directory.models import Role
 from carerelay.messaging import compliance, service
@@ -126,7 +126,8 @@ async def send_message(
     conversation_id: int, body: MessageIn, session: DbSession, clock: ClockDep,
     idempotency_key: Annotated[str | None, Header(max_length=120)] = None, caller: Caller = signed_in_caller(),
 ) -> Response:
-    """The hottest route: the sign-in check and the send in one worker thread, the answer serialized once."""
+    """The hottest route: the sign-in check, the send and (SQLite) the end of its unit of work in one worker
+    thread, the answer serialized once."""
     request = service.SendRequest(conversation_id=conversation_id, text=body.text, priority=body.priority,
                                   needs_ack=body.needs_ack, patient_id=body.patient_id,
                                   attachment_ids=tuple(body.attachment_ids), confirm=tuple(body.confirm))
@@ -136,7 +137,7 @@ async def send_message(
                                     idempotency_key=idempotency_key)
 
     try:
-        view, replayed = await run_in_threadpool(send)
+        view, replayed = await run_to_end(session, send)
     except service.ConfirmationRequired as exc:
         return JSONResponse({"detail": exc.message, "field": "confirm", "warnings": exc.warnings}, status_code=422)
     return Response(message_json(view), status_code=status.HTTP_201_CREATED,

@@ -24,21 +24,25 @@ from sqlalchemy import (
     and_,
     bindparam,
     column,
+    exists,
     func,
     insert,
     literal_column,
     select,
     text,
+    update,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from carerelay.alerts import service as alerts
 from carerelay.alerts.models import Alert, AlertRecipient
 from carerelay.audit import service as audit
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
-from carerelay.core.db import UTCDateTime, dialect_insert
+from carerelay.core.db import UTCDateTime, dialect_insert, flushed_connection
 from carerelay.core.errors import Conflict, Forbidden, Invalid, NotFound
+from carerelay.core.prepared import Prepared, PreparedRows
 from carerelay.directory.models import Person
 from carerelay.escalation.engine import on_notify
 from carerelay.messaging import policy
@@ -82,8 +86,8 @@ def get_policy(*, session: Session) -> OrgPolicy:
     return row
 
 
-_TEXT_POLICY = select(OrgPolicy.orders_in_text, OrgPolicy.critical_results_in_text,
-                      OrgPolicy.courtesy_replies_silent).where(OrgPolicy.id == 1)
+_TEXT_POLICY = Prepared(select(OrgPolicy.orders_in_text, OrgPolicy.critical_results_in_text,
+                               OrgPolicy.courtesy_replies_silent).where(OrgPolicy.id == 1))
 
 
 def _text_policy(session: Session) -> tuple[str, str, bool]:
@@ -91,9 +95,9 @@ def _text_policy(session: Session) -> tuple[str, str, bool]:
     the row as an entity). A policy row this session holds, edits included, is the one that counts."""
     held = session.identity_map.get(session.identity_key(OrgPolicy, 1))
     if not isinstance(held, OrgPolicy):
-        row = session.connection().execute(_TEXT_POLICY).first()
-        if row is not None:
-            return row[0], row[1], bool(row[2])
+        rows = _TEXT_POLICY.rows(session.connection())
+        if rows:
+            return rows[0][0], rows[0][1], bool(rows[0][2])
         held = get_policy(session=session)
     return held.orders_in_text, held.critical_results_in_text, held.courtesy_replies_silent
 
@@ -239,7 +243,8 @@ def _stored_resolution(resolution: Resolution, exclude: int) -> dict[str, Any]:
 MEMBER_REASON = "member of the conversation"
 
 
-def message_resolution(conversation: Conversation, members: Sequence[int], sender_id: int) -> dict[str, Any]:
+def message_resolution(conversation: Conversation | Appending, members: Sequence[int],
+                       sender_id: int) -> dict[str, Any]:
     """Why each recipient (each receipt row) got the message: the reason the conversation's address
     gave for them, else ``default``. Only the specific reasons are listed, so a message to a big
     group stays small."""
@@ -313,10 +318,32 @@ _MEMBERS = (select(ConversationMember.person_id)
             .order_by(ConversationMember.person_id))
 _AS_MEMBER = (select(Conversation).join(ConversationMember, ConversationMember.conversation_id == Conversation.id)
               .where(Conversation.id == bindparam("conversation_id"), ConversationMember.person_id == bindparam("me")))
-_AS_MEMBER_LOCKED = _AS_MEMBER.with_for_update(of=Conversation)
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_MEMBERS_TABLE = cast(Table, ConversationMember.__table__)
 _MESSAGES = cast(Table, Message.__table__)
-_INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
-_INSERT_RECEIPTS = insert(cast(Table, Receipt.__table__))
+_RECEIPTS = cast(Table, Receipt.__table__)
+# The UPDATE that locks the conversation row (until commit) is the one that reserves the sequence
+# numbers, and it checks membership (1) and reads what appending needs, all in one statement.
+_OPEN_FOR_APPEND = Prepared(
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.id == bindparam("conversation_id"),
+           exists().where(_MEMBERS_TABLE.c.conversation_id == _CONVERSATIONS.c.id,
+                          _MEMBERS_TABLE.c.person_id == bindparam("me")))
+    .values(last_seq=_CONVERSATIONS.c.last_seq + bindparam("count", type_=Integer), last_message_at=bindparam("now"))
+    .returning(_CONVERSATIONS.c.kind, _CONVERSATIONS.c.address, _CONVERSATIONS.c.patient_id,
+               _CONVERSATIONS.c.resolution, _CONVERSATIONS.c.last_seq))
+_SET_PATIENT = Prepared(update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+                        .values(patient_id=bindparam("patient_id")))
+_MEMBER_IDS = Prepared(_MEMBERS)
+_MESSAGE_COLUMNS = ("conversation_id", "seq", "sender_id", "kind", "body", "priority", "needs_ack", "silent",
+                    "patient_id", "created_at", "original_author_id", "original_sent_at", "forwarded_from_id",
+                    "warnings_confirmed", "resolution")
+_INSERT_MESSAGE = Prepared(insert(_MESSAGES).values({c: bindparam(c, type_=_MESSAGES.c[c].type)
+                                                     for c in _MESSAGE_COLUMNS}).returning(_MESSAGES.c.id))
+_RECEIPT_COLUMNS = ("message_id", "person_id", "sent_at")
+_INSERT_RECEIPTS = PreparedRows(lambda n: insert(_RECEIPTS).values([
+    {c: bindparam(f"{c}_{i}", type_=_RECEIPTS.c[c].type) for c in _RECEIPT_COLUMNS} for i in range(n)]),
+    _RECEIPT_COLUMNS)
 
 
 def member_ids(session: Session, conversation_id: int) -> list[int]:
@@ -334,11 +361,10 @@ def conversation_json(session: Session, conversation: Conversation) -> dict[str,
     }
 
 
-def access_conversation(*, session: Session, actor: Actor, conversation_id: int, lock: bool = False) -> Conversation:
+def access_conversation(*, session: Session, actor: Actor, conversation_id: int) -> Conversation:
     """(1) Members only; a non-member cannot tell the conversation exists."""
     me = _require_person(actor)
-    conversation = session.execute(_AS_MEMBER_LOCKED if lock else _AS_MEMBER,
-                                   {"conversation_id": conversation_id, "me": me}).scalar_one_or_none()
+    conversation = session.execute(_AS_MEMBER, {"conversation_id": conversation_id, "me": me}).scalar_one_or_none()
     if conversation is None:
         raise NotFound(f"no conversation {conversation_id}")
     return conversation
@@ -434,11 +460,10 @@ def send_message(
         if earlier is not None:
             return views(session, [session.get_one(Message, earlier)])[0], True
     confirmed, silent = check_text(session=session, text=request.text, confirm=request.confirm)
-    conversation = access_conversation(session=session, actor=actor, conversation_id=request.conversation_id,
-                                       lock=True)
+    conversation = _open_for_append(session, clock, me, request.conversation_id, count=1)
     patient_id = _settle_patient(session, conversation, request.patient_id)
     attachments = _claim_attachments(session, me, request.attachment_ids)
-    message, members = _append(session, clock, conversation, sender_id=me, kind=MessageKind.TEXT,
+    message, members = _append(session, conversation, sender_id=me, kind=MessageKind.TEXT,
                                body=request.text, priority=request.priority, needs_ack=request.needs_ack,
                                silent=silent, patient_id=patient_id, warnings=confirmed)
     for attachment in attachments:
@@ -454,7 +479,7 @@ def send_message(
 
 
 def _escalate(
-    session: Session, clock: Clock, actor: Actor, conversation: Conversation, message: Message, view: MessageView
+    session: Session, clock: Clock, actor: Actor, conversation: Appending, message: Message, view: MessageView
 ) -> None:
     """A message that needs acknowledgement escalates like an alert until a recipient acknowledges it."""
     address = conversation.address or f"conversation:{conversation.id}"
@@ -522,13 +547,15 @@ def _acknowledge_message(session: Session, clock: Clock, alert: Alert, person_id
                   payload={"receipts": [_receipt_json(receipt, message)]})
 
 
-def _settle_patient(session: Session, conversation: Conversation, patient_id: int | None) -> int | None:
+def _settle_patient(session: Session, conversation: Appending, patient_id: int | None) -> int | None:
     """A conversation is about at most one patient; the first message naming one sets it."""
     if patient_id is None:
         return conversation.patient_id
     _check_patient(session, patient_id)
     if conversation.patient_id is None:
+        _SET_PATIENT.run(session.connection(), {"conversation_id": conversation.id, "patient_id": patient_id})
         conversation.patient_id = patient_id
+        conversation.sync_held(session, patient_id=patient_id)
     elif conversation.patient_id != patient_id:
         raise Conflict(NEW_CONVERSATION_FOR_PATIENT, field="patient_id")
     return patient_id
@@ -548,35 +575,77 @@ def _claim_attachments(session: Session, me: int, ids: Sequence[int]) -> list[At
     return [found[i] for i in ids]
 
 
+@dataclass
+class Appending:
+    """A conversation locked for new messages, with their sequence numbers reserved: what writing into it
+    needs, read by the UPDATE that locks it instead of loading (and later flushing) its ORM row."""
+
+    id: int
+    kind: str
+    address: str | None
+    patient_id: int | None
+    resolution: dict[str, Any] | None
+    members: list[int]
+    opened_at: datetime
+    next_seq: int
+
+    def take_seq(self) -> int:
+        seq, self.next_seq = self.next_seq, self.next_seq + 1
+        return seq
+
+    def sync_held(self, session: Session, **values: Any) -> None:
+        """A Conversation row this session already holds sees what the statements changed, as committed
+        state (it has nothing to flush for them)."""
+        held = session.identity_map.get(session.identity_key(Conversation, self.id))
+        if isinstance(held, Conversation):
+            for key, value in values.items():
+                set_committed_value(held, key, value)
+
+
+def _open_for_append(session: Session, clock: Clock, me: int, conversation_id: int, *, count: int) -> Appending:
+    """(1) Members only, as ``access_conversation``; locks the row until commit, so seq is gap-free."""
+    conn = flushed_connection(session)
+    now = clock.now()
+    rows = _OPEN_FOR_APPEND.rows(conn, {"conversation_id": conversation_id, "me": me, "count": count, "now": now})
+    if not rows:
+        raise NotFound(f"no conversation {conversation_id}")
+    kind, address, patient_id, resolution, last_seq = rows[0]
+    members = [pid for (pid,) in _MEMBER_IDS.rows(conn, {"conversation_id": conversation_id})]
+    appending = Appending(id=conversation_id, kind=kind, address=address, patient_id=patient_id, resolution=resolution,
+                          members=members, opened_at=now, next_seq=last_seq - count + 1)
+    appending.sync_held(session, last_seq=last_seq, last_message_at=now)
+    return appending
+
+
 def _append(
-    session: Session, clock: Clock, conversation: Conversation, *, sender_id: int, kind: str, body: str,
+    session: Session, conversation: Appending, *, sender_id: int, kind: str, body: str,
     priority: str, needs_ack: bool, silent: bool, patient_id: int | None, warnings: list[str],
     original_author_id: int | None = None, original_sent_at: datetime | None = None,
     forwarded_from_id: int | None = None,
 ) -> tuple[Message, list[int]]:
-    """The one place a message row is written: the conversation row is locked, so seq is gap-free.
+    """The one place a message row is written, with the next of the sequence numbers the conversation's
+    lock reserved. A statement straight through the driver: messages are never changed, so no
+    unit-of-work state is needed.
 
     Returns the message and the conversation's members, which every caller needs next.
     """
-    now = clock.now()
-    conversation.last_seq += 1
-    conversation.last_message_at = now
-    members = member_ids(session, conversation.id)
+    now = conversation.opened_at
+    members = conversation.members
     values: dict[str, Any] = dict(
-        conversation_id=conversation.id, seq=conversation.last_seq, sender_id=sender_id, kind=kind, body=body,
+        conversation_id=conversation.id, seq=conversation.take_seq(), sender_id=sender_id, kind=kind, body=body,
         priority=priority, needs_ack=needs_ack, silent=silent, patient_id=patient_id, created_at=now,
         original_author_id=original_author_id, original_sent_at=original_sent_at, forwarded_from_id=forwarded_from_id,
         warnings_confirmed=warnings, resolution=message_resolution(conversation, members, sender_id))
-    conn = session.connection()  # a Core insert: messages are never changed, so no unit-of-work state is needed
-    message = Message(id=conn.execute(_INSERT_MESSAGE, values).scalar_one(), **values)
+    conn = session.connection()
+    message = Message(id=_INSERT_MESSAGE.rows(conn, values)[0][0], **values)
     receipts = [{"message_id": message.id, "person_id": pid, "sent_at": now} for pid in members if pid != sender_id]
     if receipts:
-        conn.execute(_INSERT_RECEIPTS, receipts)
+        _INSERT_RECEIPTS.rows(conn, receipts)
     return message, members
 
 
 def _publish(
-    session: Session, clock: Clock, actor: Actor, conversation: Conversation, message: Message,
+    session: Session, clock: Clock, actor: Actor, conversation: Appending, message: Message,
     members: list[int], *, action: str, with_attachments: bool = True,
 ) -> MessageView:
     session.flush()
@@ -675,8 +744,8 @@ def mark_receipts(
             alerts.note_receipt(session=session, clock=clock, alert=linked, person_id=me, state=state)
     by_conversation: dict[int, list[int]] = {}
     for updates in changed.values():
-        for update in updates:
-            by_conversation.setdefault(update["conversation_id"], []).append(update["message_id"])
+        for change in updates:
+            by_conversation.setdefault(change["conversation_id"], []).append(change["message_id"])
     for conv_id, ids in sorted(by_conversation.items()):
         audit.record(session=session, clock=clock, actor=actor, action=f"message.{state}", object_type="conversation",
                      object_id=conv_id, detail={"message_ids": sorted(ids)})
@@ -737,12 +806,12 @@ def forward(
             access_conversation(session=session, actor=actor, conversation_id=conv_id)
     if not originals:
         raise Invalid("nothing to forward", field="message_ids")
-    target = access_conversation(session=session, actor=actor, conversation_id=to_conversation_id, lock=True)
+    target = _open_for_append(session, clock, me, to_conversation_id, count=len(originals))
     out = []
     for original in originals:
         patient_id = _settle_patient(session, target, original.patient_id)
         message, members = _append(
-            session, clock, target, sender_id=me, kind=MessageKind.FORWARD, body=original.body,
+            session, target, sender_id=me, kind=MessageKind.FORWARD, body=original.body,
             priority=original.priority, needs_ack=False, silent=original.silent, patient_id=patient_id,
             warnings=list(original.warnings_confirmed or []),
             original_author_id=original.original_author_id or original.sender_id,

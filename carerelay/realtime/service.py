@@ -11,12 +11,13 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, event, insert, select, text
+from sqlalchemy import Table, bindparam, delete, event, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, SessionTransaction
 
 from carerelay.core.clock import Clock
+from carerelay.core.prepared import PreparedRows
 from carerelay.realtime.models import Event, EventCursor
 
 WAKE_KEY = "realtime_wake"
@@ -28,15 +29,22 @@ _CURSORS = cast(Table, EventCursor.__table__)
 _EVENTS = cast(Table, Event.__table__)
 
 
-def _cursor_upsert(insert_for: Any) -> Any:
-    return (insert_for(_CURSORS)
+def _rows(table: Table, columns: tuple[str, ...], n: int) -> list[dict[str, Any]]:
+    return [{c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in columns} for i in range(n)]
+
+
+def _cursor_upsert(insert_for: Any, n: int) -> Any:
+    return (insert_for(_CURSORS).values([{**row, "last_seq": 1} for row in _rows(_CURSORS, ("person_id",), n)])
             .on_conflict_do_update(index_elements=[_CURSORS.c.person_id], set_={"last_seq": _CURSORS.c.last_seq + 1})
             .returning(_CURSORS.c.person_id, _CURSORS.c.last_seq))
 
 
-# Built once per dialect: every message fans out through these.
-_UPSERT_CURSORS = {"postgresql": _cursor_upsert(pg_insert), "sqlite": _cursor_upsert(sqlite_insert)}
-_INSERT_EVENTS = insert(_EVENTS)
+# Every message fans out through these: compiled once per dialect and row count, run through the driver.
+# A new cursor row starts at 1, an existing one moves on by one.
+_UPSERT_CURSORS = {"postgresql": PreparedRows(lambda n: _cursor_upsert(pg_insert, n), ("person_id",)),
+                   "sqlite": PreparedRows(lambda n: _cursor_upsert(sqlite_insert, n), ("person_id",))}
+_EVENT_COLUMNS = ("person_id", "seq", "kind", "payload", "created_at")
+_INSERT_EVENTS = PreparedRows(lambda n: insert(_EVENTS).values(_rows(_EVENTS, _EVENT_COLUMNS, n)), _EVENT_COLUMNS)
 
 
 def _next_seqs(session: Session, person_ids: list[int]) -> dict[int, int]:
@@ -47,8 +55,8 @@ def _next_seqs(session: Session, person_ids: list[int]) -> dict[int, int]:
     other's row instead of failing). Rows are taken in the order given (sorted ids; the rows of one
     multi-row statement), so two transactions fanning out to overlapping people cannot deadlock.
     """
-    upsert = _UPSERT_CURSORS[session.get_bind().dialect.name]
-    rows = session.connection().execute(upsert, [{"person_id": p, "last_seq": 1} for p in person_ids])
+    conn = session.connection()
+    rows = _UPSERT_CURSORS[conn.dialect.name].rows(conn, [{"person_id": p} for p in person_ids])
     return {int(p): int(q) for p, q in rows}
 
 
@@ -61,8 +69,8 @@ def emit(
         return {}
     seqs = _next_seqs(session, ids)
     now = clock.now()
-    session.connection().execute(_INSERT_EVENTS, [{"person_id": p, "seq": seqs[p], "kind": kind, "payload": payload,
-                                                   "created_at": now} for p in ids])
+    _INSERT_EVENTS.rows(session.connection(), [{"person_id": p, "seq": seqs[p], "kind": kind, "payload": payload,
+                                                "created_at": now} for p in ids])
     wake: set[int] = session.info.setdefault(WAKE_KEY, set())
     wake.update(ids)
     savepoint = session.get_nested_transaction()

@@ -181,3 +181,82 @@ def test_a_groups_audit_entries_are_chained_once_at_its_commit_in_turn_order(pro
     assert sorted(written) == [n for n in range(30) if n != 3] and kept == 29
     assert written == [n for n in turns if n != 3]  # chained in turn order
     assert len(heads) < 29  # one head lock per group, not per member
+
+
+def test_work_that_ends_its_own_unit_of_work_commits_and_fails_alone(probe: Database) -> None:
+    """``run_to_end``: the route's work and the end of its unit of work in one worker thread. A duplicate
+    key in one unit is its own Conflict; an error the route catches and answers itself (a policy
+    warning) leaves nothing written, as the work raised it; everyone else is committed (in shared
+    COMMITs on SQLite) before their after-commit hooks run."""
+    from carerelay.core.db import run_to_end
+    from carerelay.core.errors import Conflict
+
+    commits: list[int] = []
+    durable_before_hook: list[int] = []
+    probe.after_commit.append(lambda session: durable_before_hook.append(_count(probe)))
+    event.listen(probe.engine, "commit", lambda conn: commits.append(1))
+
+    def refuse(session: Session) -> None:
+        _insert(session, 599)
+        raise Invalid("a warning to confirm")
+
+    async def one(n: int) -> str:
+        async with probe.unit_of_work_async() as session:
+            if n == 5:
+                try:
+                    await run_to_end(session, lambda: refuse(session))
+                except Invalid:
+                    return "answered"
+            await run_to_end(session, lambda: _insert(session, 500 if n == 9 else 500 + n))
+        return "ok"
+
+    async def main() -> list[object]:
+        return await asyncio.gather(*(one(n) for n in range(40)), return_exceptions=True)
+
+    outcomes = asyncio.run(main())
+    assert outcomes[5] == "answered"
+    assert isinstance(outcomes[9], Conflict) or isinstance(outcomes[0], Conflict)
+    assert sum(1 for o in outcomes if o == "ok") == 38
+    with probe.read_only() as session:
+        ids = set(session.execute(text("SELECT id FROM uow_probe")).scalars())
+    assert 599 not in ids and 505 not in ids and len(ids) == 38
+    assert len(durable_before_hook) == 38 and min(durable_before_hook) >= 1  # the answered one kept nothing
+    if probe.dialect == "sqlite":
+        assert len(commits) < 38
+
+
+def test_a_request_cancelled_during_work_that_ends_its_own_unit_of_work_leaves_it_ended(probe: Database) -> None:
+    """The client goes away while ``run_to_end``'s work runs: the work finishes and its unit of work ends
+    in the same thread (what it wrote is committed, as a request that finished a moment earlier), and the
+    next request gets the writer at once."""
+    import threading
+
+    from carerelay.core.db import run_to_end
+
+    release = threading.Event()
+
+    async def main() -> None:
+        started = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def work(session: Session) -> None:
+            _insert(session, 700)
+            loop.call_soon_threadsafe(started.set)
+            release.wait(timeout=20)
+
+        async def request() -> None:
+            async with probe.unit_of_work_async() as session:
+                await run_to_end(session, lambda: work(session))
+
+        task = asyncio.create_task(request())
+        await started.wait()
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with probe.unit_of_work_async() as session:
+            await asyncio.wait_for(run_to_end(session, lambda: _insert(session, 701)), timeout=20)
+
+    asyncio.run(main())
+    with probe.read_only() as session:
+        assert set(session.execute(text("SELECT id FROM uow_probe")).scalars()) == {700, 701}

@@ -319,10 +319,8 @@ class _Settled:
 
 def _settled(session: Session, clock: Clock, token: str) -> _Settled | None:
     # Straight through the driver (every request and every socket's liveness check asks), after
-    # flushing any edits the read must see: a request's first statement finds the session clean.
-    pending = session.new or session.dirty or session.deleted
-    conn = flushed_connection(session) if pending else session.connection()
-    rows = _SESSION_COLUMNS.rows(conn, {"token_hash": _token_hash(token)})
+    # flushing any edits the read must see (a request's first statement finds nothing to flush).
+    rows = _SESSION_COLUMNS.rows(flushed_connection(session), {"token_hash": _token_hash(token)})
     now = clock.now()
     if not rows:
         return None

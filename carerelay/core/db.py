@@ -273,7 +273,7 @@ class Database:
         # Entering only creates the session (it connects on first use) unless a test's serial lock
         # must be waited for: no thread hop for it then.
         session = scope.__enter__() if self._serial is None else await to_thread.run_sync(scope.__enter__)
-        ending = _EndInThread(lambda exc: _exit_scope(scope, exc))
+        ending = _EndInThread(lambda _, exc: _exit_scope(scope, exc))
         session.info[_ENDING_KEY] = ending
         try:
             yield session
@@ -444,9 +444,6 @@ class WriteGroup:
         self._holding = False
         self._limiter = CapacityLimiter(1)
         self._at_commit: dict[str, list[Any]] = {}
-        # How the member holding the turn ended, when its route ended it in its own worker thread
-        # (``run_to_end``): (kept, committed now, commit error).
-        self._ended: tuple[bool, bool, BaseException | None] = (False, False, None)
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
@@ -481,7 +478,7 @@ class WriteGroup:
             outcome = self._outcome
             self._members += 1
             session = Session(bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint")
-            ending = _EndInThread(lambda exc: self._end_in_thread(session, exc))
+            ending = _EndInThread(lambda this, exc: self._end_in_thread(this, session, exc))
             session.info[_ENDING_KEY] = ending
             error: BaseException | None = None
             try:
@@ -490,7 +487,7 @@ class WriteGroup:
                 error = exc
             if ending.started:
                 await ending.finished()
-                kept, commit, failed = self._ended
+                kept, commit, failed = ending.outcome
                 raised = error
             else:
                 commit = self._commit_due()
@@ -516,13 +513,14 @@ class WriteGroup:
         return (self._waiting == 0 or self._members >= self.MAX_MEMBERS
                 or time.monotonic() - self._opened >= self.MAX_AGE_S)
 
-    def _end_in_thread(self, session: Session, error: BaseException | None) -> None:
-        """The member's end (and the group's COMMIT when it is its turn) in the route's worker thread. The
-        counts it reads change in the event loop meanwhile, but only ever make it a turn late: the
-        next member commits instead."""
+    def _end_in_thread(self, ending: _EndInThread, session: Session, error: BaseException | None) -> None:
+        """The member's end (and the group's COMMIT when it is its turn) in the route's worker thread; the
+        event loop reads (kept, committed now, commit error) from ``ending.outcome``. The counts read
+        here change in the event loop meanwhile, but only ever make it a turn late: the next member
+        commits instead."""
         commit = self._commit_due()
         kept, raised, failed = self._end(session, error, commit)
-        self._ended = (kept, commit, failed)
+        ending.outcome = (kept, commit, failed)
         if raised is not None:
             raise raised
 
@@ -622,9 +620,12 @@ class _EndInThread:
     ending the unit of work beside it on the same connection.
     """
 
-    def __init__(self, end: Callable[[BaseException | None], None]) -> None:
-        self._end = end  # commits or rolls back; raises what the unit of work makes of an error
+    def __init__(self, end: Callable[[_EndInThread, BaseException | None], None]) -> None:
+        # Commits or rolls back after the work (or its error), raising what the unit of work makes of
+        # the error; it may leave the event loop what it needs to know in ``outcome``.
+        self._end = end
         self.started = False
+        self.outcome: Any = None
         self._finished = threading.Event()
 
     def run(self, work: Callable[[], T]) -> T:
@@ -635,9 +636,9 @@ class _EndInThread:
             try:
                 result = work()
             except BaseException as exc:
-                self._end(exc)
+                self._end(self, exc)
                 raise
-            self._end(None)
+            self._end(self, None)
             return result
         finally:
             self._finished.set()
@@ -664,9 +665,9 @@ async def run_to_end(session: Session, work: Callable[[], T]) -> T:
     the error keeps changes) even if the route catches the error and answers itself. The session is
     finished afterwards: nothing may use it once this returns."""
     ending = session.info.get(_ENDING_KEY)
-    if isinstance(ending, _EndInThread):
-        return await to_thread.run_sync(ending.run, work)
-    return await to_thread.run_sync(work)
+    if not isinstance(ending, _EndInThread):
+        raise RuntimeError("run_to_end needs a unit of work entered from the event loop (unit_of_work_async)")
+    return await to_thread.run_sync(ending.run, work)
 
 
 def _constraint_text(exc: IntegrityError) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import BindParameter, Connection, Table, bindparam
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -94,9 +94,21 @@ class Prepared:
         self.rows(conn, values)
 
 
+def binds(table: Table, columns: Sequence[str], suffix: str = "") -> dict[str, BindParameter[Any]]:
+    """A bind parameter per column, named ``<column><suffix>`` and typed as the column: the VALUES of a
+    prepared INSERT, with no value baked in."""
+    return {c: bindparam(f"{c}{suffix}", type_=table.c[c].type) for c in columns}
+
+
+def bind_rows(table: Table, columns: Sequence[str], n: int) -> list[dict[str, BindParameter[Any]]]:
+    """``n`` rows of ``binds``, named ``<column>_<row>`` as ``PreparedRows`` fills them."""
+    return [binds(table, columns, f"_{i}") for i in range(n)]
+
+
 class PreparedRows:
     """A multi-row statement (``INSERT … VALUES (…), (…)``) for 1 to ``most`` rows, one ``Prepared`` per row
-    count: ``build(n)`` makes the statement for ``n`` rows, its bind parameters named ``<column>_<row>``."""
+    count: ``build(n)`` makes the statement for ``n`` rows, its bind parameters named ``<column>_<row>``
+    (``bind_rows``)."""
 
     def __init__(self, build: Callable[[int], ClauseElement], columns: Sequence[str], *, most: int = 50) -> None:
         self._build = build

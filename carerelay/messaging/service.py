@@ -42,7 +42,7 @@ from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.db import UTCDateTime, dialect_insert, flushed_connection
 from carerelay.core.errors import Conflict, Forbidden, Invalid, NotFound
-from carerelay.core.prepared import Prepared, PreparedRows
+from carerelay.core.prepared import Prepared, PreparedRows, bind_rows, binds
 from carerelay.directory.models import Person
 from carerelay.escalation.engine import on_notify
 from carerelay.messaging import policy
@@ -313,9 +313,6 @@ def _find_direct(session: Session, a: int, b: int, patient_id: int | None) -> Co
 
 
 # Built once: every send runs these (no statement construction or cache-key work per call).
-_MEMBERS = (select(ConversationMember.person_id)
-            .where(ConversationMember.conversation_id == bindparam("conversation_id"))
-            .order_by(ConversationMember.person_id))
 _AS_MEMBER = (select(Conversation).join(ConversationMember, ConversationMember.conversation_id == Conversation.id)
               .where(Conversation.id == bindparam("conversation_id"), ConversationMember.person_id == bindparam("me")))
 _CONVERSATIONS = cast(Table, Conversation.__table__)
@@ -334,20 +331,20 @@ _OPEN_FOR_APPEND = Prepared(
                _CONVERSATIONS.c.resolution, _CONVERSATIONS.c.last_seq))
 _SET_PATIENT = Prepared(update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
                         .values(patient_id=bindparam("patient_id")))
-_MEMBER_IDS = Prepared(_MEMBERS)
+_MEMBER_IDS = Prepared(select(ConversationMember.person_id)
+                       .where(ConversationMember.conversation_id == bindparam("conversation_id"))
+                       .order_by(ConversationMember.person_id))
 _MESSAGE_COLUMNS = ("conversation_id", "seq", "sender_id", "kind", "body", "priority", "needs_ack", "silent",
                     "patient_id", "created_at", "original_author_id", "original_sent_at", "forwarded_from_id",
                     "warnings_confirmed", "resolution")
-_INSERT_MESSAGE = Prepared(insert(_MESSAGES).values({c: bindparam(c, type_=_MESSAGES.c[c].type)
-                                                     for c in _MESSAGE_COLUMNS}).returning(_MESSAGES.c.id))
+_INSERT_MESSAGE = Prepared(insert(_MESSAGES).values(binds(_MESSAGES, _MESSAGE_COLUMNS)).returning(_MESSAGES.c.id))
 _RECEIPT_COLUMNS = ("message_id", "person_id", "sent_at")
-_INSERT_RECEIPTS = PreparedRows(lambda n: insert(_RECEIPTS).values([
-    {c: bindparam(f"{c}_{i}", type_=_RECEIPTS.c[c].type) for c in _RECEIPT_COLUMNS} for i in range(n)]),
-    _RECEIPT_COLUMNS)
+_INSERT_RECEIPTS = PreparedRows(lambda n: insert(_RECEIPTS).values(bind_rows(_RECEIPTS, _RECEIPT_COLUMNS, n)),
+                                _RECEIPT_COLUMNS)
 
 
 def member_ids(session: Session, conversation_id: int) -> list[int]:
-    return list(session.execute(_MEMBERS, {"conversation_id": conversation_id}).scalars())
+    return [pid for (pid,) in _MEMBER_IDS.rows(flushed_connection(session), {"conversation_id": conversation_id})]
 
 
 def conversation_json(session: Session, conversation: Conversation) -> dict[str, Any]:
@@ -610,7 +607,7 @@ def _open_for_append(session: Session, clock: Clock, me: int, conversation_id: i
     if not rows:
         raise NotFound(f"no conversation {conversation_id}")
     kind, address, patient_id, resolution, last_seq = rows[0]
-    members = [pid for (pid,) in _MEMBER_IDS.rows(conn, {"conversation_id": conversation_id})]
+    members = member_ids(session, conversation_id)
     appending = Appending(id=conversation_id, kind=kind, address=address, patient_id=patient_id, resolution=resolution,
                           members=members, opened_at=now, next_seq=last_seq - count + 1)
     appending.sync_held(session, last_seq=last_seq, last_message_at=now)

@@ -11,13 +11,13 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, event, insert, select, text
+from sqlalchemy import Table, delete, event, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, SessionTransaction
 
 from carerelay.core.clock import Clock
-from carerelay.core.prepared import PreparedRows
+from carerelay.core.prepared import PreparedRows, bind_rows
 from carerelay.realtime.models import Event, EventCursor
 
 WAKE_KEY = "realtime_wake"
@@ -29,12 +29,8 @@ _CURSORS = cast(Table, EventCursor.__table__)
 _EVENTS = cast(Table, Event.__table__)
 
 
-def _rows(table: Table, columns: tuple[str, ...], n: int) -> list[dict[str, Any]]:
-    return [{c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in columns} for i in range(n)]
-
-
 def _cursor_upsert(insert_for: Any, n: int) -> Any:
-    return (insert_for(_CURSORS).values([{**row, "last_seq": 1} for row in _rows(_CURSORS, ("person_id",), n)])
+    return (insert_for(_CURSORS).values([{**row, "last_seq": 1} for row in bind_rows(_CURSORS, ("person_id",), n)])
             .on_conflict_do_update(index_elements=[_CURSORS.c.person_id], set_={"last_seq": _CURSORS.c.last_seq + 1})
             .returning(_CURSORS.c.person_id, _CURSORS.c.last_seq))
 
@@ -44,7 +40,7 @@ def _cursor_upsert(insert_for: Any, n: int) -> Any:
 _UPSERT_CURSORS = {"postgresql": PreparedRows(lambda n: _cursor_upsert(pg_insert, n), ("person_id",)),
                    "sqlite": PreparedRows(lambda n: _cursor_upsert(sqlite_insert, n), ("person_id",))}
 _EVENT_COLUMNS = ("person_id", "seq", "kind", "payload", "created_at")
-_INSERT_EVENTS = PreparedRows(lambda n: insert(_EVENTS).values(_rows(_EVENTS, _EVENT_COLUMNS, n)), _EVENT_COLUMNS)
+_INSERT_EVENTS = PreparedRows(lambda n: insert(_EVENTS).values(bind_rows(_EVENTS, _EVENT_COLUMNS, n)), _EVENT_COLUMNS)
 
 
 def _next_seqs(session: Session, person_ids: list[int]) -> dict[int, int]:

@@ -16,19 +16,18 @@ from sqlalchemy import JSON, Boolean, Column, Engine, Integer, MetaData, String,
 from sqlalchemy.exc import IntegrityError
 
 from carerelay.core.db import UTCDateTime
-from carerelay.core.prepared import Prepared, PreparedRows
+from carerelay.core.prepared import Prepared, PreparedRows, bind_rows, binds
 from tests.querycount import statements
 
 METADATA = MetaData()
 PROBE = Table("prepared_probe", METADATA, Column("id", Integer, primary_key=True), Column("at", UTCDateTime),
               Column("data", JSON), Column("flag", Boolean), Column("note", String(20)), Column("n", Integer))
 COLUMNS = ("id", "at", "data", "flag", "note", "n")
-INSERT = Prepared(insert(PROBE).values({c: bindparam(c, type_=PROBE.c[c].type) for c in COLUMNS}))
+INSERT = Prepared(insert(PROBE).values(binds(PROBE, COLUMNS)))
 READ_CORE = select(PROBE.c.at, PROBE.c.data, PROBE.c.flag, PROBE.c.note).where(PROBE.c.id == bindparam("id"))
 READ = Prepared(READ_CORE)
-INSERT_ROWS = PreparedRows(lambda n: insert(PROBE).values([
-    {c: bindparam(f"{c}_{i}", type_=PROBE.c[c].type) for c in COLUMNS} for i in range(n)]).returning(PROBE.c.id),
-    COLUMNS, most=3)
+INSERT_ROWS = PreparedRows(lambda n: insert(PROBE).values(bind_rows(PROBE, COLUMNS, n)).returning(PROBE.c.id),
+                           COLUMNS, most=3)
 
 
 @pytest.fixture

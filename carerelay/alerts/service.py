@@ -21,6 +21,7 @@ from carerelay.audit import service as audit
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.errors import CarerelayError, Forbidden, Invalid, NotFound
+from carerelay.core.prepared import PreparedInsert
 from carerelay.escalation import engine
 from carerelay.realtime import service as realtime
 from carerelay.routing.resolver import check_address, department_of, resolve
@@ -28,6 +29,7 @@ from carerelay.routing.rules import sender_type_of
 
 OVERSEERS = frozenset({"operator", "integration_admin", "compliance_officer", "system_admin"})
 ACCEPT, REJECT, CALL_BACK = "accept", "reject", "call back"
+_INSERT_ALERT = PreparedInsert(Alert)
 
 AckHook = Callable[[Session, Clock, Alert, int], None]
 ACK_HOOKS: dict[str, AckHook] = {}
@@ -90,13 +92,12 @@ def raise_alert(
     alert = Alert(kind=kind, priority=priority, title=title, body=body, address=address, patient_id=patient_id,
                   department_id=department_id, location=location, source=source, source_ref=source_ref,
                   choices=list(choices), data=data, status=AlertStatus.OPEN, created_at=clock.now())
-    session.add(alert)
-    session.flush()
-    engine.event(session, clock, alert, "raised", actor.person_id, source=source, address=address)
+    _INSERT_ALERT.add(session, alert)
     audit.record(session=session, clock=clock, actor=actor, action="alert.raise", object_type="alert",
                  object_id=alert.id, detail={"kind": kind, "priority": priority, "address": address,
                                              "patient_id": patient_id})
-    engine.start(session=session, clock=clock, alert=alert, plan=escalation)
+    engine.start(session=session, clock=clock, alert=alert, plan=escalation,
+                 raised=("raised", actor.person_id, {"source": source, "address": address}))
     return alert
 
 

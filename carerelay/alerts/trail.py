@@ -14,8 +14,11 @@ from sqlalchemy.orm import Session
 
 from carerelay.alerts.models import AlertEvent
 from carerelay.core.clock import Clock
+from carerelay.core.prepared import PreparedRows, bind_rows
 
-_INSERT = insert(cast(Table, AlertEvent.__table__))
+_EVENTS = cast(Table, AlertEvent.__table__)
+_COLUMNS = ("alert_id", "at", "kind", "person_id", "detail")
+_INSERT = PreparedRows(lambda n: insert(_EVENTS).values(bind_rows(_EVENTS, _COLUMNS, n)), _COLUMNS)
 
 
 def record_event(session: Session, clock: Clock, alert_id: int, kind: str, person_id: int | None,
@@ -30,5 +33,5 @@ def record_events(session: Session, clock: Clock, alert_id: int,
     recipients) waits for the unit of work's next flush instead of costing one of its own."""
     if events:
         at = clock.now()
-        session.connection().execute(_INSERT, [{"alert_id": alert_id, "at": at, "kind": kind, "person_id": person_id,
-                                                "detail": detail} for kind, person_id, detail in events])
+        _INSERT.rows(session.connection(), [{"alert_id": alert_id, "at": at, "kind": kind, "person_id": person_id,
+                                             "detail": detail} for kind, person_id, detail in events])

@@ -23,6 +23,7 @@ from carerelay.audit.models import GENESIS_HASH, AuditChainHead, AuditEntry
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.db import BEFORE_GROUP_COMMIT, dialect_insert, write_group_of
+from carerelay.core.prepared import Prepared, PreparedRows, bind_rows
 
 
 def _entry_hash(
@@ -67,12 +68,13 @@ _HEAD = cast(Table, AuditChainHead.__table__)
 
 def _lock_head(conn: Connection) -> tuple[int, str]:
     """The chain's tip, locked for the rest of the transaction (PostgreSQL; SQLite holds its write lock)."""
-    row = conn.execute(_HEAD_FOR_UPDATE).first()
-    if row is None:
+    rows = _HEAD_FOR_UPDATE.rows(conn)
+    if not rows:
         create = dialect_insert(conn, _HEAD)
         conn.execute(create.values(id=1, last_seq=0, last_hash=GENESIS_HASH).on_conflict_do_nothing())
-        row = conn.execute(_HEAD_FOR_UPDATE).one()
-    return int(row.last_seq), str(row.last_hash)
+        rows = _HEAD_FOR_UPDATE.rows(conn)
+    last_seq, last_hash = rows[0]
+    return int(last_seq), str(last_hash)
 
 
 PENDING_KEY = "audit_pending"
@@ -151,9 +153,14 @@ def _append_for_group(conn: Connection, deferred: dict[str, list[Any]]) -> None:
 
 BEFORE_GROUP_COMMIT.append(_append_for_group)
 
-_HEAD_FOR_UPDATE = select(_HEAD.c.last_seq, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
-_INSERT_ENTRIES = insert(_ENTRIES)
-_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(last_seq=bindparam("seq"), last_hash=bindparam("tip"))
+# Prepared once (core/prepared.py): every audited commit runs them.
+_HEAD_FOR_UPDATE = Prepared(select(_HEAD.c.last_seq, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update())
+_ENTRY_COLUMNS = ("seq", "at", "actor_id", "actor_name", "action", "object_type", "object_id", "outcome", "ip",
+                  "detail", "prev_hash", "hash")
+_INSERT_ENTRIES = PreparedRows(lambda n: insert(_ENTRIES).values(bind_rows(_ENTRIES, _ENTRY_COLUMNS, n)),
+                               _ENTRY_COLUMNS)
+_MOVE_HEAD = Prepared(update(_HEAD).where(_HEAD.c.id == 1).values(
+    last_seq=bindparam("seq", type_=_HEAD.c.last_seq.type), last_hash=bindparam("tip", type_=_HEAD.c.last_hash.type)))
 
 
 def _append(conn: Connection, entries: list[dict[str, Any]]) -> None:
@@ -165,8 +172,8 @@ def _append(conn: Connection, entries: list[dict[str, Any]]) -> None:
         row = {**fields, "seq": last_seq, "prev_hash": last_hash}
         last_hash = _entry_hash(**row)
         rows.append({**row, "hash": last_hash})
-    conn.execute(_INSERT_ENTRIES, rows)
-    conn.execute(_MOVE_HEAD, {"seq": last_seq, "tip": last_hash})
+    _INSERT_ENTRIES.rows(conn, rows)
+    _MOVE_HEAD.run(conn, {"seq": last_seq, "tip": last_hash})
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -12,16 +12,22 @@ an IntegrityError; a lost PostgreSQL connection is still invalidated) behave as 
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import BindParameter, Connection, Table, bindparam
+from sqlalchemy import BindParameter, Connection, Select, Table, bindparam, insert, inspect, update
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from carerelay.core.db import flushed_connection
+
 Processor = Callable[[Any], Any] | None
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,14 +35,22 @@ class _Compiled:
     sql: str
     names: tuple[str, ...]  # the bind parameters in the order the driver takes them
     positional: bool
-    binds: tuple[Processor, ...]
+    binds: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, processor) where a type has one
     defaults: tuple[Any, ...]  # a value the statement itself holds (``last_seq + 1``), else _REQUIRED
-    results: tuple[Processor, ...]
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]
+
+
+def _with_processor(processors: Sequence[Processor]) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """Only the positions whose type processes values: most (integers, strings) need nothing, and a
+    call per value was most of what running a prepared statement cost."""
+    return tuple((i, p) for i, p in enumerate(processors) if p is not None)
 
 
 def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
     compiled = statement.compile(dialect=dialect)
     assert isinstance(compiled, SQLCompiler)
+    if any(bind.expanding for bind in compiled.binds.values()):
+        raise TypeError("a prepared statement cannot expand a list (IN): write the alternatives out")
     positional = bool(compiled.positional)
     names = tuple(compiled.positiontup or ()) if positional else tuple(compiled.binds)
     binds = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
@@ -44,14 +58,17 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
     results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returned)
     defaults = tuple(_REQUIRED if compiled.binds[name].required else compiled.binds[name].effective_value
                      for name in names)
-    return _Compiled(compiled.string, names, positional, binds, defaults, results)
+    return _Compiled(compiled.string, names, positional, _with_processor(binds), defaults, _with_processor(results))
 
 
 _REQUIRED = object()
 
 
-def _processed(value: Any, processor: Processor) -> Any:
-    return value if processor is None or value is None else processor(value)
+def _process(values: list[Any], processors: tuple[tuple[int, Callable[[Any], Any]], ...]) -> list[Any]:
+    for i, processor in processors:
+        if values[i] is not None:
+            values[i] = processor(values[i])
+    return values
 
 
 class Prepared:
@@ -74,8 +91,8 @@ class Prepared:
     def rows(self, conn: Connection, values: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         compiled = self._for(conn.dialect)
         given = values or {}
-        processed = [_processed(given[name] if default is _REQUIRED else given.get(name, default), bind)
-                     for name, bind, default in zip(compiled.names, compiled.binds, compiled.defaults, strict=True)]
+        processed = _process([given[name] if default is _REQUIRED else given.get(name, default)
+                              for name, default in zip(compiled.names, compiled.defaults, strict=True)], compiled.binds)
         params: Sequence[Any] | dict[str, Any] = (
             tuple(processed) if compiled.positional else dict(zip(compiled.names, processed, strict=True)))
         dbapi = conn.connection.dbapi_connection
@@ -86,9 +103,9 @@ class Prepared:
             fetched = cursor.fetchall() if cursor.description is not None else []
         finally:
             cursor.close()
-        if not any(compiled.results):
+        if not compiled.results:
             return [tuple(row) for row in fetched]
-        return [tuple(_processed(v, p) for v, p in zip(row, compiled.results, strict=True)) for row in fetched]
+        return [tuple(_process(list(row), compiled.results)) for row in fetched]
 
     def run(self, conn: Connection, values: Mapping[str, Any] | None = None) -> None:
         self.rows(conn, values)
@@ -127,3 +144,142 @@ class PreparedRows:
             out.extend(prepared.rows(conn, {f"{column}_{i}": item[column]
                                             for i, item in enumerate(chunk) for column in self._columns}))
         return out
+
+
+class PreparedInsert:
+    """A mapped object's INSERT as a ``Prepared`` statement; the object then joins the session as if it
+    had been loaded (persistent, nothing pending), so it costs no flush of the unit of work.
+
+    For the rows a hot path writes and goes on using as objects (an alert, its escalation run, a
+    timer): each one through the ORM cost a flush, several times what the statement itself costs.
+    Later changes to the object are tracked as for any loaded object. Column defaults are applied as
+    the ORM would (scalars and argument-less callables); the server assigns the autoincrement key.
+    """
+
+    def __init__(self, model: type[Any]) -> None:
+        mapper = inspect(model)
+        table = mapper.local_table
+        assert isinstance(table, Table)
+        generated = table.autoincrement_column
+        self._columns = tuple((column.key, mapper.get_property_by_column(column).key, column.default)
+                              for column in table.columns if column is not generated)
+        columns = [column for column, _, _ in self._columns]
+        statement = insert(table).values(binds(table, columns))
+        self._key = mapper.get_property_by_column(generated).key if generated is not None else None
+        self._prepared = Prepared(statement.returning(generated) if generated is not None else statement)
+        self._many = None if generated is not None else PreparedRows(
+            lambda n: insert(table).values(bind_rows(table, columns, n)), columns)
+
+    def add(self, session: Session, obj: T) -> T:
+        """Writes ``obj`` (transient) now and returns it, persistent in ``session``. Anything the session
+        holds pending is flushed first, so the row's foreign keys find theirs."""
+        rows = self._prepared.rows(flushed_connection(session), self._values(obj))
+        if self._key is not None:
+            setattr(obj, self._key, rows[0][0])
+        self._attach(session, obj)
+        return obj
+
+    def add_all(self, session: Session, objs: Sequence[T]) -> None:
+        """Several rows in one statement; for tables whose key the caller gives (no generated id to
+        match back to each row)."""
+        assert self._many is not None, "add_all needs a table without a generated key"
+        if objs:
+            self._many.rows(flushed_connection(session), [self._values(obj) for obj in objs])
+            for obj in objs:
+                self._attach(session, obj)
+
+    def _values(self, obj: Any) -> dict[str, Any]:
+        state = instance_state(obj)
+        values: dict[str, Any] = {}
+        for column, attribute, default in self._columns:
+            value = state.dict.get(attribute, _REQUIRED)
+            if value is _REQUIRED:
+                value = _default(default)
+                setattr(obj, attribute, value)
+            values[column] = value
+        return values
+
+    @staticmethod
+    def _attach(session: Session, obj: Any) -> None:
+        make_transient_to_detached(obj)
+        session.add(obj)
+
+
+def _default(default: Any) -> Any:
+    if default is None:
+        return None
+    if default.is_scalar:
+        return default.arg
+    if default.is_callable:
+        return default.arg(None)  # SQLAlchemy wraps an argument-less callable to take the context
+    raise TypeError(f"a prepared insert cannot apply the default {default!r}")
+
+
+class PreparedUpdate:
+    """``UPDATE <table> SET <columns> WHERE <primary key>`` for a persistent object, as a ``Prepared``
+    statement: the new values are written now and become the object's committed state, so the unit
+    of work has nothing left to flush for them. Whatever the session holds pending is flushed first,
+    as for any query."""
+
+    def __init__(self, model: type[Any], columns: Sequence[str]) -> None:
+        mapper = inspect(model)
+        table = mapper.local_table
+        assert isinstance(table, Table)
+        (key,) = table.primary_key.columns
+        self._key = mapper.get_property_by_column(key).key
+        self._attributes = {column: mapper.get_property_by_column(table.c[column]).key for column in columns}
+        self._prepared = Prepared(update(table).where(key == bindparam("_key", type_=key.type))
+                                  .values(binds(table, columns)))
+
+    def apply(self, session: Session, obj: Any, values: Mapping[str, Any]) -> None:
+        self._prepared.run(flushed_connection(session), {"_key": getattr(obj, self._key), **values})
+        for column, value in values.items():
+            set_committed_value(obj, self._attributes[column], value)
+
+
+class PreparedLoad:
+    """``select(Model).where(…)`` as a ``Prepared`` statement whose rows become the model's objects,
+    persistent in the session as if the ORM had loaded them: one already in the session's identity
+    map is returned as it is there (the ORM's own rule), any other is built from its row.
+
+    For the reads every nurse-call alert makes (its sender, its recipient mapping, the paging rules):
+    the ORM's statement and loading machinery cost several times the database's work. Sees the
+    caller's own pending edits (the autoflush a query through the session would have done).
+    """
+
+    def __init__(self, statement: Select[Any]) -> None:
+        (entity,) = statement.column_descriptions
+        model = entity["entity"]
+        mapper = inspect(model)
+        self._model = model
+        self._manager = mapper.class_manager
+        table = mapper.local_table
+        assert isinstance(table, Table)
+        columns = list(table.columns)
+        self._attributes = tuple(mapper.get_property_by_column(column).key for column in columns)
+        self._row: Any = namedtuple(f"{model.__name__}Row", self._attributes)  # type: ignore[misc]
+        (key,) = table.primary_key.columns
+        self._key_index = columns.index(key)
+        self._prepared = Prepared(statement.with_only_columns(*columns))
+
+    def all(self, session: Session, values: Mapping[str, Any] | None = None) -> list[Any]:
+        return [self._object(session, row) for row in self._prepared.rows(flushed_connection(session), values)]
+
+    def first(self, session: Session, values: Mapping[str, Any] | None = None, *,
+              where: Callable[[Any], bool] | None = None) -> Any | None:
+        """The first row, or the first that ``where`` accepts (given the row's values by attribute
+        name), as an object: the rows passed over are never built into objects."""
+        for row in self._prepared.rows(flushed_connection(session), values):
+            if where is None or where(self._row._make(row)):
+                return self._object(session, row)
+        return None
+
+    def _object(self, session: Session, row: tuple[Any, ...]) -> Any:
+        held = session.identity_map.get(session.identity_key(self._model, row[self._key_index]))
+        if held is not None:
+            return held
+        obj = self._manager.new_instance()
+        instance_state(obj).dict.update(zip(self._attributes, row, strict=True))  # as the ORM's loader fills it
+        make_transient_to_detached(obj)  # which makes every value committed state
+        session.add(obj)
+        return obj

@@ -31,6 +31,7 @@ from carerelay.audit import service as audit
 from carerelay.core.actor import SYSTEM, Actor
 from carerelay.core.clock import Clock
 from carerelay.core.errors import Invalid
+from carerelay.core.prepared import PreparedInsert
 from carerelay.escalation.models import EscalationPolicy, EscalationRun
 from carerelay.jobs import service as jobs
 from carerelay.jobs.models import Timer
@@ -91,6 +92,11 @@ def step(session: Session, clock: Clock, alert: Alert, kind: str, person_id: int
          **detail: Any) -> None:
     """A trail event that is also an audit entry (``alert.<kind>``): hold, forward, fallback, stop…"""
     event(session, clock, alert, kind, person_id, **detail)
+    _audit_step(session, clock, alert, kind, person_id, detail)
+
+
+def _audit_step(session: Session, clock: Clock, alert: Alert, kind: str, person_id: int | None,
+                detail: dict[str, Any]) -> None:
     audit.record(session=session, clock=clock, actor=SYSTEM, action=f"alert.{kind}", object_type="alert",
                  object_id=alert.id, detail={"person_id": person_id, "patient_id": alert.patient_id, **detail})
 
@@ -118,18 +124,33 @@ def plan_snapshot(plan: dict[str, Any]) -> dict[str, Any]:
             "repeat": int(plan.get("repeat", 1)), "fallback": str(plan.get("fallback") or DEFAULT_FALLBACK)}
 
 
-def start(*, session: Session, clock: Clock, alert: Alert, plan: dict[str, Any] | None = None) -> EscalationRun:
-    """``plan`` given: it is the snapshot (no policy lookup); otherwise the most specific policy's."""
+def start(*, session: Session, clock: Clock, alert: Alert, plan: dict[str, Any] | None = None,
+          raised: tuple[str, int | None, dict[str, Any]] | None = None) -> EscalationRun:
+    """``plan`` given: it is the snapshot (no policy lookup); otherwise the most specific policy's.
+    ``raised``: the alert's own first trail entry, written in the same statement as the run's.
+
+    The run is written once its first step has set its token and due time (``_stored``): one INSERT,
+    not an INSERT and an UPDATE."""
     policy = None if plan is not None else find_policy(session, alert)
     chosen = plan_snapshot(plan) if plan is not None else snapshot(policy)
     run = EscalationRun(alert_id=alert.id, policy_id=policy.id if policy else None, snapshot=chosen,
-                        step_index=0, round=0, state="active", token=0, started_at=clock.now())
-    session.add(run)
-    session.flush()
-    step(session, clock, alert, "escalation_started", policy=run.snapshot["policy"],
-         steps=len(run.snapshot["steps"]), repeat=run.snapshot["repeat"], fallback=run.snapshot["fallback"])
-    _execute_step(session, clock, run, alert, why="alert raised")
-    return run
+                        step_index=0, round=0, state="active", token=0, started_at=clock.now(), next_due_at=None,
+                        finished_at=None)
+    started = {"policy": chosen["policy"], "steps": len(chosen["steps"]), "repeat": chosen["repeat"],
+               "fallback": chosen["fallback"]}
+    trail.record_events(session, clock, alert.id,
+                        [*([raised] if raised else []), ("escalation_started", None, started)])
+    _audit_step(session, clock, alert, "escalation_started", None, started)
+    _execute_step(session, clock, run, alert, why="alert raised", first=True)
+    return _stored(session, run)
+
+
+_INSERT_RUN = PreparedInsert(EscalationRun)
+
+
+def _stored(session: Session, run: EscalationRun) -> EscalationRun:
+    """A run its first step is still shaping has no row yet; anything that needs its id writes it."""
+    return run if run.id is not None else _INSERT_RUN.add(session, run)
 
 
 NotifyHook = Callable[[Session, Clock, Alert, list[int]], None]
@@ -146,7 +167,7 @@ def on_notify(kind: str) -> Callable[[NotifyHook], NotifyHook]:
 
 
 def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution, step_no: int,
-            why: str) -> datetime | None:
+            why: str, *, first: bool = False) -> datetime | None:
     """Reach each recipient as their routing rules say: now, later (hold), someone else, or also by SMS…
 
     Returns when the first hold ends if every recipient holds it (the step's wait starts then: a
@@ -186,7 +207,7 @@ def _notify(session: Session, clock: Clock, alert: Alert, resolution: Resolution
                           params={"alert_id": alert.id, "person_id": recipient.person_id,
                                   "kind": decision.contact_kind, "rule_id": decision.rule_id},
                           key=f"{timer_key(alert.id)}followup:{recipient.person_id}")
-    _reach(session, clock, alert, reached, step_no, resolution.address)
+    _reach(session, clock, alert, reached, step_no, resolution.address, first=first)
     _audit_notify(session, clock, alert, step_no, why, resolution.as_json(), reached)
     return min(holds) if holds and not reached else None
 
@@ -198,27 +219,29 @@ def _audit_notify(session: Session, clock: Clock, alert: Alert, step_no: int, wh
                                              "reached": reached, "patient_id": alert.patient_id})
 
 
+_INSERT_RECIPIENT = PreparedInsert(AlertRecipient)
 _REACHED = select(AlertRecipient).where(AlertRecipient.alert_id == bindparam("alert_id"),
                                          AlertRecipient.person_id.in_(bindparam("ids", expanding=True)))
 
 
 def _reach(session: Session, clock: Clock, alert: Alert, reached: list[tuple[int, str]], step_no: int,
-           address: str) -> None:
+           address: str, *, first: bool = False) -> None:
     """Who is reached, why, and the live push; the kind's hook runs last so it can read the reasons."""
     if not reached:
         return
     now = clock.now()
     person_ids = list(dict.fromkeys(pid for pid, _ in reached))
-    earlier = {row.person_id: row for row in session.execute(_REACHED, {"alert_id": alert.id,
-                                                                         "ids": person_ids}).scalars()}
+    earlier: dict[int, AlertRecipient] = {} if first else {
+        row.person_id: row for row in session.execute(_REACHED, {"alert_id": alert.id, "ids": person_ids}).scalars()}
+    new: dict[int, AlertRecipient] = {}
     for person_id, reason in reached:
-        row = earlier.get(person_id)
+        row = earlier.get(person_id) or new.get(person_id)
         if row is None:
-            earlier[person_id] = AlertRecipient(alert_id=alert.id, person_id=person_id, step=step_no,
-                                                reason=reason[:500], notified_at=now)
-            session.add(earlier[person_id])
+            new[person_id] = AlertRecipient(alert_id=alert.id, person_id=person_id, step=step_no, reason=reason[:500],
+                                            notified_at=now)
         else:
             row.step, row.reason, row.notified_at = step_no, reason[:500], now
+    _INSERT_RECIPIENT.add_all(session, list(new.values()))
     trail.record_events(session, clock, alert.id, [
         ("notified", person_id, {"step": step_no, "reason": reason[:500], "address": address})
         for person_id, reason in reached])
@@ -258,7 +281,8 @@ def on_followup_due(session: Session, clock: Clock, timer: Timer) -> None:
          rule_id=timer.params.get("rule_id"))
 
 
-def _fallback(session: Session, clock: Clock, run: EscalationRun, alert: Alert, why: str) -> Resolution:
+def _fallback(session: Session, clock: Clock, run: EscalationRun, alert: Alert, why: str, *,
+              first: bool = False) -> Resolution:
     resolution = resolve_safely(session, run.snapshot["fallback"], clock)
     step(session, clock, alert, "fallback", address=run.snapshot["fallback"], why=why,
          reaches=resolution.person_ids)
@@ -268,7 +292,7 @@ def _fallback(session: Session, clock: Clock, run: EscalationRun, alert: Alert, 
              explanation=resolution.explain())
         log.critical("fallback reaches no one", extra={"alert_id": alert.id, "fallback": run.snapshot["fallback"]})
     else:
-        _notify(session, clock, alert, resolution, run.step_index, f"fallback ({why})")
+        _notify(session, clock, alert, resolution, run.step_index, f"fallback ({why})", first=first)
     return resolution
 
 
@@ -283,7 +307,9 @@ def _no_one_to_reach(session: Session, clock: Clock, alert: Alert, address: str,
                        data={"alert_id": alert.id, "address": address})
 
 
-def _execute_step(session: Session, clock: Clock, run: EscalationRun, alert: Alert, why: str) -> None:
+def _execute_step(session: Session, clock: Clock, run: EscalationRun, alert: Alert, why: str, *,
+                  first: bool = False) -> None:
+    """``first``: the alert was just raised, so no one has been reached yet (one query fewer)."""
     steps = run.snapshot["steps"]
     if run.step_index >= len(steps):
         if run.round < run.snapshot["repeat"]:
@@ -291,7 +317,7 @@ def _execute_step(session: Session, clock: Clock, run: EscalationRun, alert: Ale
             run.step_index = 0
             step(session, clock, alert, "repeat", round=run.round, of=run.snapshot["repeat"])
         else:
-            _fallback(session, clock, run, alert, "every step tried without acknowledgement")
+            _fallback(session, clock, run, alert, "every step tried without acknowledgement", first=first)
             run.state = "exhausted"
             run.finished_at = clock.now()
             run.next_due_at = None
@@ -307,16 +333,16 @@ def _execute_step(session: Session, clock: Clock, run: EscalationRun, alert: Ale
         NOBODY_TO_REACH.inc()
         step(session, clock, alert, "no_one", step=run.step_index, address=address,
              explanation=resolution.explain())
-        _fallback(session, clock, run, alert, f"{address} reached no one")
+        _fallback(session, clock, run, alert, f"{address} reached no one", first=first)
         _no_one_to_reach(session, clock, alert, address, resolution.explain())
         held_until = None
     else:
-        held_until = _notify(session, clock, alert, resolution, run.step_index, why)
+        held_until = _notify(session, clock, alert, resolution, run.step_index, why, first=first)
     wait = timedelta(minutes=float(current.get("wait_minutes", 5)))
     run.token += 1
     run.next_due_at = max(clock.now(), held_until or clock.now()) + wait
     jobs.schedule(session=session, clock=clock, kind=STEP_TIMER, due_at=run.next_due_at,
-                  params={"run_id": run.id, "token": run.token}, key=timer_key(alert.id) + "step")
+                  params={"run_id": _stored(session, run).id, "token": run.token}, key=timer_key(alert.id) + "step")
 
 
 def _locked_run(session: Session, alert_id: int) -> EscalationRun | None:

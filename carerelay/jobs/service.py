@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from carerelay.core.clock import Clock
 from carerelay.core.db import Database
+from carerelay.core.prepared import PreparedInsert
 from carerelay.jobs.models import Timer
 from carerelay.ops.metrics import TIMER_LAG, TIMERS_FIRED
 
@@ -43,15 +44,14 @@ class Registry:
 
 
 HANDLERS = Registry()
+_INSERT_TIMER = PreparedInsert(Timer)
 
 
 def schedule(
     *, session: Session, clock: Clock, kind: str, due_at: datetime, params: dict[str, Any], key: str | None = None
 ) -> Timer:
     timer = Timer(kind=kind, key=key, params=params, due_at=due_at, created_at=clock.now(), attempts=0)
-    session.add(timer)
-    session.flush()
-    return timer
+    return _INSERT_TIMER.add(session, timer)
 
 
 def cancel(*, session: Session, clock: Clock, key: str) -> int:

@@ -24,6 +24,7 @@ from carerelay.audit.service import record
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.errors import Conflict, Invalid, NotFound
+from carerelay.core.prepared import PreparedLoad
 from carerelay.directory.models import Person
 from carerelay.directory.service import person_id_by
 from carerelay.patients.models import (
@@ -805,17 +806,18 @@ def current_care_team(*, session: Session, patient_id: int, role: str) -> list[C
 
 
 # Built once: every nurse-call alert asks, and building a statement costs more than running this one.
-_IN_BED = (select(Patient).join(Encounter, Encounter.patient_id == Patient.id).join(Bed, Bed.id == Encounter.bed_id)
-           .where(Encounter.status == EncounterStatus.ACTIVE, Bed.room == bindparam("room"),
-                  Bed.bed == bindparam("bed"),
-                  Bed.unit_id == select(Unit.id).where(Unit.code == bindparam("code")).order_by(Unit.id).limit(1)
-                  .scalar_subquery())
-           .limit(1))
+_IN_BED = PreparedLoad(
+    select(Patient).join(Encounter, Encounter.patient_id == Patient.id).join(Bed, Bed.id == Encounter.bed_id)
+    .where(Encounter.status == EncounterStatus.ACTIVE, Bed.room == bindparam("room"), Bed.bed == bindparam("bed"),
+           Bed.unit_id == select(Unit.id).where(Unit.code == bindparam("code")).order_by(Unit.id).limit(1)
+           .scalar_subquery())
+    .limit(1))
 
 
 def patient_in_bed(*, session: Session, unit_code: str, room: str, bed: str) -> Patient | None:
     """Who is in the bed now, on the unit ``find_unit`` names by that code (one statement)."""
-    return session.execute(_IN_BED, {"code": unit_code, "room": room, "bed": bed}).scalar_one_or_none()
+    patient: Patient | None = _IN_BED.first(session, {"code": unit_code, "room": room, "bed": bed})
+    return patient
 
 
 # ---------------------------------------------------------------- for staffing (system reads)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
+from carerelay.core.db import flushed_connection
+from carerelay.core.prepared import Prepared
 from carerelay.directory.models import Person, Site
 from carerelay.patients.models import Bed, Unit
 from carerelay.scheduling.timeline import zone
@@ -32,7 +35,15 @@ def place(unit_code: str, room: str = "", bed: str = "") -> str:
     return unit_code
 
 
-def window(row: StaffAssignment, timezone: str) -> str:
+class Span(Protocol):
+    @property
+    def starts_at(self) -> datetime: ...
+
+    @property
+    def ends_at(self) -> datetime: ...
+
+
+def window(row: Span, timezone: str) -> str:
     tz = zone(timezone)
     start, end = row.starts_at.astimezone(tz), row.ends_at.astimezone(tz)
     if end - start > timedelta(hours=24):
@@ -65,9 +76,27 @@ class LocationAnswer:
     notes: list[str] = field(default_factory=list)
 
 
-# A bed's, its room's and its unit's assignments in a role at an instant. The statements below are
-# built once: every alert to a bed runs them, and building one costs more than running it.
-_TIERS = (select(StaffAssignment).where(
+class _Assigned(NamedTuple):
+    """An assignment in effect, with whether its person is active: what resolving a bed reads."""
+
+    person_id: int
+    bed_id: int | None
+    room: str
+    origin: str
+    starts_at: datetime
+    ends_at: datetime
+    active: bool
+    display_name: str
+
+
+# A bed's, its room's and its unit's assignments in a role at an instant, with their people; with
+# bed_id -1 and room "" the unit's own (its charge nurse). The statements below are prepared once
+# (core/prepared.py): every alert to a bed runs them, and SQLAlchemy's work per statement was
+# several times the database's.
+_TIERS = Prepared(select(StaffAssignment.person_id, StaffAssignment.bed_id, StaffAssignment.room,
+                         StaffAssignment.origin, StaffAssignment.starts_at, StaffAssignment.ends_at, Person.active,
+                         Person.display_name)
+                  .join(Person, Person.id == StaffAssignment.person_id).where(
     StaffAssignment.unit_id == bindparam("unit_id"), StaffAssignment.care_role == bindparam("role"),
     StaffAssignment.starts_at <= bindparam("at"), StaffAssignment.ends_at > bindparam("at"),
     StaffAssignment.starts_at > bindparam("since"),
@@ -75,15 +104,17 @@ _TIERS = (select(StaffAssignment).where(
         StaffAssignment.bed_id.is_(None)
         & ((StaffAssignment.room == "") | (StaffAssignment.room == bindparam("room")))))
     .order_by(StaffAssignment.starts_at, StaffAssignment.id))
-_ACTIVE = select(Person.id, Person.active, Person.display_name).where(Person.id.in_(bindparam("ids", expanding=True)))
 
 
-def _tiered(session: Session, unit: Unit, room: str, bed: Bed | None, role: CareRole,
-            at: datetime) -> tuple[str, list[StaffAssignment]]:
-    rows = session.execute(_TIERS, {
-        "unit_id": unit.id, "role": role.value, "at": at, "since": at - timedelta(hours=MAX_ASSIGNMENT_HOURS),
-        "bed_id": bed.id if bed is not None else -1, "room": room}).scalars().all()
-    tiers = (("bed", [r for r in rows if bed is not None and r.bed_id == bed.id]),
+def _assigned(session: Session, unit_id: int, room: str, bed_id: int | None, role: CareRole,
+              at: datetime) -> list[_Assigned]:
+    return [_Assigned(*row) for row in _TIERS.rows(flushed_connection(session), {
+        "unit_id": unit_id, "role": role.value, "at": at, "since": at - timedelta(hours=MAX_ASSIGNMENT_HOURS),
+        "bed_id": bed_id if bed_id is not None else -1, "room": room})]
+
+
+def _tiered(rows: list[_Assigned], room: str, bed_id: int | None) -> tuple[str, list[_Assigned]]:
+    tiers = (("bed", [r for r in rows if bed_id is not None and r.bed_id == bed_id]),
              ("room", [r for r in rows if r.bed_id is None and room and r.room == room]),
              ("unit", [r for r in rows if r.bed_id is None and not r.room]))
     for tier, found in tiers:
@@ -92,14 +123,11 @@ def _tiered(session: Session, unit: Unit, room: str, bed: Bed | None, role: Care
     return "", []
 
 
-def _active_people(session: Session, rows: list[StaffAssignment], notes: list[str]) -> list[StaffAssignment]:
-    ids = {r.person_id for r in rows}
-    people = {row.id: row for row in session.execute(_ACTIVE, {"ids": list(ids)})} if ids else {}
+def _active_people(rows: list[_Assigned], notes: list[str]) -> list[_Assigned]:
     kept = []
     for row in rows:
-        person = people.get(row.person_id)
-        if person is None or not person.active:
-            notes.append(f"skipped {person.display_name if person else row.person_id}: inactive")
+        if not row.active:
+            notes.append(f"skipped {row.display_name}: inactive")
             continue
         kept.append(row)
     return kept
@@ -107,38 +135,39 @@ def _active_people(session: Session, rows: list[StaffAssignment], notes: list[st
 
 # The unit by code (the first, as patients.find_unit takes it), its site's time zone and, when asked,
 # the bed: one statement where an alert's address used to cost four (unit, site, staffing unit, bed).
-_PLACE = (select(Unit, Site.timezone, Bed).join(Site, Site.id == Unit.site_id)
-          .outerjoin(Bed, (Bed.unit_id == Unit.id) & (Bed.room == bindparam("room")) & (Bed.bed == bindparam("bed")))
-          .where(Unit.code == bindparam("code")).order_by(Unit.id).limit(1))
+_PLACE = Prepared(select(Unit.id, Unit.code, Site.timezone, Bed.id).join(Site, Site.id == Unit.site_id)
+                  .outerjoin(Bed, (Bed.unit_id == Unit.id) & (Bed.room == bindparam("room"))
+                             & (Bed.bed == bindparam("bed")))
+                  .where(Unit.code == bindparam("code")).order_by(Unit.id).limit(1))
 
 
 def resolve_location(session: Session, *, unit_code: str, room: str, bed: str, role: CareRole,
                      at: datetime) -> LocationAnswer:
     """The people a bed's (or a unit's) care role reaches at ``at``, each with the reason."""
     answer = LocationAnswer()
-    found = session.execute(_PLACE, {"code": unit_code, "room": room if room and bed else None,
-                                     "bed": bed}).first()
-    if found is None:
+    found = _PLACE.rows(flushed_connection(session), {"code": unit_code, "room": room if room and bed else None,
+                                                      "bed": bed})
+    if not found:
         answer.notes.append(f"no unit {unit_code!r} to find the {label(role)} of")
         return answer
-    unit, tz, bed_row = found
-    where = place(unit.code, room, bed)
-    if room and bed and bed_row is None:
-        answer.notes.append(f"no bed {room}-{bed} on unit {unit.code}")
-    tier, rows = _tiered(session, unit, room, bed_row, role, at)
-    rows = _active_people(session, rows, answer.notes)
+    unit_id, code, tz, bed_id = found[0]
+    where = place(code, room, bed)
+    if room and bed and bed_id is None:
+        answer.notes.append(f"no bed {room}-{bed} on unit {code}")
+    tier, rows = _tiered(_assigned(session, unit_id, room, bed_id, role, at), room, bed_id)
+    rows = _active_people(rows, answer.notes)
     for row in rows:
-        scope = "" if tier in ("bed", "") or where == unit.code else f" (assigned to {place(unit.code, row.room)})"
+        scope = "" if tier in ("bed", "") or where == code else f" (assigned to {place(code, row.room)})"
         answer.recipients.append((row.person_id, f"{where} {label(role)}{scope}, {row.origin} for {window(row, tz)}"))
     if answer.recipients or role == CareRole.CHARGE_NURSE:
         if not answer.recipients:
-            answer.notes.append(f"no charge nurse assigned to {unit.code} at {at:%Y-%m-%d %H:%M} UTC")
+            answer.notes.append(f"no charge nurse assigned to {code} at {at:%Y-%m-%d %H:%M} UTC")
         return answer
-    charge = _active_people(session, charge_nurses(session, unit_id=unit.id, at=at), answer.notes)
+    charge = _active_people(_assigned(session, unit_id, "", None, CareRole.CHARGE_NURSE, at), answer.notes)
     for row in charge:
-        answer.recipients.append((row.person_id, f"no {label(role)} assigned to {where}; charge nurse of {unit.code}, "
+        answer.recipients.append((row.person_id, f"no {label(role)} assigned to {where}; charge nurse of {code}, "
                                                  f"{row.origin} for {window(row, tz)}"))
     if not charge:
-        answer.notes.append(f"no {label(role)} assigned to {where} and no charge nurse on {unit.code} "
+        answer.notes.append(f"no {label(role)} assigned to {where} and no charge nurse on {code} "
                             f"at {at:%Y-%m-%d %H:%M} UTC")
     return answer

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
+from carerelay.audit import service as audit_service
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
 from carerelay.integrations.wctp import api as wctp_api
@@ -223,6 +225,29 @@ def test_a_bug_is_answered_604_not_http_500(client: TestClient, monkeypatch: pyt
     assert answer.code() == 604 and "boom" not in answer.text
     [row] = monitor(client, user(client, "iadmin"), status="refused", limit=1)
     assert row["error_code"] == 604
+
+
+def test_a_commit_that_fails_is_answered_600_and_keeps_nothing_of_the_submit(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The submit's unit of work ends in the route (SQLite: with its write group's COMMIT); a COMMIT
+    that fails is the sender's cue to send again, not an HTTP 500 nor a lost page."""
+    real, failures = audit_service._append, list[int]()
+
+    def disk_error(conn: Any, entries: list[dict[str, Any]]) -> None:
+        if not failures:
+            failures.append(len(entries))
+            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+        real(conn, entries)
+
+    monkeypatch.setattr(audit_service, "_append", disk_error)
+    message_id = uniq("M")
+    answer = post(client, submit(message_id=message_id))
+    assert failures and answer.code() == 600, answer.text
+    admin = user(client, "iadmin")
+    [row] = monitor(client, admin, status="refused", limit=1)
+    assert row["error_code"] == 600 and "send again" in row["error_text"]
+    assert not [r for r in monitor(client, admin, status="accepted", limit=20) if r["message_id"] == message_id]
+    assert post(client, submit(message_id=message_id)).code() == 200  # sent again: accepted, as new
 
 
 def test_operator_pages_a_number_from_the_web(client: TestClient) -> None:

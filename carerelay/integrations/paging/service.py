@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import bindparam, delete, select, text
+from sqlalchemy import bindparam, delete, or_, select, text
 from sqlalchemy.orm import Session
 
 from carerelay.alerts import service as alerts
@@ -35,6 +35,7 @@ from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.db import flush_or_conflict
 from carerelay.core.errors import CarerelayError, Conflict, Invalid, NotFound
+from carerelay.core.prepared import PreparedInsert, PreparedLoad, PreparedUpdate
 from carerelay.directory.models import VirtualPager
 from carerelay.escalation.engine import DEFAULT_FALLBACK, TARGET
 from carerelay.integrations.paging.metrics import PAGING_MESSAGES
@@ -149,21 +150,27 @@ def update_sender(*, session: Session, clock: Clock, actor: Actor, sender_id: st
 
 
 # The statements every submit runs, built once (building one costs more than running it).
-_ACCEPTED = (select(PagingMessage)
-             .where(PagingMessage.sender_id == bindparam("sender_id"),
-                    PagingMessage.message_id == bindparam("message_id"),
-                    PagingMessage.status.in_((MessageStatus.ACCEPTED, MessageStatus.SCHEDULED)),
-                    PagingMessage.received_at >= bindparam("since"))
-             .order_by(PagingMessage.id.desc()).limit(1))
-_MAPPED = select(PagingRecipient).where(PagingRecipient.recipient_key == bindparam("key"),
-                                        PagingRecipient.active.is_(True))
-_PAGER = select(VirtualPager).where(VirtualPager.number == bindparam("number"), VirtualPager.active.is_(True))
-_SENDER = select(PagingSender).where(PagingSender.sender_id == bindparam("sender_id"))
-_ACTIVE_RULES = select(PagingRule).where(PagingRule.active.is_(True)).order_by(PagingRule.position, PagingRule.id)
+_INSERT_MESSAGE = PreparedInsert(PagingMessage)
+_ROUTED = PreparedUpdate(PagingMessage, ("alert_id", "rule_id", "address", "status", "error_text"))
+_ACCEPTED = PreparedLoad(select(PagingMessage)
+                         .where(PagingMessage.sender_id == bindparam("sender_id"),
+                                PagingMessage.message_id == bindparam("message_id"),
+                                or_(PagingMessage.status == MessageStatus.ACCEPTED.value,
+                                    PagingMessage.status == MessageStatus.SCHEDULED.value),
+                                PagingMessage.received_at >= bindparam("since"))
+                         .order_by(PagingMessage.id.desc()).limit(1))
+_MAPPED = PreparedLoad(select(PagingRecipient).where(PagingRecipient.recipient_key == bindparam("key"),
+                                                     PagingRecipient.active.is_(True)))
+_PAGER = PreparedLoad(select(VirtualPager).where(VirtualPager.number == bindparam("number"),
+                                                 VirtualPager.active.is_(True)))
+_SENDER = PreparedLoad(select(PagingSender).where(PagingSender.sender_id == bindparam("sender_id")))
+_ACTIVE_RULES = PreparedLoad(select(PagingRule).where(PagingRule.active.is_(True))
+                             .order_by(PagingRule.position, PagingRule.id))
 
 
 def find_sender(*, session: Session, sender_id: str) -> PagingSender | None:
-    return session.execute(_SENDER, {"sender_id": sender_id}).scalar_one_or_none()
+    sender: PagingSender | None = _SENDER.first(session, {"sender_id": sender_id})
+    return sender
 
 
 def list_senders(*, session: Session) -> list[PagingSender]:
@@ -282,11 +289,11 @@ def list_recipients(*, session: Session) -> list[PagingRecipient]:
 def find_target(*, session: Session, recipient_id: str) -> Target | None:
     """A mapped recipient first, then a virtual pager number, then a bed written UNIT-ROOM-BED."""
     key = recipient_id.strip()
-    mapped = session.execute(_MAPPED, {"key": key.lower()}).scalar_one_or_none()
+    mapped: PagingRecipient | None = _MAPPED.first(session, {"key": key.lower()})
     if mapped is not None:
         return Target(key, mapped.address, "mapped", mapped.unit, mapped.room, mapped.bed, mapped.department_id,
                       mapped.label)
-    pager = session.execute(_PAGER, {"number": key}).scalar_one_or_none()
+    pager: VirtualPager | None = _PAGER.first(session, {"number": key})
     if pager is not None:
         return Target(key, f"pager:{pager.number}", "pager", label=pager.label)
     parts = key.rsplit("-", 2)
@@ -398,17 +405,14 @@ def list_rules(*, session: Session) -> list[PagingRule]:
 
 def match_rule(*, session: Session, channel: str, sender_id: str | None, recipient_id: str,
                text: str) -> PagingRule | None:
-    for rule in session.execute(_ACTIVE_RULES).scalars():
-        if rule.channel is not None and rule.channel != channel:
-            continue
-        if rule.sender_id is not None and rule.sender_id != sender_id:
-            continue
-        if rule.recipient_pattern is not None and not _pattern(rule.recipient_pattern).search(recipient_id):
-            continue
-        if rule.text_pattern is not None and not _pattern(rule.text_pattern).search(text):
-            continue
-        return rule
-    return None
+    def matches(rule: PagingRule) -> bool:
+        return ((rule.channel is None or rule.channel == channel)
+                and (rule.sender_id is None or rule.sender_id == sender_id)
+                and (rule.recipient_pattern is None or bool(_pattern(rule.recipient_pattern).search(recipient_id)))
+                and (rule.text_pattern is None or bool(_pattern(rule.text_pattern).search(text))))
+
+    found: PagingRule | None = _ACTIVE_RULES.first(session, where=matches)
+    return found
 
 
 def fill_template(template: str, values: dict[str, str]) -> str:
@@ -484,8 +488,7 @@ def refuse(*, session: Session, clock: Clock, page: Page, code: int, reason: str
     """Keep a refused message with its reason: the feed monitor shows every one (never a silent drop)."""
     row = _row(page, clock.now(), MessageStatus.REFUSED)
     row.error_code, row.error_text = code, reason[:2000]
-    session.add(row)
-    session.flush()
+    _INSERT_MESSAGE.add(session, row)
     PAGING_MESSAGES.labels(page.channel, "refused").inc()
     log.warning("page refused", extra={"channel": page.channel, "sender": page.sender_id,
                                        "recipient": page.recipient_id, "message_id": page.message_id,
@@ -502,8 +505,9 @@ def _lock_message_id(session: Session, sender_id: str, message_id: str) -> None:
 
 
 def find_accepted(*, session: Session, sender_id: str, message_id: str, since: datetime) -> PagingMessage | None:
-    return session.execute(_ACCEPTED, {"sender_id": sender_id, "message_id": message_id,
-                                       "since": since}).scalar_one_or_none()
+    message: PagingMessage | None = _ACCEPTED.first(session, {"sender_id": sender_id, "message_id": message_id,
+                                                              "since": since})
+    return message
 
 
 def receive_page(*, session: Session, clock: Clock, page: Page) -> Outcome:
@@ -517,8 +521,7 @@ def receive_page(*, session: Session, clock: Clock, page: Page) -> Outcome:
             row = _row(page, now, MessageStatus.DUPLICATE)
             row.alert_id, row.tracking_number = earlier.alert_id, None
             row.error_text = f"repeat of message {earlier.id}: answered again, not routed again"
-            session.add(row)
-            session.flush()
+            _INSERT_MESSAGE.add(session, row)
             PAGING_MESSAGES.labels(page.channel, "duplicate").inc()
             return Outcome(earlier, ACCEPTED, "accepted (a repeat of a message already accepted)", duplicate=True)
     if not page.recipient_id:
@@ -537,8 +540,7 @@ def receive_page(*, session: Session, clock: Clock, page: Page) -> Outcome:
     row = _row(page, now, MessageStatus.ACCEPTED)
     if page.tracking:
         row.tracking_number = secrets.token_hex(12)
-    session.add(row)
-    session.flush()
+    _INSERT_MESSAGE.add(session, row)
     PAGING_MESSAGES.labels(page.channel, "accepted").inc()
     if page.deliver_after is not None and page.deliver_after > now:
         row.status = MessageStatus.SCHEDULED
@@ -624,10 +626,10 @@ def _route(session: Session, clock: Clock, row: PagingMessage, target: Target, p
             notes.append(f"routing to {candidate} failed ({exc.message}); trying {attempts[tried + 1][0]}")
             data["routing_note"] = "; ".join(notes)
     assert alert is not None
-    row.alert_id, row.rule_id, row.address, row.status = alert.id, rule.id if rule else None, alert.address, \
-        MessageStatus.ACCEPTED
+    _ROUTED.apply(session, row, {"alert_id": alert.id, "rule_id": rule.id if rule else None, "address": alert.address,
+                                 "status": MessageStatus.ACCEPTED.value,
+                                 "error_text": "; ".join(notes)[:2000] if notes else row.error_text})
     if notes:
-        row.error_text = "; ".join(notes)[:2000]
         log.warning("page routed with a fallback", extra={"paging_message_id": row.id, "notes": notes})
     return alert, notes
 

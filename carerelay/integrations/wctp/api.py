@@ -17,12 +17,12 @@ from carerelay.auth.deps import client_ip, public
 from carerelay.config import Settings
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
-from carerelay.core.db import Database
+from carerelay.core.db import Database, run_to_end
 from carerelay.integrations.paging import service as paging
 from carerelay.integrations.wctp import build
 from carerelay.integrations.wctp.gateways import gateways_from
 from carerelay.integrations.wctp.model import INTERNAL_ERROR, SERVICE_UNAVAILABLE
-from carerelay.integrations.wctp.service import Answer, ServerConfig, handle_request, redact
+from carerelay.integrations.wctp.service import ServerConfig, handle_request, redact
 
 log = logging.getLogger("carerelay.wctp")
 
@@ -51,13 +51,6 @@ async def _read_limited(request: Request, limit: int) -> tuple[bytes, int | None
     return b"".join(chunks), None
 
 
-def _handle(db: Database, clock: Clock, raw: bytes, peer: str | None, config: ServerConfig,
-            too_big: int | None) -> Answer:
-    with db.unit_of_work() as session:
-        return handle_request(session=session, clock=clock, raw=raw, peer=peer, config=config,
-                              declared_size=too_big)
-
-
 def _record_failure(db: Database, clock: Clock, raw: bytes, peer: str | None, code: int, reason: str) -> None:
     """The request could not be handled; keep that fact if the database lets us."""
     try:
@@ -79,7 +72,12 @@ async def wctp(request: Request, actor: Actor = public()) -> Response:
     raw, too_big = await _read_limited(request, config.max_bytes)
     peer = client_ip(request)
     try:
-        answer = await db.in_thread(_handle, db, clock, raw, peer, config, too_big)
+        # The request's own unit of work, ended in the work's thread (run_to_end): on SQLite it joins
+        # the write group, so submits arriving together share one COMMIT and one audit-chain append;
+        # the answer goes out only once that COMMIT is durable, and a failed COMMIT lands below too.
+        async with db.unit_of_work_async() as session:
+            answer = await run_to_end(session, lambda: handle_request(
+                session=session, clock=clock, raw=raw, peer=peer, config=config, declared_size=too_big))
     except Exception as exc:
         unavailable = isinstance(exc, OperationalError)
         code = SERVICE_UNAVAILABLE if unavailable else INTERNAL_ERROR

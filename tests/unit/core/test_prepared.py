@@ -1,4 +1,5 @@
-"""Statements sent straight to the driver must store and return exactly what SQLAlchemy would.
+"""Statements sent straight to the driver must store and return exactly what SQLAlchemy would, and
+mapped objects written or read that way must behave in the session as the ORM's own.
 
 A stored value that differed (a UTC datetime written with another format on SQLite, JSON encoded
 otherwise) would compare wrongly against rows written the usual way, silently: every check here
@@ -12,11 +13,33 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Boolean, Column, Engine, Integer, MetaData, String, Table, bindparam, insert, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    insert,
+    inspect,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from carerelay.core.db import UTCDateTime
-from carerelay.core.prepared import Prepared, PreparedRows, bind_rows, binds
+from carerelay.core.prepared import (
+    Prepared,
+    PreparedInsert,
+    PreparedLoad,
+    PreparedRows,
+    PreparedUpdate,
+    bind_rows,
+    binds,
+)
 from tests.querycount import statements
 
 METADATA = MetaData()
@@ -89,3 +112,134 @@ def test_a_constraint_violation_is_sqlalchemys_integrity_error(probe: Engine) ->
         with pytest.raises(IntegrityError):
             INSERT.run(conn, _row(1))
         conn.rollback()
+
+
+# ------------------------------------------------------------------ mapped objects
+
+
+class _Base(DeclarativeBase):
+    metadata = MetaData()
+
+
+class Thing(_Base):
+    __tablename__ = "prepared_thing"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    flag: Mapped[bool] = mapped_column(Boolean, default=True)
+    note: Mapped[str | None] = mapped_column(String(20))
+
+
+class Tag(_Base):
+    """A table whose key the caller gives (add_all)."""
+
+    __tablename__ = "prepared_tag"
+    thing_id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(20), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, default=0)
+
+
+INSERT_THING = PreparedInsert(Thing)
+INSERT_TAG = PreparedInsert(Tag)
+RENOTE = PreparedUpdate(Thing, ("note", "flag"))
+BY_NOTE = PreparedLoad(select(Thing).where(Thing.note == bindparam("note")).order_by(Thing.id))
+AT = datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+def things(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    _Base.metadata.create_all(engine)
+    try:
+        yield sessionmaker(engine, expire_on_commit=False)
+    finally:
+        _Base.metadata.drop_all(engine)
+
+
+def _stored(session: Session, table: str) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in session.connection().exec_driver_sql(f"SELECT * FROM {table} ORDER BY 1, 2")]
+
+
+def test_a_prepared_object_insert_stores_what_the_orm_stores_and_needs_no_flush(
+        things: sessionmaker[Session]) -> None:
+    with things.begin() as session:
+        session.add(Thing(at=AT, note="orm"))
+        session.flush()
+        thing = INSERT_THING.add(session, Thing(at=AT, note="orm"))
+        assert thing.data == {} and thing.flag is True  # the columns' defaults, as the ORM's
+        state = inspect(thing)
+        assert state.persistent and not session.new and not session.dirty
+        first, second = _stored(session, "prepared_thing")
+        assert first[1:] == second[1:]
+        thing.note = "changed"  # tracked as for any loaded object
+        assert session.dirty
+    with things() as session:
+        assert session.get_one(Thing, thing.id).note == "changed"
+
+
+def test_a_prepared_insert_writes_what_the_session_holds_pending_first(things: sessionmaker[Session]) -> None:
+    with things.begin() as session:
+        pending = Thing(at=AT, note="first")
+        session.add(pending)
+        later = INSERT_THING.add(session, Thing(at=AT, note="second"))
+        assert pending.id is not None and pending.id < later.id
+
+
+def test_rows_with_their_own_keys_go_in_one_statement(things: sessionmaker[Session]) -> None:
+    with things.begin() as session:
+        session.connection()
+        with statements(session.get_bind()) as seen:  # type: ignore[arg-type]
+            tags = [Tag(thing_id=1, name="a"), Tag(thing_id=1, name="b", rank=3)]
+            INSERT_TAG.add_all(session, tags)
+        assert len(seen) == 1
+        assert all(inspect(t).persistent for t in tags) and tags[0].rank == 0
+        assert _stored(session, "prepared_tag") == [(1, "a", 0), (1, "b", 3)]
+    with pytest.raises(AssertionError):
+        INSERT_THING.add_all(Session(), [Thing(at=AT)])
+
+
+def test_a_prepared_update_leaves_nothing_to_flush(things: sessionmaker[Session]) -> None:
+    with things.begin() as session:
+        thing = INSERT_THING.add(session, Thing(at=AT, note="old"))
+        thing.data = {"kept": "pending"}  # written first, as a query's autoflush would
+        RENOTE.apply(session, thing, {"note": "new", "flag": False})
+        assert thing.note == "new" and thing.flag is False
+        assert not session.dirty
+    with things() as session:
+        again = session.get_one(Thing, thing.id)
+        assert (again.note, again.flag, again.data) == ("new", False, {"kept": "pending"})
+
+
+def test_a_prepared_load_gives_the_sessions_own_objects(things: sessionmaker[Session]) -> None:
+    with things.begin() as session:
+        INSERT_THING.add(session, Thing(at=AT, data={"n": [1]}, note="x"))
+    with things() as session:
+        found = BY_NOTE.all(session, {"note": "x"})
+        assert len(found) == 1
+        loaded: Thing = found[0]
+        assert inspect(loaded).persistent and loaded.at == AT and loaded.data == {"n": [1]}
+        assert session.get(Thing, loaded.id) is loaded
+        assert BY_NOTE.first(session, {"note": "x"}) is loaded  # the identity map's object, as the ORM gives
+        loaded.note = "y"  # a pending edit is seen, as through a query's autoflush
+        assert BY_NOTE.first(session, {"note": "x"}) is None
+        again: Thing | None = BY_NOTE.first(session, {"note": "y"})
+        assert again is not None and again is loaded and again.note == "y"
+        session.rollback()
+
+
+def test_a_prepared_load_builds_only_the_row_it_returns(things: sessionmaker[Session]) -> None:
+    with things.begin() as session:
+        for _ in range(3):
+            INSERT_THING.add(session, Thing(at=AT, note="x"))
+    with things() as session:
+        ids = [row.id for row in BY_NOTE.all(session, {"note": "x"})]
+        session.expunge_all()
+        chosen = BY_NOTE.first(session, {"note": "x"}, where=lambda row: row.id == ids[1])
+        assert chosen is not None and chosen.id == ids[1]
+        assert list(session.identity_map.values()) == [chosen]  # the rows passed over built no object
+        assert BY_NOTE.first(session, {"note": "x"}, where=lambda row: False) is None
+
+
+def test_a_list_to_expand_is_refused_when_first_compiled(probe: Engine) -> None:
+    in_list = Prepared(select(PROBE.c.id).where(PROBE.c.id.in_(bindparam("ids", expanding=True))))
+    with probe.connect() as conn, pytest.raises(TypeError, match="cannot expand"):
+        in_list.rows(conn, {"ids": [1, 2]})

@@ -37,7 +37,7 @@ class _Compiled:
     positional: bool
     binds: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, processor) where a type has one
     defaults: tuple[Any, ...]  # a value the statement itself holds (``last_seq + 1``), else _REQUIRED
-    results: tuple[tuple[int, Callable[[Any], Any]], ...]
+    returned: tuple[Any, ...]  # the returned columns' types, as the dialect implements them
 
 
 def _with_processor(processors: Sequence[Processor]) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
@@ -54,11 +54,20 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
     positional = bool(compiled.positional)
     names = tuple(compiled.positiontup or ()) if positional else tuple(compiled.binds)
     binds = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
-    returned = getattr(statement, "exported_columns", ())
-    results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returned)
+    returned = tuple(column.type.dialect_impl(dialect) for column in getattr(statement, "exported_columns", ()))
     defaults = tuple(_REQUIRED if compiled.binds[name].required else compiled.binds[name].effective_value
                      for name in names)
-    return _Compiled(compiled.string, names, positional, _with_processor(binds), defaults, _with_processor(results))
+    return _Compiled(compiled.string, names, positional, _with_processor(binds), defaults, returned)
+
+
+Results = tuple[tuple[int, Callable[[Any], Any]], ...]
+
+
+def _result_processors(compiled: _Compiled, dialect: Dialect, description: Sequence[Any]) -> Results:
+    """As SQLAlchemy makes them: with the driver's type code of each column (PostgreSQL's numeric
+    types need it to know what the driver hands back)."""
+    return _with_processor([impl.result_processor(dialect, column[1])
+                            for impl, column in zip(compiled.returned, description, strict=True)])
 
 
 _REQUIRED = object()
@@ -81,6 +90,7 @@ class Prepared:
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._by_dialect: dict[str, _Compiled] = {}
+        self._results: dict[str, Results] = {}  # made from the first cursor that returns rows
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._by_dialect.get(dialect.name)
@@ -100,12 +110,18 @@ class Prepared:
         cursor = dbapi.cursor()
         try:
             conn._cursor_execute(cursor, compiled.sql, params)
-            fetched = cursor.fetchall() if cursor.description is not None else []
+            description = cursor.description
+            fetched = cursor.fetchall() if description is not None else []
         finally:
             cursor.close()
-        if not compiled.results:
+        if not fetched:
+            return []
+        results = self._results.get(conn.dialect.name)
+        if results is None:
+            results = self._results[conn.dialect.name] = _result_processors(compiled, conn.dialect, description)
+        if not results:
             return [tuple(row) for row in fetched]
-        return [tuple(_process(list(row), compiled.results)) for row in fetched]
+        return [tuple(_process(list(row), results)) for row in fetched]
 
     def run(self, conn: Connection, values: Mapping[str, Any] | None = None) -> None:
         self.rows(conn, values)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import Integer, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
+from carerelay.core.db import flushed_connection
+from carerelay.core.prepared import Prepared
 from carerelay.directory.models import Department, Person, Site
 from carerelay.routing.models import RoutingRule
 from carerelay.scheduling import lookup
@@ -89,28 +92,57 @@ def _next_local(local: datetime, hhmm: str, zone: ZoneInfo) -> datetime:
     raise AssertionError("a wall-clock time recurs within two days")
 
 
-# Every person with the rules that may apply to them (their own, then their department's), in rule
-# order; built once, as every escalation step runs it.
-_RULES_OF = (select(Person.id, Person.department_id, RoutingRule)
-             .outerjoin(RoutingRule, and_(RoutingRule.active.is_(True),
-                                          or_(RoutingRule.person_id == Person.id,
-                                              RoutingRule.person_id.is_(None)
-                                              & (RoutingRule.department_id == Person.department_id))))
-             .where(Person.id.in_(bindparam("ids", expanding=True)))
-             .order_by(Person.id, RoutingRule.person_id.is_(None), RoutingRule.rank, RoutingRule.id))
+class Rule(NamedTuple):
+    """What deciding reads of a routing rule."""
+
+    id: int
+    priorities: list[str]
+    sender_types: list[str]
+    window_start: str | None
+    window_end: str | None
+    on_duty: bool | None
+    action: str
+    hold_until: str | None
+    forward_to: str | None
+    contact_kind: str | None
+    after_minutes: float | None
+
+
+_RULE_COLUMNS = tuple(RoutingRule.__table__.c[name] for name in Rule._fields)
+_CHUNK = 50
+
+
+def _rules_of(count: int) -> Prepared:
+    """Every one of ``count`` people with the rules that may apply to them (their own, then their
+    department's), in rule order; prepared once per count, as every escalation step runs it."""
+    return Prepared(
+        select(Person.id, Person.department_id, *_RULE_COLUMNS)
+        .outerjoin(RoutingRule, and_(RoutingRule.active.is_(True),
+                                     or_(RoutingRule.person_id == Person.id,
+                                         RoutingRule.person_id.is_(None)
+                                         & (RoutingRule.department_id == Person.department_id))))
+        .where(Person.id.in_([bindparam(f"id_{i}", type_=Integer) for i in range(count)]))
+        .order_by(Person.id, RoutingRule.person_id.is_(None), RoutingRule.rank, RoutingRule.id))
+
+
+_RULES_OF: dict[int, Prepared] = {}
 
 
 def decide_all(session: Session, *, person_ids: list[int], priority: str, sender_type: str,
                at: datetime) -> dict[int, Decision]:
-    """Each recipient's decision, read in one statement for a whole escalation step."""
+    """Each recipient's decision, read in one statement for a whole escalation step (up to 50 people)."""
     if not person_ids:
         return {}
-    rows = session.execute(_RULES_OF, {"ids": sorted(set(person_ids))}).all()
-    found: dict[int, tuple[int | None, list[RoutingRule]]] = {}
-    for person_id, department_id, rule in rows:
-        entry = found.setdefault(person_id, (department_id, []))
-        if rule is not None:
-            entry[1].append(rule)
+    unique = sorted(set(person_ids))
+    conn = flushed_connection(session)
+    found: dict[int, tuple[int | None, list[Rule]]] = {}
+    for start in range(0, len(unique), _CHUNK):
+        chunk = unique[start:start + _CHUNK]
+        statement = _RULES_OF.get(len(chunk)) or _RULES_OF.setdefault(len(chunk), _rules_of(len(chunk)))
+        for person_id, department_id, *rule in statement.rows(conn, {f"id_{i}": pid for i, pid in enumerate(chunk)}):
+            entry = found.setdefault(person_id, (department_id, []))
+            if rule[0] is not None:
+                entry[1].append(Rule(*rule))
     zones: dict[int | None, ZoneInfo] = {}
     decisions = {}
     for person_id in person_ids:
@@ -125,7 +157,7 @@ def decide_all(session: Session, *, person_ids: list[int], priority: str, sender
     return decisions
 
 
-def _first_match(session: Session, rules: list[RoutingRule], *, person_id: int, priority: str, sender_type: str,
+def _first_match(session: Session, rules: list[Rule], *, person_id: int, priority: str, sender_type: str,
                  at: datetime, zone: ZoneInfo) -> Decision:
     local = at.astimezone(zone)
     on_duty: bool | None = None

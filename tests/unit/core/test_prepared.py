@@ -128,6 +128,7 @@ class Thing(_Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     flag: Mapped[bool] = mapped_column(Boolean, default=True)
     note: Mapped[str | None] = mapped_column(String(20))
+    score: Mapped[float | None] = mapped_column()  # PostgreSQL's numeric types need the driver's type code
 
 
 class Tag(_Base):
@@ -211,12 +212,13 @@ def test_a_prepared_update_leaves_nothing_to_flush(things: sessionmaker[Session]
 
 def test_a_prepared_load_gives_the_sessions_own_objects(things: sessionmaker[Session]) -> None:
     with things.begin() as session:
-        INSERT_THING.add(session, Thing(at=AT, data={"n": [1]}, note="x"))
+        INSERT_THING.add(session, Thing(at=AT, data={"n": [1]}, note="x", score=2.5))
     with things() as session:
         found = BY_NOTE.all(session, {"note": "x"})
         assert len(found) == 1
         loaded: Thing = found[0]
         assert inspect(loaded).persistent and loaded.at == AT and loaded.data == {"n": [1]}
+        assert loaded.score == 2.5 and isinstance(loaded.score, float)
         assert session.get(Thing, loaded.id) is loaded
         assert BY_NOTE.first(session, {"note": "x"}) is loaded  # the identity map's object, as the ORM gives
         loaded.note = "y"  # a pending edit is seen, as through a query's autoflush

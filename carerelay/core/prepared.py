@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import BindParameter, Connection, Select, Table, bindparam, insert, inspect, update
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -27,6 +27,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from carerelay.core.db import flushed_connection
 
 Processor = Callable[[Any], Any] | None
+Processors = tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, processor) where a type has one
 T = TypeVar("T")
 
 
@@ -35,12 +36,12 @@ class _Compiled:
     sql: str
     names: tuple[str, ...]  # the bind parameters in the order the driver takes them
     positional: bool
-    binds: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, processor) where a type has one
+    binds: Processors
     defaults: tuple[Any, ...]  # a value the statement itself holds (``last_seq + 1``), else _REQUIRED
     returned: tuple[Any, ...]  # the returned columns' types, as the dialect implements them
 
 
-def _with_processor(processors: Sequence[Processor]) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+def _with_processor(processors: Sequence[Processor]) -> Processors:
     """Only the positions whose type processes values: most (integers, strings) need nothing, and a
     call per value was most of what running a prepared statement cost."""
     return tuple((i, p) for i, p in enumerate(processors) if p is not None)
@@ -60,10 +61,7 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
     return _Compiled(compiled.string, names, positional, _with_processor(binds), defaults, returned)
 
 
-Results = tuple[tuple[int, Callable[[Any], Any]], ...]
-
-
-def _result_processors(compiled: _Compiled, dialect: Dialect, description: Sequence[Any]) -> Results:
+def _result_processors(compiled: _Compiled, dialect: Dialect, description: Sequence[Any]) -> Processors:
     """As SQLAlchemy makes them: with the driver's type code of each column (PostgreSQL's numeric
     types need it to know what the driver hands back)."""
     return _with_processor([impl.result_processor(dialect, column[1])
@@ -73,7 +71,7 @@ def _result_processors(compiled: _Compiled, dialect: Dialect, description: Seque
 _REQUIRED = object()
 
 
-def _process(values: list[Any], processors: tuple[tuple[int, Callable[[Any], Any]], ...]) -> list[Any]:
+def _process(values: list[Any], processors: Processors) -> list[Any]:
     for i, processor in processors:
         if values[i] is not None:
             values[i] = processor(values[i])
@@ -90,7 +88,7 @@ class Prepared:
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._by_dialect: dict[str, _Compiled] = {}
-        self._results: dict[str, Results] = {}  # made from the first cursor that returns rows
+        self._results: dict[str, Processors] = {}  # made from the first cursor that returns rows
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._by_dialect.get(dialect.name)
@@ -139,9 +137,9 @@ def bind_rows(table: Table, columns: Sequence[str], n: int) -> list[dict[str, Bi
 
 
 class PreparedRows:
-    """A multi-row statement (``INSERT … VALUES (…), (…)``) for 1 to ``most`` rows, one ``Prepared`` per row
-    count: ``build(n)`` makes the statement for ``n`` rows, its bind parameters named ``<column>_<row>``
-    (``bind_rows``)."""
+    """A statement over 1 to ``most`` items, one ``Prepared`` per item count: a multi-row
+    ``INSERT … VALUES (…), (…)`` or a read of ``IN (…)`` several keys. ``build(n)`` makes the
+    statement for ``n`` items, its bind parameters named ``<column>_<item>`` (``bind_rows``)."""
 
     def __init__(self, build: Callable[[int], ClauseElement], columns: Sequence[str], *, most: int = 50) -> None:
         self._build = build
@@ -162,6 +160,13 @@ class PreparedRows:
         return out
 
 
+def _mapped(model: type[Any]) -> tuple[Mapper[Any], Table]:
+    mapper = inspect(model)
+    table = mapper.local_table
+    assert isinstance(table, Table)
+    return mapper, table
+
+
 class PreparedInsert:
     """A mapped object's INSERT as a ``Prepared`` statement; the object then joins the session as if it
     had been loaded (persistent, nothing pending), so it costs no flush of the unit of work.
@@ -173,9 +178,7 @@ class PreparedInsert:
     """
 
     def __init__(self, model: type[Any]) -> None:
-        mapper = inspect(model)
-        table = mapper.local_table
-        assert isinstance(table, Table)
+        mapper, table = _mapped(model)
         generated = table.autoincrement_column
         self._columns = tuple((column.key, mapper.get_property_by_column(column).key, column.default)
                               for column in table.columns if column is not generated)
@@ -238,9 +241,7 @@ class PreparedUpdate:
     as for any query."""
 
     def __init__(self, model: type[Any], columns: Sequence[str]) -> None:
-        mapper = inspect(model)
-        table = mapper.local_table
-        assert isinstance(table, Table)
+        mapper, table = _mapped(model)
         (key,) = table.primary_key.columns
         self._key = mapper.get_property_by_column(key).key
         self._attributes = {column: mapper.get_property_by_column(table.c[column]).key for column in columns}
@@ -266,20 +267,15 @@ class PreparedLoad:
     def __init__(self, statement: Select[Any]) -> None:
         (entity,) = statement.column_descriptions
         model = entity["entity"]
-        mapper = inspect(model)
+        mapper, table = _mapped(model)
         self._model = model
         self._manager = mapper.class_manager
-        table = mapper.local_table
-        assert isinstance(table, Table)
         columns = list(table.columns)
         self._attributes = tuple(mapper.get_property_by_column(column).key for column in columns)
         self._row: Any = namedtuple(f"{model.__name__}Row", self._attributes)  # type: ignore[misc]
         (key,) = table.primary_key.columns
         self._key_index = columns.index(key)
         self._prepared = Prepared(statement.with_only_columns(*columns))
-
-    def all(self, session: Session, values: Mapping[str, Any] | None = None) -> list[Any]:
-        return [self._object(session, row) for row in self._prepared.rows(flushed_connection(session), values)]
 
     def first(self, session: Session, values: Mapping[str, Any] | None = None, *,
               where: Callable[[Any], bool] | None = None) -> Any | None:

@@ -134,8 +134,7 @@ def start(*, session: Session, clock: Clock, alert: Alert, plan: dict[str, Any] 
     policy = None if plan is not None else find_policy(session, alert)
     chosen = plan_snapshot(plan) if plan is not None else snapshot(policy)
     run = EscalationRun(alert_id=alert.id, policy_id=policy.id if policy else None, snapshot=chosen,
-                        step_index=0, round=0, state="active", token=0, started_at=clock.now(), next_due_at=None,
-                        finished_at=None)
+                        step_index=0, round=0, state="active", token=0, started_at=clock.now())
     started = {"policy": chosen["policy"], "steps": len(chosen["steps"]), "repeat": chosen["repeat"],
                "fallback": chosen["fallback"]}
     trail.record_events(session, clock, alert.id,

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, and_, bindparam, or_, select
+from sqlalchemy import Integer, Select, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from carerelay.core.db import flushed_connection
-from carerelay.core.prepared import Prepared
+from carerelay.core.prepared import PreparedRows
 from carerelay.directory.models import Department, Person, Site
 from carerelay.routing.models import RoutingRule
 from carerelay.scheduling import lookup
@@ -109,13 +109,12 @@ class Rule(NamedTuple):
 
 
 _RULE_COLUMNS = tuple(RoutingRule.__table__.c[name] for name in Rule._fields)
-_CHUNK = 50
 
 
-def _rules_of(count: int) -> Prepared:
+def _rules_of(count: int) -> Select[Any]:
     """Every one of ``count`` people with the rules that may apply to them (their own, then their
     department's), in rule order; prepared once per count, as every escalation step runs it."""
-    return Prepared(
+    return (
         select(Person.id, Person.department_id, *_RULE_COLUMNS)
         .outerjoin(RoutingRule, and_(RoutingRule.active.is_(True),
                                      or_(RoutingRule.person_id == Person.id,
@@ -125,7 +124,7 @@ def _rules_of(count: int) -> Prepared:
         .order_by(Person.id, RoutingRule.person_id.is_(None), RoutingRule.rank, RoutingRule.id))
 
 
-_RULES_OF: dict[int, Prepared] = {}
+_RULES_OF = PreparedRows(_rules_of, ("id",))
 
 
 def decide_all(session: Session, *, person_ids: list[int], priority: str, sender_type: str,
@@ -133,16 +132,12 @@ def decide_all(session: Session, *, person_ids: list[int], priority: str, sender
     """Each recipient's decision, read in one statement for a whole escalation step (up to 50 people)."""
     if not person_ids:
         return {}
-    unique = sorted(set(person_ids))
-    conn = flushed_connection(session)
     found: dict[int, tuple[int | None, list[Rule]]] = {}
-    for start in range(0, len(unique), _CHUNK):
-        chunk = unique[start:start + _CHUNK]
-        statement = _RULES_OF.get(len(chunk)) or _RULES_OF.setdefault(len(chunk), _rules_of(len(chunk)))
-        for person_id, department_id, *rule in statement.rows(conn, {f"id_{i}": pid for i, pid in enumerate(chunk)}):
-            entry = found.setdefault(person_id, (department_id, []))
-            if rule[0] is not None:
-                entry[1].append(Rule(*rule))
+    for person_id, department_id, *rule in _RULES_OF.rows(flushed_connection(session),
+                                                          [{"id": pid} for pid in sorted(set(person_ids))]):
+        entry = found.setdefault(person_id, (department_id, []))
+        if rule[0] is not None:
+            entry[1].append(Rule(*rule))
     zones: dict[int | None, ZoneInfo] = {}
     decisions = {}
     for person_id in person_ids:

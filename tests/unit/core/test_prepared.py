@@ -214,9 +214,9 @@ def test_a_prepared_load_gives_the_sessions_own_objects(things: sessionmaker[Ses
     with things.begin() as session:
         INSERT_THING.add(session, Thing(at=AT, data={"n": [1]}, note="x", score=2.5))
     with things() as session:
-        found = BY_NOTE.all(session, {"note": "x"})
-        assert len(found) == 1
-        loaded: Thing = found[0]
+        found: Thing | None = BY_NOTE.first(session, {"note": "x"})
+        assert found is not None
+        loaded: Thing = found
         assert inspect(loaded).persistent and loaded.at == AT and loaded.data == {"n": [1]}
         assert loaded.score == 2.5 and isinstance(loaded.score, float)
         assert session.get(Thing, loaded.id) is loaded
@@ -233,7 +233,7 @@ def test_a_prepared_load_builds_only_the_row_it_returns(things: sessionmaker[Ses
         for _ in range(3):
             INSERT_THING.add(session, Thing(at=AT, note="x"))
     with things() as session:
-        ids = [row.id for row in BY_NOTE.all(session, {"note": "x"})]
+        ids = list(session.execute(select(Thing.id).where(Thing.note == "x").order_by(Thing.id)).scalars())
         session.expunge_all()
         chosen = BY_NOTE.first(session, {"note": "x"}, where=lambda row: row.id == ids[1])
         assert chosen is not None and chosen.id == ids[1]

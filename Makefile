@@ -24,8 +24,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy carerelay tests bench
 
+# Tests run in parallel worker processes (pytest-xdist), one per core up to four: each worker has
+# its own SQLite files and PostgreSQL schema. `make test TEST_WORKERS=0` runs them in one process.
+TEST_WORKERS ?= auto
+
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --maxprocesses=4
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

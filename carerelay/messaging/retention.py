@@ -10,12 +10,11 @@ every timer, and shows as the timer's ``last_error``.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from carerelay.core import locks
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.db import Database
@@ -27,13 +26,11 @@ PURGE_TIMER = "messaging.retention_purge"
 PURGE_KEY = "messaging:retention"
 EVERY = timedelta(days=1)
 RETENTION_ACTOR = Actor(person_id=None, username="retention-timer", roles=frozenset({"system"}))
-_LOCK = int.from_bytes(hashlib.sha256(PURGE_KEY.encode()).digest()[:8], "big", signed=True)
 
 
 def _serialize(session: Session) -> None:
     """Nodes starting together must not each plan a purge (SQLite: BEGIN IMMEDIATE already serializes)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK})
+    locks.hold(session, PURGE_KEY)
 
 
 def ensure_scheduled(*, session: Session, clock: Clock) -> Timer:

@@ -38,6 +38,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from carerelay.alerts import service as alerts
 from carerelay.alerts.models import Alert, AlertRecipient
 from carerelay.audit import service as audit
+from carerelay.core import locks
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.db import UTCDateTime, dialect_insert, flushed_connection
@@ -433,12 +434,9 @@ def check_text(*, session: Session, text: str, confirm: Sequence[str]) -> tuple[
 
 def _idempotency(session: Session, person_id: int, key: str, fingerprint: str) -> int | None:
     """Returns the message a finished earlier request made, or claims the key for this one."""
-    if session.get_bind().dialect.name == "postgresql":
-        digest = int.from_bytes(hashlib.sha256(f"{person_id}:{key}".encode()).digest()[:8], "big", signed=True)
-        got = session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": digest}).scalar_one()
-        if not got:
-            raise Conflict("a request with this Idempotency-Key is still being processed; retry shortly",
-                           field="Idempotency-Key")
+    if not locks.try_hold(session, f"idempotency:{person_id}:{key}"):
+        raise Conflict("a request with this Idempotency-Key is still being processed; retry shortly",
+                       field="Idempotency-Key")
     row = session.get(IdempotencyKey, (person_id, key))
     if row is not None:
         if row.request_hash != fingerprint:

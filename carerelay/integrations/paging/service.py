@@ -25,12 +25,13 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import bindparam, delete, or_, select, text
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 
 from carerelay.alerts import service as alerts
 from carerelay.alerts.models import Alert
 from carerelay.audit import service as audit
+from carerelay.core import locks
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.db import flush_or_conflict
@@ -498,10 +499,7 @@ def refuse(*, session: Session, clock: Clock, page: Page, code: int, reason: str
 
 def _lock_message_id(session: Session, sender_id: str, message_id: str) -> None:
     """Two copies of one message at the same moment must not both be routed (SQLite serializes writers)."""
-    if session.get_bind().dialect.name == "postgresql":
-        digest = int.from_bytes(hashlib.sha256(f"paging:{sender_id}:{message_id}".encode()).digest()[:8], "big",
-                                signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": digest})
+    locks.hold(session, f"paging:{sender_id}:{message_id}")
 
 
 def find_accepted(*, session: Session, sender_id: str, message_id: str, since: datetime) -> PagingMessage | None:

@@ -1,7 +1,9 @@
 """SSO over HTTP: redirects to the identity provider, the callbacks, back-channel logout, SP metadata.
 
 These routes are public by nature (the person is not signed in yet); what authenticates them is the
-identity provider's signature on what it sends, checked in the service.
+identity provider's signature on what it sends, checked in the service. The SAML routes import
+``saml`` when they are called: pysaml2 takes a second to import, which a node without a SAML provider
+(and every CLI command) should not pay at each start.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from carerelay.auth.deps import ClockDep, DbSession, SettingsDep, client_ip, pub
 from carerelay.auth.service import SignedIn
 from carerelay.core.actor import Actor
 from carerelay.core.errors import CarerelayError, NotFound
-from carerelay.integrations.sso import saml, service
+from carerelay.integrations.sso import service
 from carerelay.integrations.sso.config import Provider, get_provider
 from carerelay.web.pages import templates
 
@@ -91,6 +93,8 @@ def oidc_backchannel_logout(
 
 @router.get("/saml/{name}/metadata")
 def saml_metadata(name: str, request: Request, settings: SettingsDep, actor: Actor = public()) -> Response:
+    from carerelay.integrations.sso import saml
+
     try:
         provider = get_provider(_providers(request), name, "saml")
     except NotFound as exc:
@@ -101,6 +105,8 @@ def saml_metadata(name: str, request: Request, settings: SettingsDep, actor: Act
 @router.get("/saml/{name}/login")
 def saml_login(name: str, request: Request, session: DbSession, clock: ClockDep, settings: SettingsDep,
                actor: Actor = public()) -> Response:
+    from carerelay.integrations.sso import saml
+
     try:
         provider = get_provider(_providers(request), name, "saml")
         redirect = saml.begin_saml_login(session=session, clock=clock, settings=settings, provider=provider)
@@ -117,6 +123,8 @@ def saml_acs(
     relay_state: Annotated[str | None, Form(alias="RelayState", max_length=200)] = None,
     actor: Actor = public(),
 ) -> Response:
+    from carerelay.integrations.sso import saml
+
     try:
         provider = get_provider(_providers(request), name, "saml")
         result = saml.finish_saml_login(session=session, clock=clock, settings=settings, provider=provider,

@@ -14,7 +14,8 @@ hl7: the listener's own store and processing steps (``Hl7Runtime._store_sync`` i
 whole listener over real MLLP sockets, the senders in a child process (ACK and processing included).
 messaging: ``POST /api/conversations/{id}/messages`` through the application in this process (sign-in
 check, the send, the response, the after-commit hand-over to the hub), ``--concurrency`` at a time, and
-what each recipient's WebSocket does for it (the liveness check and the frame).
+what each recipient's WebSocket does for it: take the handed-over event and encode its frame (every
+message), and check that its session is still a delivery target (once per check window, not per message).
 messaging-server: the whole server (uvicorn, WebSockets, background workers) in this process, the
 load of bench/messaging.py (200 clients, a fixed rate) in a child: CPU per delivered message.
 """
@@ -303,6 +304,7 @@ def messaging_app(messages: int, concurrency: int, profile: bool, postgres: str 
     from carerelay.messaging import service as messaging
     from carerelay.messaging.models import ConversationKind
     from carerelay.realtime import api as realtime_api
+    from carerelay.realtime.hub import Subscription
 
     with tempfile.TemporaryDirectory() as tmp, _database(tmp, postgres) as (url, db):
         keys = "b1:" + "A" * 43 + "="
@@ -346,13 +348,20 @@ def messaging_app(messages: int, concurrency: int, profile: bool, postgres: str 
 
         recipients = [actor for _, _, actor in pairs]
 
-        def sockets() -> None:
+        def frames() -> None:
+            subscription = Subscription(recipients[0].person_id or 0)
             for i in range(messages):
-                actor = recipients[i % len(recipients)]
-                realtime_api._live_until(db, clock, settings, actor)
-                json.dumps({"type": "event", "seq": i, "kind": "message.new", "data": {"text": f"bench {i}"}})
+                subscription.push(i + 1, "message.new", {"text": f"bench {i}"})
+                taken, _ = subscription.take()
+                subscription.cursor = i + 1
+                json.dumps(taken[0])
 
-        meter.run("recipient socket: liveness check + frame", messages, sockets)
+        def checks() -> None:
+            for i in range(messages):
+                realtime_api._live_until(db, clock, settings, recipients[i % len(recipients)])
+
+        meter.run("recipient socket: hand-over + frame", messages, frames)
+        meter.run("recipient socket: one session check", messages, checks)
         meter.print(f"messaging, {db.dialect}, {messages} sends")
 
 

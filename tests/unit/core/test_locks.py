@@ -14,6 +14,8 @@ from tests.conftest import Backend, fresh_backend
 
 @pytest.fixture
 def other_schema(backend: Backend, tmp_path: Path) -> Iterator[Backend]:
+    if backend.name == "sqlite":
+        pytest.skip("SQLite has no schemas sharing one lock space")
     with fresh_backend(backend.name, tmp_path) as other:
         yield other
 
@@ -36,8 +38,6 @@ def test_a_held_name_is_refused_to_a_second_transaction_until_the_first_ends(bac
 
 
 def test_the_same_name_in_another_schema_of_the_database_is_not_held(backend: Backend, other_schema: Backend) -> None:
-    if backend.name == "sqlite":
-        pytest.skip("SQLite has no schemas sharing one lock space")
     mine, theirs = backend.engine(), other_schema.engine()
     try:
         with Session(mine) as here, Session(theirs) as there:

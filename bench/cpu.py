@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event, text
 
+from bench.asgi import call
 from bench.common import node_env
 from bench.hl7 import END, ORU, START, _free_port
 
@@ -292,7 +293,6 @@ def _run_profiled(main: Callable[[], Coroutine[Any, Any, T]], profiler: Profiler
 
 
 def messaging_app(messages: int, concurrency: int, profile: bool, postgres: str | None) -> None:
-    import httpx2 as httpx
     from sqlalchemy import select
 
     from carerelay.app import create_app
@@ -331,18 +331,18 @@ def messaging_app(messages: int, concurrency: int, profile: bool, postgres: str 
 
         async def main() -> None:
             hub.bind(asyncio.get_running_loop())
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-                async def post(i: int) -> None:
-                    token, conv, _ = pairs[i % len(pairs)]
-                    response = await http.post(f"/api/conversations/{conv}/messages", json={"text": f"bench {i}"},
-                                               headers={"Authorization": f"Bearer {token}"})
-                    if response.status_code != 201:
-                        raise RuntimeError(response.text)
 
-                await _bursts(post, 0, 100, concurrency)
-                with meter.measure(f"send over HTTP (in-process ASGI), {concurrency} at a time", messages):
-                    await _bursts(post, 100, messages, concurrency)
+            async def post(i: int) -> None:
+                token, conv, _ = pairs[i % len(pairs)]
+                status, body = await call(app, "POST", f"/api/conversations/{conv}/messages",
+                                          json.dumps({"text": f"bench {i}"}).encode(),
+                                          {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                if status != 201:
+                    raise RuntimeError(body.decode(errors="replace"))
+
+            await _bursts(post, 0, 100, concurrency)
+            with meter.measure(f"send over HTTP (in-process ASGI), {concurrency} at a time", messages):
+                await _bursts(post, 100, messages, concurrency)
 
         _run_profiled(main, profiler, "send over HTTP")
 
@@ -368,7 +368,6 @@ def messaging_app(messages: int, concurrency: int, profile: bool, postgres: str 
 def wctp_app(messages: int, concurrency: int, profile: bool) -> None:
     """``POST /wctp`` nurse-call SubmitRequests through the application in this process (the requests of
     bench/wctp.py), ``--concurrency`` at a time: the alert to the bed's nurse and its hand-over to the hub."""
-    import httpx2 as httpx
 
     from bench.wctp import prepare, submit
     from carerelay.app import create_app
@@ -388,17 +387,15 @@ def wctp_app(messages: int, concurrency: int, profile: bool) -> None:
 
         async def main() -> None:
             app.state.hub.bind(asyncio.get_running_loop())
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-                async def post(i: int) -> None:
-                    response = await http.post("/wctp", content=submit(f"MARK-{i:032d}"),
-                                               headers={"Content-Type": "text/xml"})
-                    if b'successCode="200"' not in response.content:
-                        raise RuntimeError(response.text)
 
-                await _bursts(post, 0, 50, concurrency)
-                with meter.measure(f"SubmitRequest over HTTP (in-process ASGI), {concurrency} at a time", messages):
-                    await _bursts(post, 50, messages, concurrency)
+            async def post(i: int) -> None:
+                _, body = await call(app, "POST", "/wctp", submit(f"MARK-{i:032d}"), {"Content-Type": "text/xml"})
+                if b'successCode="200"' not in body:
+                    raise RuntimeError(body.decode(errors="replace"))
+
+            await _bursts(post, 0, 50, concurrency)
+            with meter.measure(f"SubmitRequest over HTTP (in-process ASGI), {concurrency} at a time", messages):
+                await _bursts(post, 50, messages, concurrency)
 
         _run_profiled(main, profiler, "SubmitRequest over HTTP")
         meter.print(f"wctp, SQLite, {messages} submits")

@@ -33,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.common import cpu_seconds, load_average, node_env, report, stop, summarize_ms
+from bench.http1 import HttpError, Pool
 from carerelay.auth.service import start_session
 from carerelay.config import load_settings
 from carerelay.core.actor import Actor, cli_actor
@@ -117,23 +118,24 @@ async def run_carerelay(base: str, clients: Clients, rate: int, seconds: float,
     sent: dict[str, float] = {}
     errors = 0
     statuses: Counter[str] = Counter()
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
+    http = Pool(base, 64)
+    try:
         async def post(i: int) -> None:
             nonlocal errors
             token, _, conv = clients[(i * 2) % len(clients)]
             marker = f"bench-{i}"
             sent[marker] = time.perf_counter()
             try:
-                response = await http.post(f"/api/conversations/{conv}/messages", json={"text": marker},
-                                           headers={"Authorization": f"Bearer {token}"})
-            except httpx.TransportError as exc:
+                answer = await http.request("POST", f"/api/conversations/{conv}/messages",
+                                            json.dumps({"text": marker}).encode(),
+                                            {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            except HttpError as exc:
                 errors += 1
-                statuses[type(exc).__name__] += 1
+                statuses[type(exc.__cause__).__name__] += 1
                 return
-            if response.status_code != 201:
+            if answer.status != 201:
                 errors += 1
-                statuses[f"{response.status_code} {response.text[:240]}"] += 1
+                statuses[f"{answer.status} {answer.body[:240].decode(errors='replace')}"] += 1
 
         total = int(rate * seconds)
         started = time.perf_counter()
@@ -149,6 +151,8 @@ async def run_carerelay(base: str, clients: Clients, rate: int, seconds: float,
         while len([m for m in sent if m in arrivals]) < total - errors and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
         elapsed = max(arrivals.values(), default=started) - started
+    finally:
+        await http.close()
     generator_cpu = time.process_time() - generator_before
     server_cpu = cpu_seconds(server_pid) - server_before if server_pid else 0.0
     for task in readers:

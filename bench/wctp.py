@@ -25,11 +25,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2 as httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import node_env, report, stop, summarize_ms
+from bench.common import cpu_seconds, node_env, report, stop, summarize_ms
+from bench.http1 import Connection
 from carerelay.auth.service import start_session
 from carerelay.config import load_settings
 from carerelay.core.actor import cli_actor
@@ -124,7 +126,7 @@ async def _watch(ws: ClientConnection, arrivals: dict[str, float], floor: bool) 
 
 
 async def load(post_url: str, ws_url: str, headers: dict[str, str], rate: int, seconds: float, prefix: str,
-               floor: bool) -> dict[str, float]:
+               floor: bool, server_pid: int) -> dict[str, float]:
     arrivals: dict[str, float] = {}
     ws = await connect(ws_url, additional_headers=headers, max_queue=None)
     if not floor:
@@ -138,8 +140,9 @@ async def load(post_url: str, ws_url: str, headers: dict[str, str], rate: int, s
 
     async def sender(index: int) -> None:
         nonlocal refused
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+        http = Connection(post_url)
+        path = urlsplit(post_url).path
+        try:
             started = time.perf_counter()
             for n in range(per_sender):
                 delay = started + n * SENDERS / rate - time.perf_counter()
@@ -147,17 +150,21 @@ async def load(post_url: str, ws_url: str, headers: dict[str, str], rate: int, s
                     await asyncio.sleep(delay)
                 marker = f"MARK-{prefix}{index}-{n}"
                 sent[marker] = time.perf_counter()
-                response = await http.post(post_url, content=submit(marker), headers={"Content-Type": "text/xml"})
+                answer = await http.request("POST", path, submit(marker), {"Content-Type": "text/xml"})
                 answered.append(time.perf_counter() - sent[marker])
-                if b'successCode="200"' not in response.content:
+                if b'successCode="200"' not in answer.body:
                     refused += 1
+        finally:
+            await http.close()
 
+    server_before, generator_before = cpu_seconds(server_pid), time.process_time()
     began = time.perf_counter()
     await asyncio.gather(*(sender(i) for i in range(SENDERS)))
     deadline = time.perf_counter() + 30
     while len([m for m in sent if m in arrivals]) < len(sent) - refused and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
     elapsed = max(arrivals.values(), default=began) - began
+    server_cpu, generator_cpu = cpu_seconds(server_pid) - server_before, time.process_time() - generator_before
     watcher.cancel()
     await ws.close()
     latencies = [arrivals[m] - t for m, t in sent.items() if m in arrivals]
@@ -166,6 +173,8 @@ async def load(post_url: str, ws_url: str, headers: dict[str, str], rate: int, s
     stats["submits_per_s"] = round(len(latencies) / elapsed, 1) if elapsed > 0 else 0.0
     stats["lost"] = float(len(sent) - refused - len(latencies))
     stats["refused"] = float(refused)
+    stats["server_cpu_ms_per_submit"] = round(1000 * server_cpu / max(len(latencies), 1), 3)
+    stats["load_generator_cpu_ms_per_submit"] = round(1000 * generator_cpu / max(len(latencies), 1), 3)
     return stats
 
 
@@ -203,11 +212,12 @@ def run(rate: int, seconds: float) -> None:
             wait_until_ready(base, server, tmp / "server.log")
             _wait_port(floor_port, floor_server)
             headers = {"Authorization": f"Bearer {token}"}
-            asyncio.run(load(f"{base}/wctp", base.replace("http", "ws") + "/api/ws", headers, 50, 1, "W", False))
+            asyncio.run(load(f"{base}/wctp", base.replace("http", "ws") + "/api/ws", headers, 50, 1, "W", False,
+                                server.pid))
             ours = asyncio.run(load(f"{base}/wctp", base.replace("http", "ws") + "/api/ws", headers, rate, seconds,
-                                    "C", False))
+                                    "C", False, server.pid))
             floor = asyncio.run(load(f"http://127.0.0.1:{floor_port}/wctp", f"ws://127.0.0.1:{floor_port}/ws", {},
-                                     rate, seconds, "F", True))
+                                     rate, seconds, "F", True, floor_server.pid))
         finally:
             for process in (server, floor_server):
                 stop(process)

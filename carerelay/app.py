@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -168,13 +169,25 @@ async def _carerelay_error(request: Request, exc: Exception) -> Response:
 async def _validation_error(request: Request, exc: Exception) -> Response:
     """422 whose first line names the field, with the full list for programs."""
     assert isinstance(exc, RequestValidationError)
-    errors = jsonable_encoder(exc.errors())
+    errors = _finite(jsonable_encoder(exc.errors()))
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(p) for p in first.get("loc", []) if p != "body") or "request"
     if _is_scim(request):
         return scim_validation_response(f"{where}: {first.get('msg')}")
     return JSONResponse({"detail": f"{where}: {first.get('msg')}", "field": where, "errors": errors},
                         status_code=422)
+
+
+def _finite(value: Any) -> Any:
+    """The errors echo the input, and JSON has no NaN or Infinity (which Python's parser accepts): those
+    are echoed as text, so a body with ``NaN`` in it gets its 422 instead of a 500."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 class Measure:

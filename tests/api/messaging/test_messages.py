@@ -183,6 +183,10 @@ def test_bad_messages_are_refused_and_html_is_kept_as_text(client: TestClient, d
     assert client.post(url, headers=nurse.headers, json={"text": "x" * 10_001}).status_code == 422
     assert client.post(url, headers=nurse.headers, json={"text": "hi", "priority": "whenever"}).status_code == 422
     assert client.post(url, headers=nurse.headers, json={"text": "hi", "attachment_ids": [99999]}).status_code == 422
+    nan = client.post(url, headers={**nurse.headers, "Content-Type": "application/json"},
+                      content=b'{"text": "hi", "patient_id": NaN}')  # Python's JSON parser takes NaN; JSON has none
+    assert nan.status_code == 422 and nan.json()["field"] == "patient_id", nan.text
+    assert nan.json()["errors"][0]["input"] == "nan"
     assert _messages(db) == before
     script = '<script>alert("x")</script> & <b>bold</b>'
     stored = send(client, nurse, conv, script)

@@ -41,6 +41,7 @@ from carerelay.core.errors import (
     TooManyAttempts,
     Unauthenticated,
 )
+from carerelay.core.fastlane import FastLanes
 from carerelay.core.schemas import ErrorBody
 from carerelay.directory.api import router as directory_router
 from carerelay.escalation.api import router as escalation_router
@@ -59,6 +60,7 @@ from carerelay.integrations.sso.config import load_providers
 from carerelay.integrations.wctp.api import router as wctp_router
 from carerelay.integrations.wctp.worker import WctpWorker
 from carerelay.jobs import worker as jobs_worker
+from carerelay.messaging.api import SEND_LANE
 from carerelay.messaging.api import router as messaging_router
 from carerelay.notifications.service import build_channels
 from carerelay.ops.api import router as ops_router
@@ -230,8 +232,10 @@ def _lazy_key_ring(settings: Settings) -> Callable[[], KeyRing]:
 
 
 def create_app(settings: Settings, *, db: Database | None = None, clock: Clock | None = None,
-               listeners: bool = False) -> FastAPI:
-    """``listeners``: also run the protocol listeners (MLLP) in this event loop — ``carerelay serve``."""
+               listeners: bool = False, fast_lanes: bool = True) -> FastAPI:
+    """``listeners``: also run the protocol listeners (MLLP) in this event loop — ``carerelay serve``.
+    ``fast_lanes``: serve the send route's usual requests past FastAPI's routing (core/fastlane.py); its
+    tests turn them off to compare."""
     database = db or Database(make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous))
 
     hub = Hub()
@@ -306,6 +310,8 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
     app.add_exception_handler(CarerelayError, _carerelay_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
+    if fast_lanes:
+        app.add_middleware(FastLanes, lanes=[SEND_LANE])
     app.add_middleware(Measure)
 
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")

@@ -5,6 +5,8 @@ There is deliberately no route to edit, retract or delete a message.
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
 from typing import Annotated
 
@@ -13,11 +15,22 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
 from carerelay.audit import service as audit
-from carerelay.auth.deps import Caller, ClockDep, DbSession, allow, signed_in, signed_in_caller
+from carerelay.auth.deps import (
+    Caller,
+    ClockDep,
+    DbSession,
+    allow,
+    get_clock,
+    get_db,
+    presented_token,
+    signed_in,
+    signed_in_caller,
+)
 from carerelay.core.actor import Actor
 from carerelay.core.crypto import KeyRing
 from carerelay.core.db import run_to_end
 from carerelay.core.errors import Invalid, NotFound
+from carerelay.core.fastlane import lane
 from carerelay.directory.models import Role
 from carerelay.messaging import compliance, service
 from carerelay.messaging.attachments import blob_of, open_blob, served_type, store_upload
@@ -44,6 +57,7 @@ from carerelay.messaging.schemas import (
 router = APIRouter(prefix="/api", tags=["messaging"])
 
 COMPLIANCE = (Role.COMPLIANCE_OFFICER,)
+IDEMPOTENCY_KEY_MAX = 120
 PATIENT_DATA_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache", "X-Content-Type-Options": "nosniff"}
 
 
@@ -124,7 +138,8 @@ def read_messages(
 )
 async def send_message(
     conversation_id: int, body: MessageIn, session: DbSession, clock: ClockDep,
-    idempotency_key: Annotated[str | None, Header(max_length=120)] = None, caller: Caller = signed_in_caller(),
+    idempotency_key: Annotated[str | None, Header(max_length=IDEMPOTENCY_KEY_MAX)] = None,
+    caller: Caller = signed_in_caller(),
 ) -> Response:
     """The hottest route: the sign-in check, the send and (SQLite) the end of its unit of work in one worker
     thread, the answer serialized once."""
@@ -142,6 +157,28 @@ async def send_message(
         return JSONResponse({"detail": exc.message, "field": "confirm", "warnings": exc.warnings}, status_code=422)
     return Response(message_json(view), status_code=status.HTTP_201_CREATED,
                     media_type="application/json", headers={"Idempotent-Replayed": "true"} if replayed else None)
+
+
+async def _send_lane(request: Request, found: re.Match[str]) -> Response | None:
+    """``send_message`` for a well-formed request (core/fastlane.py): a bearer token or session cookie,
+    a JSON body that is a valid ``MessageIn``, at most one Idempotency-Key within its length. Anything
+    else is declined before the database is touched, and the route answers it (its 401s and 422s)."""
+    keys = request.headers.getlist("idempotency-key")
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" or len(keys) > 1 or (keys and len(keys[0]) > IDEMPOTENCY_KEY_MAX) \
+            or not presented_token(request):
+        return None
+    try:
+        body = MessageIn.model_validate(json.loads(await request.body()))
+    except Exception:  # not JSON, or not a valid message: the route says what is wrong, in its own terms
+        return None
+    async with get_db(request).unit_of_work_async() as session:
+        return await send_message(int(found[1]), body, session, get_clock(request), keys[0] if keys else None,
+                                  Caller(request))
+
+
+SEND_LANE = lane(router, "POST", "/api/conversations/{conversation_id}/messages",
+                 r"/api/conversations/([0-9]{1,18})/messages", _send_lane)
 
 
 @router.post("/attachments", response_model=AttachmentOut, status_code=status.HTTP_201_CREATED)

@@ -79,8 +79,9 @@ log = logging.getLogger("carerelay.app")
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 
-# Sending, the sockets, device alerts and their answers: matched before every other router.
-HOT_ROUTERS = (messaging_router, realtime_router, wctp_router, alerts_router)
+# Nurse-call submits, messaging, the sockets, device alerts and their answers: matched before every other
+# router. `/wctp` is one route tried first; the send itself usually never reaches the router (core/fastlane.py).
+HOT_ROUTERS = (wctp_router, messaging_router, realtime_router, alerts_router)
 
 _STATUS: dict[type[CarerelayError], int] = {
     NotFound: 404,

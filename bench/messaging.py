@@ -32,7 +32,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import cpu_seconds, load_average, node_env, report, stop, summarize_ms
+from bench.common import cpu_seconds, load_average, no_collector_pauses, node_env, report, stop, summarize_ms
 from bench.http1 import HttpError, Pool
 from carerelay.auth.service import start_session
 from carerelay.config import load_settings
@@ -245,7 +245,8 @@ def measure(base: str, server: subprocess.Popen[str], clients: Clients, rate: in
     """One run at ``rate``: latency, throughput, and the CPU the server and this load generator spent a message
     (on a 2-core machine the generator's share is the server's loss)."""
     frames_before = socket_frames(base)
-    ours = asyncio.run(run_carerelay(base, clients, rate, seconds, server.pid))
+    with no_collector_pauses():
+        ours = asyncio.run(run_carerelay(base, clients, rate, seconds, server.pid))
     frames = {k: v - frames_before.get(k, 0.0) for k, v in socket_frames(base).items()}
     ours["socket_frames_read_pct"] = round(100 * frames.get("database", 0.0) / max(sum(frames.values()), 1), 1)
     delivered = max((rate * seconds) - ours["lost"], 1)
@@ -263,7 +264,8 @@ def leg(label: str, url: str, tmp: Path, rate: int, seconds: float) -> None:
     try:
         with carerelay_server(label, url, tmp) as (base, server, clients):
             ours = measure(base, server, clients, rate, seconds)
-        floor = asyncio.run(run_echo(echo_port, rate, seconds, echo.pid))
+        with no_collector_pauses():
+            floor = asyncio.run(run_echo(echo_port, rate, seconds, echo.pid))
     finally:
         stop(echo)
     metrics: dict[str, Any] = {**ours, "offered_rate_per_s": float(rate), "clients": float(CLIENTS)}

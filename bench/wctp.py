@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import httpx2 as httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import cpu_seconds, node_env, report, stop, summarize_ms
+from bench.common import cpu_seconds, no_collector_pauses, node_env, report, stop, summarize_ms
 from bench.http1 import Connection
 from carerelay.auth.service import start_session
 from carerelay.config import load_settings
@@ -214,10 +214,12 @@ def run(rate: int, seconds: float) -> None:
             headers = {"Authorization": f"Bearer {token}"}
             asyncio.run(load(f"{base}/wctp", base.replace("http", "ws") + "/api/ws", headers, 50, 1, "W", False,
                                 server.pid))
-            ours = asyncio.run(load(f"{base}/wctp", base.replace("http", "ws") + "/api/ws", headers, rate, seconds,
-                                    "C", False, server.pid))
-            floor = asyncio.run(load(f"http://127.0.0.1:{floor_port}/wctp", f"ws://127.0.0.1:{floor_port}/ws", {},
-                                     rate, seconds, "F", True, floor_server.pid))
+            with no_collector_pauses():
+                ours = asyncio.run(load(f"{base}/wctp", base.replace("http", "ws") + "/api/ws", headers, rate,
+                                        seconds, "C", False, server.pid))
+            with no_collector_pauses():
+                floor = asyncio.run(load(f"http://127.0.0.1:{floor_port}/wctp", f"ws://127.0.0.1:{floor_port}/ws",
+                                         {}, rate, seconds, "F", True, floor_server.pid))
         finally:
             for process in (server, floor_server):
                 stop(process)

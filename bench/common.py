@@ -1,10 +1,10 @@
 """What every benchmark shares: the machine's description, percentiles, the table and the JSON.
 
-Each JSON file (issue 11) holds ``benchmark``, ``machine`` (cores, memory, Python, database, and the
-load average while it ran: this machine is shared), ``metrics`` (units in the names), ``floor`` (the
-same keys measured on a bare baseline in the same run, where one applies) and ``targets`` (the bound
-from the issue, in the small grammar ``check_target`` reads), so a run can be checked against its
-targets in a few lines.
+Each JSON file (issue 11) holds ``benchmark``, ``machine`` (cores, memory, Python, database, the load
+average while it ran: this machine is shared, and how fast it ran Python just after), ``metrics``
+(units in the names), ``floor`` (the same keys measured on a bare baseline in the same run, where one
+applies) and ``targets`` (the bound from the issue, in the small grammar ``check_target`` reads), so a
+run can be checked against its targets in a few lines.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import platform
 import statistics
 import subprocess
+import timeit
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,13 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def python_loop_us() -> float:
+    """How fast this machine runs Python right now: ``sum(range(1000))`` in µs, best of five. Machines sold
+    as the same 2 vCPUs measured 10–18 µs, and one machine moved between 10 and 15 within an hour, with
+    every CPU-per-message figure moving with it; a run's figures are read against this one."""
+    return round(min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6, 2)
+
+
 def machine(database: str, load_before: float | None = None) -> dict[str, Any]:
     try:
         with open("/proc/meminfo") as f:
@@ -52,6 +60,7 @@ def machine(database: str, load_before: float | None = None) -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "database": database,
         "load_avg_1m_after": load_average(),
+        "python_loop_us_after": python_loop_us(),
     }
     if load_before is not None:
         box["load_avg_1m_before"] = load_before
@@ -131,7 +140,8 @@ def check_target(target: str, value: float, floor: float | None) -> bool | None:
 def report(name: str, *, database: str, metrics: dict[str, float], floor: dict[str, float],
            targets: dict[str, str], notes: str = "", load_before: float | None = None) -> dict[str, Any]:
     box = machine(database, load_before)
-    load = f"load average (1 min) {box.get('load_avg_1m_before', '?')} before, {box['load_avg_1m_after']} after"
+    load = (f"load average (1 min) {box.get('load_avg_1m_before', '?')} before, {box['load_avg_1m_after']} after; "
+            f"sum(range(1000)) {box['python_loop_us_after']} µs")
     result: dict[str, Any] = {"benchmark": name, "machine": box, "metrics": metrics, "floor": floor,
                               "targets": targets, "notes": f"{notes} [{load}]".strip()}
     RESULTS.mkdir(exist_ok=True)

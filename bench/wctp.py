@@ -230,8 +230,8 @@ def run(rate: int, seconds: float) -> None:
                   "Confirmation and pushing the marker to a WebSocket (no parsing, no database). carerelay: hardened "
                   "parse, sender check, feed-monitor row, rule, bed → care-team nurse, alert + escalation run + "
                   "timer + audit, realtime event, commit (SQLite WAL, synchronous=FULL), WebSocket push. "
-                  f"Senders share the {os.cpu_count()} cores; load average {load_before:.1f} before, "
-                  f"{os.getloadavg()[0]:.1f} after (other work on the machine)."))
+                  f"Senders share the {os.cpu_count()} cores (other work on the machine: the load average)."),
+           load_before=round(load_before, 2))
 
 
 def main() -> None:

@@ -70,6 +70,7 @@ class FastLanes:
 
     async def _serve(self, candidate: Lane, found: re.Match[str], scope: Scope, receive: Receive,
                      send: Send) -> None:
+        scope["route"] = candidate.route  # the metrics label, a 500 included (the router sets it again if declined)
         request = Request(scope, receive)
         try:
             response = await candidate.serve(request, found)
@@ -81,7 +82,6 @@ class FastLanes:
         if response is None:
             await self.app(scope, _replay(await request.body(), receive), send)
             return
-        scope["route"] = candidate.route
         await response(scope, receive, send)
 
 

@@ -168,3 +168,22 @@ def test_the_lane_serves_well_formed_sends_and_leaves_the_rest_to_the_route(
         path, body, headers = cases[case]
         pair.lanes.post(path, content=body, headers=headers)
     assert served == [pair.conversation] * 3
+
+
+def test_sends_the_lane_serves_are_counted_under_the_route(pair: Pair) -> None:
+    """Request metrics name the FastAPI route for a send the lane answered, as for one the route did."""
+    label = 'route="/api/conversations/{conversation_id}/messages"'
+
+    def count(status: str) -> float:
+        for line in pair.lanes.get("/metrics").text.splitlines():
+            if line.startswith("carerelay_http_requests_total{") and label in line and f'status="{status}"' in line \
+                    and 'method="POST"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    path, body, headers = _cases(pair)["a plain message"]
+    before_201, before_404 = count("201"), count("404")
+    assert pair.lanes.post(path, content=body, headers=headers).status_code == 201
+    outsider = {**pair.outsider.headers, **JSON}
+    assert pair.lanes.post(path, content=body, headers=outsider).status_code == 404
+    assert (count("201"), count("404")) == (before_201 + 1, before_404 + 1)

@@ -157,10 +157,17 @@ BEFORE_GROUP_COMMIT.append(_append_for_group)
 _HEAD_FOR_UPDATE = Prepared(select(_HEAD.c.last_seq, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update())
 _ENTRY_COLUMNS = ("seq", "at", "actor_id", "actor_name", "action", "object_type", "object_id", "outcome", "ip",
                   "detail", "prev_hash", "hash")
+_CHUNK = 50  # entries a statement inserts at most
 _INSERT_ENTRIES = PreparedRows(lambda n: insert(_ENTRIES).values(bind_rows(_ENTRIES, _ENTRY_COLUMNS, n)),
-                               _ENTRY_COLUMNS)
-_MOVE_HEAD = Prepared(update(_HEAD).where(_HEAD.c.id == 1).values(
-    last_seq=bindparam("seq", type_=_HEAD.c.last_seq.type), last_hash=bindparam("tip", type_=_HEAD.c.last_hash.type)))
+                               _ENTRY_COLUMNS, most=_CHUNK)
+_MOVE = update(_HEAD).where(_HEAD.c.id == 1).values(
+    last_seq=bindparam("seq", type_=_HEAD.c.last_seq.type), last_hash=bindparam("tip", type_=_HEAD.c.last_hash.type))
+_MOVE_HEAD = Prepared(_MOVE)
+# PostgreSQL: the last entries and the tip's move in one statement, a round trip fewer on every audited
+# commit while the tip is locked (every auditing transaction takes its turn on that row).
+_INSERT_AND_MOVE = PreparedRows(
+    lambda n: _MOVE.add_cte(insert(_ENTRIES).values(bind_rows(_ENTRIES, _ENTRY_COLUMNS, n)).cte("entries")),
+    _ENTRY_COLUMNS, most=_CHUNK)
 
 
 def _append(conn: Connection, entries: list[dict[str, Any]]) -> None:
@@ -172,8 +179,14 @@ def _append(conn: Connection, entries: list[dict[str, Any]]) -> None:
         row = {**fields, "seq": last_seq, "prev_hash": last_hash}
         last_hash = _entry_hash(**row)
         rows.append({**row, "hash": last_hash})
-    _INSERT_ENTRIES.rows(conn, rows)
-    _MOVE_HEAD.run(conn, {"seq": last_seq, "tip": last_hash})
+    tip = {"seq": last_seq, "tip": last_hash}
+    if conn.dialect.name == "postgresql":
+        last = (len(rows) - 1) // _CHUNK * _CHUNK
+        _INSERT_ENTRIES.rows(conn, rows[:last])
+        _INSERT_AND_MOVE.rows(conn, rows[last:], tip)
+    else:
+        _INSERT_ENTRIES.rows(conn, rows)
+        _MOVE_HEAD.run(conn, tip)
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -147,16 +147,18 @@ class PreparedRows:
         self._most = most
         self._by_count: dict[int, Prepared] = {}
 
-    def rows(self, conn: Connection, items: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        """Runs in chunks of ``most``; returned rows come back in the order of ``items``' chunks."""
+    def rows(self, conn: Connection, items: Sequence[Mapping[str, Any]],
+             shared: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Runs in chunks of ``most``; returned rows come back in the order of ``items``' chunks.
+        ``shared`` fills the statement's other bind parameters, the same in every chunk."""
         out: list[tuple[Any, ...]] = []
         for start in range(0, len(items), self._most):
             chunk = items[start:start + self._most]
             prepared = self._by_count.get(len(chunk))
             if prepared is None:
                 prepared = self._by_count[len(chunk)] = Prepared(self._build(len(chunk)))
-            out.extend(prepared.rows(conn, {f"{column}_{i}": item[column]
-                                            for i, item in enumerate(chunk) for column in self._columns}))
+            values = {f"{column}_{i}": item[column] for i, item in enumerate(chunk) for column in self._columns}
+            out.extend(prepared.rows(conn, {**shared, **values} if shared else values))
         return out
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -344,6 +345,19 @@ _INSERT_RECEIPTS = PreparedRows(lambda n: insert(_RECEIPTS).values(bind_rows(_RE
                                 _RECEIPT_COLUMNS)
 
 
+def _message_with_receipts() -> Any:
+    """PostgreSQL: the message and its receipts (one per recipient of an array) as one statement, a round
+    trip fewer on every send."""
+    message = insert(_MESSAGES).values(binds(_MESSAGES, _MESSAGE_COLUMNS)).returning(_MESSAGES.c.id).cte("message")
+    recipient = func.unnest(bindparam("recipients", type_=postgresql.ARRAY(Integer))).column_valued("recipient")
+    receipts = insert(_RECEIPTS).from_select(_RECEIPT_COLUMNS, select(
+        message.c.id, recipient, bindparam("sent_at", type_=_RECEIPTS.c.sent_at.type)).select_from(message))
+    return select(message.c.id).add_cte(receipts.cte("receipts"))
+
+
+_INSERT_MESSAGE_WITH_RECEIPTS = Prepared(_message_with_receipts())
+
+
 def member_ids(session: Session, conversation_id: int) -> list[int]:
     return [pid for (pid,) in _MEMBER_IDS.rows(flushed_connection(session), {"conversation_id": conversation_id})]
 
@@ -632,10 +646,14 @@ def _append(
         original_author_id=original_author_id, original_sent_at=original_sent_at, forwarded_from_id=forwarded_from_id,
         warnings_confirmed=warnings, resolution=message_resolution(conversation, members, sender_id))
     conn = session.connection()
+    recipients = [pid for pid in members if pid != sender_id]
+    if conn.dialect.name == "postgresql":
+        inserted = _INSERT_MESSAGE_WITH_RECEIPTS.rows(conn, {**values, "recipients": recipients, "sent_at": now})
+        return Message(id=inserted[0][0], **values), members
     message = Message(id=_INSERT_MESSAGE.rows(conn, values)[0][0], **values)
-    receipts = [{"message_id": message.id, "person_id": pid, "sent_at": now} for pid in members if pid != sender_id]
-    if receipts:
-        _INSERT_RECEIPTS.rows(conn, receipts)
+    if recipients:
+        _INSERT_RECEIPTS.rows(conn, [{"message_id": message.id, "person_id": pid, "sent_at": now}
+                                     for pid in recipients])
     return message, members
 
 

@@ -8,7 +8,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from carerelay.audit import service as audit
-from carerelay.audit.models import AuditEntry
+from carerelay.audit.models import AuditChainHead, AuditEntry
 from carerelay.core.actor import cli_actor
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
@@ -110,3 +110,22 @@ def test_savepoints_keep_their_entries_until_the_commit_and_drop_them_when_rolle
                                .order_by(AuditEntry.seq)).all()
         assert [(seq - before, obj) for seq, obj in rows] == [(1, "outer"), (2, "kept"), (3, "last")]
         assert audit.verify_chain(session=session).ok
+
+
+@pytest.mark.parametrize("n", [50, 51, 120])
+def test_a_commit_of_more_entries_than_one_statement_holds_chains_them_all(
+        db: Database, clock: FakeClock, n: int) -> None:
+    """Entries go in 50 to a statement (on PostgreSQL the last ones with the tip's move): none is lost or
+    repeated at a chunk's edge, and the tip is the last entry."""
+    with db.unit_of_work() as session:
+        before = session.execute(select(func.max(AuditEntry.seq))).scalar_one() or 0
+    _append(db, clock, n)
+    with db.unit_of_work() as session:
+        added = session.execute(select(AuditEntry.seq, AuditEntry.object_id).where(AuditEntry.seq > before)
+                                .order_by(AuditEntry.seq)).all()
+        head = session.get_one(AuditChainHead, 1)
+        report = audit.verify_chain(session=session)
+        tip = session.execute(select(AuditEntry.hash).where(AuditEntry.seq == head.last_seq)).scalar_one()
+    assert [tuple(row) for row in added] == [(before + 1 + i, str(i)) for i in range(n)]
+    assert (head.last_seq, head.last_hash) == (before + n, tip)
+    assert report.ok, report.problem

@@ -106,6 +106,16 @@ def test_many_rows_go_in_chunks_and_each_statement_is_seen(probe: Engine) -> Non
         assert conn.execute(select(PROBE.c.data).where(PROBE.c.id == 16)).scalar_one() == _row(16)["data"]
 
 
+def test_values_shared_by_every_chunk_are_given_once(probe: Engine) -> None:
+    stamped = PreparedRows(lambda n: insert(PROBE).values(
+        [{**row, "note": bindparam("note", type_=PROBE.c.note.type)} for row in bind_rows(PROBE, ("id", "n"), n)]),
+        ("id", "n"), most=2)
+    with probe.begin() as conn:
+        stamped.rows(conn, [{"id": i, "n": i * 10} for i in range(1, 6)], {"note": "shared"})
+        assert conn.execute(select(PROBE.c.id, PROBE.c.n, PROBE.c.note).order_by(PROBE.c.id)).all() == [
+            (i, i * 10, "shared") for i in range(1, 6)]
+
+
 def test_a_constraint_violation_is_sqlalchemys_integrity_error(probe: Engine) -> None:
     with probe.connect() as conn:
         INSERT.run(conn, _row(1))

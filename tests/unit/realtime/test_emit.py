@@ -4,30 +4,20 @@ large fan-out never exceeds NOTIFY's 8000-byte payload (which would fail the sen
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
-from carerelay.directory.models import Person
 from carerelay.realtime import service as realtime
 from carerelay.realtime.models import Event
+from tests.crowd import crowd
 from tests.querycount import statements
 
 CROWD = 2000  # "person:seq," for 2,000 people is more than one NOTIFY can carry
 
 
-def _crowd(db: Database, clock: FakeClock) -> list[int]:
-    with db.unit_of_work() as session:
-        session.execute(insert(Person), [
-            {"username": f"crowd{i}", "given_name": "Crowd", "family_name": f"Member{i}",
-             "display_name": f"Crowd Member{i}", "profession": "nurse", "family_key": f"member{i}",
-             "given_key": "crowd", "created_at": clock.now(), "updated_at": clock.now()} for i in range(CROWD)])
-        return list(session.execute(select(Person.id).where(Person.username.like("crowd%"))
-                                    .order_by(Person.id)).scalars())
-
-
-def test_a_fan_out_to_hundreds_numbers_and_stores_every_event(db: Database, clock: FakeClock) -> None:
-    ids = _crowd(db, clock)
+def test_a_fan_out_to_thousands_numbers_and_stores_every_event(db: Database, clock: FakeClock) -> None:
+    ids = crowd(db, clock, CROWD)
     with db.unit_of_work() as session:
         first = realtime.emit(session=session, clock=clock, person_ids=ids, kind="test.crowd", payload={"n": 1})
     with db.unit_of_work() as session, statements(db.engine) as seen:
@@ -44,7 +34,7 @@ def test_a_fan_out_to_hundreds_numbers_and_stores_every_event(db: Database, cloc
 
 
 def test_the_events_of_a_rolled_back_savepoint_are_not_handed_over(db: Database, clock: FakeClock) -> None:
-    ids = _crowd(db, clock)[:3]
+    ids = crowd(db, clock, 3)
     with db.unit_of_work() as session:
         realtime.emit(session=session, clock=clock, person_ids=ids[:1], kind="test.kept", payload={})
         nested = session.begin_nested()

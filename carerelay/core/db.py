@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sqlite3
 import threading
 import time
 import weakref
@@ -31,7 +32,7 @@ from anyio import CancelScope, CapacityLimiter, to_thread
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -122,7 +123,30 @@ def _tune_sqlite(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # Readers need no write lock in WAL mode; everything else queues for it up front.
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+        _through_driver(conn, "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+    # This engine's dialect only (instance attributes, not the class): see _through_driver.
+    vars(engine.dialect).update(
+        do_savepoint=lambda conn, name: _through_driver(conn, f'SAVEPOINT "{name}"'),
+        do_release_savepoint=lambda conn, name: _through_driver(conn, f'RELEASE SAVEPOINT "{name}"'),
+        do_rollback_to_savepoint=lambda conn, name: _through_driver(conn, f'ROLLBACK TO SAVEPOINT "{name}"'))
+
+
+def _through_driver(conn: Connection, statement: str) -> None:
+    """BEGIN and the savepoints of SQLite's write path, straight on the driver's connection.
+
+    Every write group member is a savepoint, and so is each step that may fail on its own (an alert's
+    routing attempt): through SQLAlchemy's execution (a clause compiled through the statement cache,
+    an execution context, a cursor result) they were 13 % of a nurse-call submit's CPU, measured in
+    one process alternating both ways. They return nothing, so nothing of that is needed; a driver
+    error is still SQLAlchemy's (an OperationalError stays one), but no statement event sees them.
+    """
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    try:
+        dbapi.execute(statement).close()
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error, dialect=conn.dialect) from exc
 
 
 _HOLDER: contextvars.ContextVar[object | None] = contextvars.ContextVar("carerelay_serial_holder", default=None)

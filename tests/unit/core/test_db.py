@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from carerelay.core.db import Database, make_engine
 from carerelay.realtime.pglisten import conninfo
@@ -70,3 +71,31 @@ def test_a_node_engine_has_postgresql_end_idle_transactions_and_keeps_the_url_sc
         other.dispose()
     assert (timeout, schema, default) == ("1500ms", backend.schema, "0")
     assert listener_schema == (backend.schema,)
+
+
+def test_savepoints_through_the_driver_keep_and_drop_what_they_should(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'savepoints.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        with conn.begin_nested():
+            conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+        dropped = conn.begin_nested()
+        conn.exec_driver_sql("INSERT INTO t VALUES (3)")
+        with conn.begin_nested():  # a savepoint inside the one rolled back goes with it
+            conn.exec_driver_sql("INSERT INTO t VALUES (4)")
+        dropped.rollback()
+        conn.exec_driver_sql("INSERT INTO t VALUES (5)")
+    with engine.connect() as conn:
+        assert [n for (n,) in conn.exec_driver_sql("SELECT n FROM t ORDER BY n")] == [1, 2, 5]
+    engine.dispose()
+
+
+def test_a_savepoint_the_driver_refuses_is_sqlalchemys_error(tmp_path: Path) -> None:
+    """What callers catch (OperationalError, IntegrityError…) is the same as through SQLAlchemy."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'refused.db'}")
+    with engine.begin() as conn, pytest.raises(OperationalError, match="no such savepoint") as raised:
+        engine.dialect.do_release_savepoint(conn, "never_made")
+    assert isinstance(raised.value.orig, sqlite3.OperationalError)
+    engine.dispose()

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, delete, event, func, insert, literal_column, select
+from sqlalchemy import Connection, String, Table, bindparam, delete, event, func, insert, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, SessionTransaction
@@ -35,10 +35,10 @@ def _cursor_upsert(insert_for: Any, n: int) -> Any:
             .returning(_CURSORS.c.person_id, _CURSORS.c.last_seq))
 
 
-# Every message fans out through these: compiled once per dialect and row count, run through the driver.
-# A new cursor row starts at 1, an existing one moves on by one.
-_UPSERT_CURSORS = {"postgresql": PreparedRows(lambda n: _cursor_upsert(pg_insert, n), ("person_id",)),
-                   "sqlite": PreparedRows(lambda n: _cursor_upsert(sqlite_insert, n), ("person_id",))}
+# Every message fans out through these: compiled once per row count, run through the driver. A new
+# cursor row starts at 1, an existing one moves on by one. PostgreSQL runs the same upsert inside
+# _emit_in_one.
+_UPSERT_CURSORS = PreparedRows(lambda n: _cursor_upsert(sqlite_insert, n), ("person_id",))
 _EVENT_COLUMNS = ("person_id", "seq", "kind", "payload", "created_at")
 _INSERT_EVENTS = PreparedRows(lambda n: insert(_EVENTS).values(bind_rows(_EVENTS, _EVENT_COLUMNS, n)), _EVENT_COLUMNS)
 
@@ -63,16 +63,16 @@ def _emit_in_one(n: int) -> Any:
 _EMIT_IN_ONE = PreparedRows(_emit_in_one, ("person_id",))
 
 
-def _next_seqs(session: Session, person_ids: list[int]) -> dict[int, int]:
-    """One statement takes every person's next number and holds their cursor rows until commit.
+def _next_seqs(conn: Connection, person_ids: list[int]) -> dict[int, int]:
+    """One statement takes every person's next number and holds their cursor rows until commit (SQLite;
+    on PostgreSQL the same upsert is the first part of ``_emit_in_one``).
 
     An upsert: a person's first cursor row is created by the same statement, so two transactions
     fanning out to the same new person cannot collide on its creation (ON CONFLICT waits for the
     other's row instead of failing). Rows are taken in the order given (sorted ids; the rows of one
     multi-row statement), so two transactions fanning out to overlapping people cannot deadlock.
     """
-    conn = session.connection()
-    rows = _UPSERT_CURSORS[conn.dialect.name].rows(conn, [{"person_id": p} for p in person_ids])
+    rows = _UPSERT_CURSORS.rows(conn, [{"person_id": p} for p in person_ids])
     return {int(p): int(q) for p, q in rows}
 
 
@@ -92,7 +92,7 @@ def emit(
             "kind": kind, "payload": payload, "created_at": now, "channel": NOTIFY_CHANNEL})
         seqs = {int(p): int(q) for note, _ in notes for p, _, q in (item.partition(":") for item in note.split(","))}
     else:
-        seqs = _next_seqs(session, ids)
+        seqs = _next_seqs(conn, ids)
         _INSERT_EVENTS.rows(conn, [{"person_id": p, "seq": seqs[p], "kind": kind, "payload": payload,
                                     "created_at": now} for p in ids])
     wake: set[int] = session.info.setdefault(WAKE_KEY, set())

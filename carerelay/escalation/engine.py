@@ -110,12 +110,6 @@ def resolve_safely(session: Session, address: str, clock: Clock) -> Resolution:
         return Resolution(address, clock.now(), notes=[f"{address} cannot be resolved: {exc.message}"])
 
 
-# alert.new goes to everyone a step reaches, each with a copy of its own: past this many people their
-# reasons (one a person) are left to the alert's trail (GET /api/alerts/{id}, the "notified" entries),
-# or a step to a large group costs N² in events (2,000 people: about 200 MB in the step's transaction).
-EVENT_REASONS_MAX = 100
-
-
 def alert_json(alert: Alert) -> dict[str, Any]:
     return {"id": alert.id, "kind": alert.kind, "priority": alert.priority, "title": alert.title, "body": alert.body,
             "patient_id": alert.patient_id, "location": alert.location, "choices": alert.choices,
@@ -254,7 +248,7 @@ def _reach(session: Session, clock: Clock, alert: Alert, reached: list[tuple[int
     if hook is not None:
         hook(session, clock, alert, person_ids)
     reasons = dict(reached)
-    partial = len(reasons) > EVENT_REASONS_MAX
+    partial = len(reasons) > realtime.PEOPLE_LISTED_MAX  # the reasons are in the alert's trail
     realtime.emit(session=session, clock=clock, person_ids=person_ids, kind="alert.new",
                   payload={**alert_json(alert), "reasons": None if partial else reasons, "partial": partial})
 

@@ -373,18 +373,12 @@ def conversation_json(session: Session, conversation: Conversation) -> dict[str,
     }
 
 
-# conversation.new / conversation.changed go to every member, each with a copy of its own: with every
-# member and the whole resolution in each copy, a conversation of N people cost N² in events (800 people
-# addressed as one group: 58 MB in one transaction, and a 70 kB frame to each of them).
-EVENT_MEMBERS_MAX = 100
-
-
 def conversation_event(session: Session, conversation: Conversation) -> dict[str, Any]:
-    """A conversation as its events carry it: whole up to ``EVENT_MEMBERS_MAX`` members; past that
-    ``partial`` and without the member list and resolution, which GET /api/conversations/{id} gives."""
+    """A conversation as its events carry it: whole up to ``realtime.PEOPLE_LISTED_MAX`` members; past
+    that ``partial`` and without the member list and resolution, which GET /api/conversations/{id} gives."""
     data = conversation_json(session, conversation)
     data["member_count"] = len(data["member_ids"])
-    data["partial"] = data["member_count"] > EVENT_MEMBERS_MAX
+    data["partial"] = data["member_count"] > realtime.PEOPLE_LISTED_MAX
     if data["partial"]:
         data["member_ids"], data["resolution"] = None, None
     return data

@@ -23,6 +23,11 @@ from carerelay.realtime.models import Event, EventCursor
 WAKE_KEY = "realtime_wake"
 EVENTS_KEY = "realtime_events"
 NOTIFY_CHANNEL = "carerelay_events"
+# Every person of a fan-out gets an event of their own, so a payload that lists all of them costs N²:
+# past this many people an event leaves its lists (members, reasons) to the object's own GET and says
+# it is ``partial`` (800 people addressed as one group: 58 MB of events in one transaction; a step to
+# a group of 2,000: 200 MB).
+PEOPLE_LISTED_MAX = 100
 
 
 _CURSORS = cast(Table, EventCursor.__table__)

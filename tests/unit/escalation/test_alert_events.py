@@ -13,7 +13,7 @@ from carerelay.alerts.models import AlertEvent
 from carerelay.core.actor import cli_actor
 from carerelay.core.clock import FakeClock
 from carerelay.core.db import Database
-from carerelay.escalation import engine
+from carerelay.realtime import service as realtime
 from carerelay.realtime.models import Event
 from tests.crowd import crowd
 
@@ -43,9 +43,9 @@ def test_a_step_to_a_large_group_announces_the_alert_without_everyones_reason(db
 
 
 def test_a_step_to_a_few_people_announces_each_ones_reason(db: Database, clock: FakeClock) -> None:
-    ids = crowd(db, clock, engine.EVENT_REASONS_MAX, group="FEW")
+    ids = crowd(db, clock, realtime.PEOPLE_LISTED_MAX, group="FEW")
     _, announced = _raised(db, clock, "group:FEW")
-    assert len(announced) == engine.EVENT_REASONS_MAX
+    assert len(announced) == realtime.PEOPLE_LISTED_MAX
     payload = announced[0][1]
     assert payload["partial"] is False
     reasons = payload["reasons"]

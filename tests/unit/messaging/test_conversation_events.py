@@ -14,6 +14,7 @@ from carerelay.core.db import Database
 from carerelay.directory.models import Person
 from carerelay.messaging import service as messaging
 from carerelay.messaging.models import ConversationKind
+from carerelay.realtime import service as realtime
 from carerelay.realtime.models import Event
 from tests.crowd import crowd
 
@@ -62,13 +63,13 @@ def test_a_large_conversation_is_announced_partial_and_read_whole(db: Database, 
 
 
 def test_a_small_conversation_is_announced_whole(db: Database, clock: FakeClock) -> None:
-    others = crowd(db, clock, messaging.EVENT_MEMBERS_MAX - 1)  # with the sender: exactly the most
+    others = crowd(db, clock, realtime.PEOPLE_LISTED_MAX - 1)  # with the sender: exactly the most
     house = _house(db)
     with db.unit_of_work() as session:
         conversation = messaging.create_conversation(session=session, clock=clock, actor=house,
                                                      kind=ConversationKind.GROUP, member_ids=others, title="Ward")
     announced = _events(db, "conversation.new", conversation.id)
-    assert len(announced) == messaging.EVENT_MEMBERS_MAX
+    assert len(announced) == realtime.PEOPLE_LISTED_MAX
     payload = announced[0][1]
-    assert payload["partial"] is False and payload["member_count"] == messaging.EVENT_MEMBERS_MAX
+    assert payload["partial"] is False and payload["member_count"] == realtime.PEOPLE_LISTED_MAX
     assert sorted(payload["member_ids"]) == sorted([*others, _id(house)])

@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session, SessionTransaction
 from carerelay.audit.models import GENESIS_HASH, AuditChainHead, AuditEntry
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
-from carerelay.core.db import BEFORE_GROUP_COMMIT, dialect_insert, write_group_of
+from carerelay.core.db import dialect_insert
 from carerelay.core.prepared import Prepared, PreparedRows, bind_rows
+from carerelay.core.write_group import BEFORE_GROUP_COMMIT, write_group_of
 
 
 def _entry_hash(

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import sqlite3
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
-    AbstractContextManager,
     asynccontextmanager,
     contextmanager,
     nullcontext,
@@ -39,6 +38,7 @@ from sqlalchemy.types import TypeDecorator
 
 from carerelay.core.clock import as_utc
 from carerelay.core.errors import CarerelayError, Conflict, Invalid
+from carerelay.core.write_group import WriteGroup
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -49,6 +49,7 @@ NAMING = {
 }
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -297,14 +298,9 @@ class Database:
         # Entering only creates the session (it connects on first use) unless a test's serial lock
         # must be waited for: no thread hop for it then.
         session = scope.__enter__() if self._serial is None else await to_thread.run_sync(scope.__enter__)
-        ending = _EndInThread(lambda _, exc: _exit_scope(scope, exc))
-        session.info[_ENDING_KEY] = ending
         try:
             yield session
         except BaseException as exc:
-            if ending.started:
-                await ending.finished()
-                raise
             # Shielded: a client that disconnects cancels its request, and a transaction left open
             # would keep its locks (the audit chain's head: everyone's) until the process ends.
             with CancelScope(shield=True):
@@ -313,11 +309,8 @@ class Database:
             if not kept:
                 raise
         else:
-            if ending.started:
-                await ending.finished()
-            else:
-                with CancelScope(shield=True):
-                    await to_thread.run_sync(scope.__exit__, None, None, None, limiter=_finishers())
+            with CancelScope(shield=True):
+                await to_thread.run_sync(scope.__exit__, None, None, None, limiter=_finishers())
 
     async def in_thread(self, work: Callable[..., T], *args: Any) -> T:
         """Run blocking database work from the event loop (a WebSocket's reads, its own short units of
@@ -335,10 +328,18 @@ class Database:
             limiter = self._slot_limiters[loop] = CapacityLimiter(self._slot_count)
         return limiter
 
-    async def run(self, work: Callable[[Session], Any]) -> Any:
-        """Run ``work`` in one unit of work from the event loop; returns its result once committed."""
-        async with self.unit_of_work_async() as session:
-            return await to_thread.run_sync(work, session)
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` as one unit of work from the event loop, in one thread with its end (on SQLite the
+        writer's: see ``WriteGroup``); returns its result once committed. The hottest routes' way: no
+        thread hop or event-loop turn between the work and its commit."""
+        if self._group is not None:
+            return await self._group.run(work)
+        async with self._slot():
+            return await to_thread.run_sync(self._run_whole, work)
+
+    def _run_whole(self, work: Callable[[Session], T]) -> T:
+        with self.unit_of_work() as session:
+            return work(session)
 
     def _finish(self, session: Session, exc: BaseException | None) -> tuple[bool, BaseException | None]:
         """End a unit of work: commit (or roll back); returns whether it kept its changes, and the error
@@ -381,8 +382,13 @@ class Database:
                 session.close()
 
     def _run_after_commit(self, session: Session) -> None:
+        """A hook that fails (a socket's wake-up) is logged, never the caller's error: what it followed is
+        committed, and a caller told otherwise would send it again."""
         for hook in self.after_commit:
-            hook(session)
+            try:
+                hook(session)
+            except Exception:
+                log.exception("an after-commit hook failed; what it followed is committed")
         session.info.clear()
 
 
@@ -437,261 +443,6 @@ def _finishers() -> CapacityLimiter:
     if not _FINISHERS:
         _FINISHERS.append(CapacityLimiter(8))
     return _FINISHERS[0]
-
-
-class WriteGroup:
-    """SQLite group commit: the event loop's units of work take turns and share one durable COMMIT.
-
-    SQLite has one writer at a time and, with ``synchronous=FULL``, each COMMIT waits for the disk
-    (0.2-10 ms on a busy machine). Requests therefore take turns on one connection (the turn is an
-    asyncio lock: waiting costs no thread), each inside a SAVEPOINT of one open transaction; a
-    request that fails rolls back to its savepoint only. The transaction is committed when no other
-    request is waiting for a turn, or once it holds ``MAX_MEMBERS`` requests or is ``MAX_AGE_S`` old.
-    Every member waits for that COMMIT before its after-commit hooks run and its response is sent:
-    nothing is acknowledged before it is durable, and a reader in the group sees only data that is
-    committed by the time it answers. Order inside the group is the turn order, so audit chain
-    and event sequences stay gap-free.
-    """
-
-    MAX_MEMBERS = 64
-    MAX_AGE_S = 0.010
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._gate: asyncio.Lock | None = None
-        self._waiting = 0
-        self._conn: Connection | None = None
-        self._outcome: asyncio.Future[None] | None = None
-        self._members = 0
-        self._opened = 0.0
-        self._commit_queued = False
-        self._holding = False
-        self._limiter = CapacityLimiter(1)
-        self._at_commit: dict[str, list[Any]] = {}
-
-    def _connection(self) -> Connection:
-        if self._conn is None or self._conn.closed or self._conn.invalidated:
-            self._conn = self._db.engine.connect()
-            _GROUPS[self._conn] = self
-        return self._conn
-
-    def defer(self, key: str, items: list[Any]) -> None:
-        """Work a member leaves for the group's COMMIT (``BEFORE_GROUP_COMMIT`` hooks do it), in turn order."""
-        self._at_commit.setdefault(key, []).extend(items)
-
-    @asynccontextmanager
-    async def member(self) -> AsyncIterator[Session]:
-        if self._gate is None:
-            self._gate = asyncio.Lock()
-        gate = self._gate
-        self._waiting += 1
-        try:
-            await gate.acquire()
-        finally:
-            self._waiting -= 1
-        raised: BaseException | None = None
-        try:
-            conn = self._connection()
-            if not conn.in_transaction():
-                with CancelScope(shield=True):
-                    await to_thread.run_sync(self._begin, conn, limiter=self._limiter)
-            if self._outcome is None:
-                self._outcome = asyncio.get_running_loop().create_future()
-                self._members = 0
-                self._opened = time.monotonic()
-            outcome = self._outcome
-            self._members += 1
-            session = Session(bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint")
-            ending = _EndInThread(lambda this, exc: self._end_in_thread(this, session, exc))
-            session.info[_ENDING_KEY] = ending
-            error: BaseException | None = None
-            try:
-                yield session
-            except BaseException as exc:
-                error = exc
-            if ending.started:
-                await ending.finished()
-                kept, commit, failed = ending.outcome
-                raised = error
-            else:
-                commit = self._commit_due()
-                with CancelScope(shield=True):  # a cancelled request still closes its savepoint
-                    kept, raised, failed = await to_thread.run_sync(self._end, session, error, commit,
-                                                                    limiter=self._limiter)
-            if kept:
-                # The hooks (waking sockets) run once the group is durable, even if this request has
-                # been cancelled meanwhile: what it wrote is committed all the same.
-                outcome.add_done_callback(lambda done: None if done.cancelled() or done.exception()
-                                          else self._db._run_after_commit(session))
-            if commit:
-                self._settle(outcome, failed)
-            else:
-                self._commit_later()
-        finally:
-            gate.release()
-        await asyncio.shield(outcome)
-        if raised is not None:
-            raise raised
-
-    def _commit_due(self) -> bool:
-        return (self._waiting == 0 or self._members >= self.MAX_MEMBERS
-                or time.monotonic() - self._opened >= self.MAX_AGE_S)
-
-    def _end_in_thread(self, ending: _EndInThread, session: Session, error: BaseException | None) -> None:
-        """The member's end (and the group's COMMIT when it is its turn) in the route's worker thread; the
-        event loop reads (kept, committed now, commit error) from ``ending.outcome``. The counts read
-        here change in the event loop meanwhile, but only ever make it a turn late: the next member
-        commits instead."""
-        commit = self._commit_due()
-        kept, raised, failed = self._end(session, error, commit)
-        ending.outcome = (kept, commit, failed)
-        if raised is not None:
-            raise raised
-
-    def _end(self, session: Session, error: BaseException | None,
-             commit: bool) -> tuple[bool, BaseException | None, BaseException | None]:
-        """In a thread: close this member's savepoint, and COMMIT the group if it is its turn."""
-        try:
-            kept, raised = self._db._finish(session, error)
-        finally:
-            session.close()
-        return kept, raised, self._commit() if commit else None
-
-    def _begin(self, conn: Connection) -> None:
-        assert self._db._writer is not None
-        self._db._writer.acquire(owner=self)
-        self._holding = True
-        try:
-            conn.begin()
-        except BaseException:
-            self._release()
-            raise
-
-    def _release(self) -> None:
-        if self._holding:
-            self._holding = False
-            assert self._db._writer is not None
-            self._db._writer.release()
-
-    def _commit(self) -> BaseException | None:
-        deferred, self._at_commit = self._at_commit, {}
-        try:
-            conn = self._connection()
-            if conn.in_transaction():
-                for hook in BEFORE_GROUP_COMMIT:
-                    hook(conn, deferred)
-                conn.commit()
-            return None
-        except BaseException as exc:
-            if self._conn is not None:
-                self._conn.invalidate()
-            self._conn = None
-            return exc
-        finally:
-            self._release()
-
-    def _settle(self, outcome: asyncio.Future[None], failed: BaseException | None) -> None:
-        if self._outcome is outcome:
-            self._outcome = None
-        if outcome.done():
-            return
-        if failed is None:
-            outcome.set_result(None)
-        else:
-            outcome.set_exception(failed)
-
-    def _commit_later(self) -> None:
-        """Commit what the group holds at the next free turn, should the requests queued behind this
-        one go away without committing it (a client that disconnected)."""
-        if self._commit_queued:
-            return
-        self._commit_queued = True
-
-        async def commit() -> None:
-            assert self._gate is not None
-            async with self._gate:
-                self._commit_queued = False
-                outcome = self._outcome
-                if outcome is not None:
-                    failed = await to_thread.run_sync(self._commit, limiter=self._limiter)
-                    self._settle(outcome, failed)
-
-        task = asyncio.get_running_loop().create_task(commit())
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
-
-
-_BACKGROUND: set[asyncio.Task[None]] = set()
-_GROUPS: weakref.WeakKeyDictionary[Connection, WriteGroup] = weakref.WeakKeyDictionary()
-# Run in the group's transaction just before its COMMIT, with what members deferred (``WriteGroup.defer``).
-BEFORE_GROUP_COMMIT: list[Callable[[Connection, dict[str, list[Any]]], None]] = []
-
-
-def write_group_of(session: Session) -> WriteGroup | None:
-    """The SQLite write group whose member this session is (its commit is the group's), if any."""
-    bind = session.bind
-    return _GROUPS.get(bind) if isinstance(bind, Connection) else None
-
-
-_ENDING_KEY = "carerelay_end_in_thread"
-
-
-class _EndInThread:
-    """A unit of work entered from the event loop that ``run_to_end`` ends in the work's own thread.
-
-    The event loop then does not end it again, and waits for that thread before it goes on: a request
-    cancelled while its thread is at work (a task cancel does not wait for the thread) must not start
-    ending the unit of work beside it on the same connection.
-    """
-
-    def __init__(self, end: Callable[[_EndInThread, BaseException | None], None]) -> None:
-        # Commits or rolls back after the work (or its error), raising what the unit of work makes of
-        # the error; it may leave the event loop what it needs to know in ``outcome``.
-        self._end = end
-        self.started = False
-        self.outcome: Any = None
-        self._finished = threading.Event()
-
-    def run(self, work: Callable[[], T]) -> T:
-        if self.started:
-            raise RuntimeError("this unit of work has already ended")
-        self.started = True
-        try:
-            try:
-                result = work()
-            except BaseException as exc:
-                self._end(self, exc)
-                raise
-            self._end(self, None)
-            return result
-        finally:
-            self._finished.set()
-
-    async def finished(self) -> None:
-        while not self._finished.is_set():
-            try:
-                await to_thread.run_sync(self._finished.wait, limiter=_finishers())
-            except asyncio.CancelledError:
-                continue  # cancelled again while waiting: the caller raises the first cancellation anyway
-
-
-def _exit_scope(scope: AbstractContextManager[Session], error: BaseException | None) -> None:
-    if error is None:
-        scope.__exit__(None, None, None)
-    elif not scope.__exit__(type(error), error, error.__traceback__):
-        raise error
-
-
-async def run_to_end(session: Session, work: Callable[[], T]) -> T:
-    """Run a route's blocking work on its request's unit of work in a worker thread, and end the unit of
-    work (commit, or in a SQLite write group close its savepoint and COMMIT when it is its turn) in the
-    same thread: one thread hop fewer on the hottest routes. Work that raises is rolled back (unless
-    the error keeps changes) even if the route catches the error and answers itself. The session is
-    finished afterwards: nothing may use it once this returns."""
-    ending = session.info.get(_ENDING_KEY)
-    if not isinstance(ending, _EndInThread):
-        raise RuntimeError("run_to_end needs a unit of work entered from the event loop (unit_of_work_async)")
-    return await to_thread.run_sync(ending.run, work)
 
 
 def _constraint_text(exc: IntegrityError) -> str:

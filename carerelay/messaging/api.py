@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
+from sqlalchemy.orm import Session
 
 from carerelay.audit import service as audit
 from carerelay.auth.deps import (
@@ -28,7 +29,6 @@ from carerelay.auth.deps import (
 )
 from carerelay.core.actor import Actor
 from carerelay.core.crypto import KeyRing
-from carerelay.core.db import run_to_end
 from carerelay.core.errors import Invalid, NotFound
 from carerelay.core.fastlane import lane
 from carerelay.directory.models import Role
@@ -137,22 +137,22 @@ def read_messages(
                422: {"description": "invalid, blocked by policy, or a warning to confirm (field 'confirm')"}},
 )
 async def send_message(
-    conversation_id: int, body: MessageIn, session: DbSession, clock: ClockDep,
+    conversation_id: int, body: MessageIn, clock: ClockDep,
     idempotency_key: Annotated[str | None, Header(max_length=IDEMPOTENCY_KEY_MAX)] = None,
     caller: Caller = signed_in_caller(),
 ) -> Response:
-    """The hottest route: the sign-in check, the send and (SQLite) the end of its unit of work in one worker
-    thread, the answer serialized once."""
+    """The hottest route: the sign-in check, the send and the end of its unit of work in one thread (on
+    SQLite the writer's, ``Database.run``), the answer serialized once."""
     request = service.SendRequest(conversation_id=conversation_id, text=body.text, priority=body.priority,
                                   needs_ack=body.needs_ack, patient_id=body.patient_id,
                                   attachment_ids=tuple(body.attachment_ids), confirm=tuple(body.confirm))
 
-    def send() -> tuple[service.MessageView, bool]:
+    def send(session: Session) -> tuple[service.MessageView, bool]:
         return service.send_message(session=session, clock=clock, actor=caller.actor(session), request=request,
                                     idempotency_key=idempotency_key)
 
     try:
-        view, replayed = await run_to_end(session, send)
+        view, replayed = await get_db(caller.request).run(send)
     except service.ConfirmationRequired as exc:
         return JSONResponse({"detail": exc.message, "field": "confirm", "warnings": exc.warnings}, status_code=422)
     return Response(message_json(view), status_code=status.HTTP_201_CREATED,
@@ -172,9 +172,7 @@ async def _send_lane(request: Request, found: re.Match[str]) -> Response | None:
         body = MessageIn.model_validate(json.loads(await request.body()))
     except Exception:  # not JSON, or not a valid message: the route says what is wrong, in its own terms
         return None
-    async with get_db(request).unit_of_work_async() as session:
-        return await send_message(int(found[1]), body, session, get_clock(request), keys[0] if keys else None,
-                                  Caller(request))
+    return await send_message(int(found[1]), body, get_clock(request), keys[0] if keys else None, Caller(request))
 
 
 SEND_LANE = lane(router, "POST", "/api/conversations/{conversation_id}/messages",

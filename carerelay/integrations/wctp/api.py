@@ -17,7 +17,7 @@ from carerelay.auth.deps import client_ip, public
 from carerelay.config import Settings
 from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
-from carerelay.core.db import Database, run_to_end
+from carerelay.core.db import Database
 from carerelay.integrations.paging import service as paging
 from carerelay.integrations.wctp import build
 from carerelay.integrations.wctp.gateways import gateways_from
@@ -72,12 +72,11 @@ async def wctp(request: Request, actor: Actor = public()) -> Response:
     raw, too_big = await _read_limited(request, config.max_bytes)
     peer = client_ip(request)
     try:
-        # The request's own unit of work, ended in the work's thread (run_to_end): on SQLite it joins
-        # the write group, so submits arriving together share one COMMIT and one audit-chain append;
-        # the answer goes out only once that COMMIT is durable, and a failed COMMIT lands below too.
-        async with db.unit_of_work_async() as session:
-            answer = await run_to_end(session, lambda: handle_request(
-                session=session, clock=clock, raw=raw, peer=peer, config=config, declared_size=too_big))
+        # The request's own unit of work, run whole in one thread (Database.run): on SQLite in the
+        # writer's, so submits arriving together share one COMMIT and one audit-chain append; the
+        # answer goes out only once that COMMIT is durable, and a failed COMMIT lands below too.
+        answer = await db.run(lambda session: handle_request(
+            session=session, clock=clock, raw=raw, peer=peer, config=config, declared_size=too_big))
     except Exception as exc:
         unavailable = isinstance(exc, OperationalError)
         code = SERVICE_UNAVAILABLE if unavailable else INTERNAL_ERROR

@@ -135,7 +135,8 @@ def test_a_sync_writer_and_the_group_take_turns(probe: Database) -> None:
 
 def test_a_groups_audit_entries_are_chained_once_at_its_commit_in_turn_order(probe: Database) -> None:
     """SQLite: members' entries wait for the group's COMMIT and are chained there in one append, in
-    the order the members took their turns; a refused member's entries are not in the chain."""
+    the order the members took their turns, whether a member's code ran in its own threads (a turn)
+    or whole in the writer's (``Database.run``); a refused member's entries are not in the chain."""
     if probe.dialect != "sqlite":
         pytest.skip("only SQLite groups requests into one transaction")
     from sqlalchemy import func, select
@@ -158,11 +159,16 @@ def test_a_groups_audit_entries_are_chained_once_at_its_commit_in_turn_order(pro
         turns.append(n)  # members work one at a time, in their turns
         record(session=session, clock=clock, actor=actor, action="test.group", object_type="probe", object_id=n)
 
+    def refused(session: Session, n: int) -> None:
+        work(session, n)
+        raise Invalid("this one is refused")
+
     async def one(n: int) -> None:
+        if n % 2:
+            await probe.run(lambda session: refused(session, n) if n == 3 else work(session, n))
+            return
         async with probe.unit_of_work_async() as session:
             await to_thread.run_sync(work, session, n)
-            if n == 3:
-                raise Invalid("this one is refused")
 
     async def main() -> None:
         await asyncio.gather(*(one(n) for n in range(30)), return_exceptions=True)
@@ -183,12 +189,11 @@ def test_a_groups_audit_entries_are_chained_once_at_its_commit_in_turn_order(pro
     assert len(heads) < 29  # one head lock per group, not per member
 
 
-def test_work_that_ends_its_own_unit_of_work_commits_and_fails_alone(probe: Database) -> None:
-    """``run_to_end``: the route's work and the end of its unit of work in one worker thread. A duplicate
-    key in one unit is its own Conflict; an error the route catches and answers itself (a policy
-    warning) leaves nothing written, as the work raised it; everyone else is committed (in shared
-    COMMITs on SQLite) before their after-commit hooks run."""
-    from carerelay.core.db import run_to_end
+def test_work_run_whole_commits_and_fails_alone(probe: Database) -> None:
+    """``Database.run``: the route's work and the end of its unit of work in one thread (SQLite: the
+    writer's). A duplicate key in one unit is its own Conflict; an error the route catches and answers
+    itself (a policy warning) leaves nothing written, as the work raised it; everyone else is committed
+    (in shared COMMITs on SQLite) before their after-commit hooks run."""
     from carerelay.core.errors import Conflict
 
     commits: list[int] = []
@@ -201,13 +206,12 @@ def test_work_that_ends_its_own_unit_of_work_commits_and_fails_alone(probe: Data
         raise Invalid("a warning to confirm")
 
     async def one(n: int) -> str:
-        async with probe.unit_of_work_async() as session:
-            if n == 5:
-                try:
-                    await run_to_end(session, lambda: refuse(session))
-                except Invalid:
-                    return "answered"
-            await run_to_end(session, lambda: _insert(session, 500 if n == 9 else 500 + n))
+        if n == 5:
+            try:
+                await probe.run(refuse)
+            except Invalid:
+                return "answered"
+        await probe.run(lambda session: _insert(session, 500 if n == 9 else 500 + n))
         return "ok"
 
     async def main() -> list[object]:
@@ -225,13 +229,11 @@ def test_work_that_ends_its_own_unit_of_work_commits_and_fails_alone(probe: Data
         assert len(commits) < 38
 
 
-def test_a_request_cancelled_during_work_that_ends_its_own_unit_of_work_leaves_it_ended(probe: Database) -> None:
-    """The client goes away while ``run_to_end``'s work runs: the work finishes and its unit of work ends
-    in the same thread (what it wrote is committed, as a request that finished a moment earlier), and the
-    next request gets the writer at once."""
+def test_a_request_cancelled_during_work_run_whole_leaves_it_ended(probe: Database) -> None:
+    """The client goes away while ``Database.run``'s work runs: the work finishes and its unit of work
+    ends in the same thread (what it wrote is committed, as a request that finished a moment earlier),
+    and the next request gets the writer at once."""
     import threading
-
-    from carerelay.core.db import run_to_end
 
     release = threading.Event()
 
@@ -244,19 +246,119 @@ def test_a_request_cancelled_during_work_that_ends_its_own_unit_of_work_leaves_i
             loop.call_soon_threadsafe(started.set)
             release.wait(timeout=20)
 
-        async def request() -> None:
-            async with probe.unit_of_work_async() as session:
-                await run_to_end(session, lambda: work(session))
-
-        task = asyncio.create_task(request())
+        task = asyncio.create_task(probe.run(work))
         await started.wait()
         task.cancel()
         release.set()
         with pytest.raises(asyncio.CancelledError):
             await task
-        async with probe.unit_of_work_async() as session:
-            await asyncio.wait_for(run_to_end(session, lambda: _insert(session, 701)), timeout=20)
+        await asyncio.wait_for(probe.run(lambda session: _insert(session, 701)), timeout=20)
 
     asyncio.run(main())
     with probe.read_only() as session:
         assert set(session.execute(text("SELECT id FROM uow_probe")).scalars()) == {700, 701}
+
+
+def test_work_given_up_before_its_turn_is_never_run(probe: Database) -> None:
+    """A request cancelled while it waits for the writer (the client went away) writes nothing, and the
+    units queued behind it are served as usual."""
+    ran: list[int] = []
+
+    def work(session: Session, n: int) -> None:
+        ran.append(n)
+        _insert(session, n)
+
+    async def main() -> None:
+        async with probe.unit_of_work_async() as session:  # holds the writer (SQLite) while the others queue
+            await to_thread.run_sync(_insert, session, 800)
+            given_up = asyncio.create_task(probe.run(lambda s: work(s, 801)))
+            after = asyncio.create_task(probe.run(lambda s: work(s, 802)))
+            await asyncio.sleep(0)  # both are queued
+            given_up.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await given_up  # given up while the writer is still held
+        await asyncio.wait_for(after, timeout=20)
+
+    asyncio.run(main())
+    with probe.read_only() as session:
+        ids = set(session.execute(text("SELECT id FROM uow_probe")).scalars())
+    if probe.dialect == "sqlite":
+        assert ids == {800, 802} and ran == [802]
+    else:  # each unit has a connection of its own: the cancel may come after the work has run
+        assert {800, 802} <= ids
+
+
+def test_a_failing_after_commit_hook_leaves_the_other_members_settled(probe: Database) -> None:
+    """A hook that raises (a socket's wake-up failed) is logged; what it followed is committed, its caller
+    and every other member of the group go on."""
+    woken: list[int] = []
+
+    def hook(session: Session) -> None:
+        n = session.info["n"]
+        if n == 3:
+            raise RuntimeError("this hook fails")
+        woken.append(int(n))
+
+    probe.after_commit.append(hook)
+
+    def work(session: Session, n: int) -> None:
+        session.info["n"] = n
+        _insert(session, 900 + n)
+
+    async def one(n: int) -> None:
+        await probe.run(lambda session: work(session, n))
+
+    async def main() -> list[object]:
+        return await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(8)), return_exceptions=True), 20)
+
+    outcomes = asyncio.run(main())
+    assert _count(probe) == 8 and outcomes == [None] * 8
+    assert sorted(woken) == [0, 1, 2, 4, 5, 6, 7]
+
+
+def test_the_writer_thread_ends_when_idle_and_the_next_unit_starts_another(probe: Database) -> None:
+    if probe.dialect != "sqlite":
+        pytest.skip("only SQLite has a writer thread")
+    group = probe._group
+    assert group is not None
+    group.IDLE_S = 0.05
+
+    async def one(n: int) -> None:
+        await probe.run(lambda session: _insert(session, n))
+
+    asyncio.run(one(1000))
+    first = group._thread
+    assert first is not None
+    first.join(timeout=20)
+    assert not first.is_alive() and group._thread is None
+    asyncio.run(one(1001))
+    assert group._thread is not None and group._thread is not first
+    assert _count(probe) == 2
+
+
+def test_queued_work_runs_while_the_event_loop_is_busy(probe: Database) -> None:
+    """SQLite: the writer thread goes from one queued unit to the next by itself; under load the event
+    loop is busy with other requests and sockets, and no unit waits for it between two turns."""
+    if probe.dialect != "sqlite":
+        pytest.skip("only SQLite has a writer thread")
+    import threading
+    from functools import partial
+
+    ran: list[int] = []
+    all_ran = threading.Event()
+
+    def work(n: int, session: Session) -> None:
+        _insert(session, 1100 + n)
+        ran.append(n)
+        if len(ran) == 10:
+            all_ran.set()
+
+    async def main() -> bool:
+        tasks = [asyncio.create_task(probe.run(partial(work, n))) for n in range(10)]
+        await asyncio.sleep(0)  # all queued
+        served = all_ran.wait(timeout=20)  # the event loop is held here, doing nothing else
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=20)
+        return served
+
+    assert asyncio.run(main())
+    assert ran == list(range(10)) and _count(probe) == 10

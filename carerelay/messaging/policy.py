@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -132,3 +133,16 @@ def text_warnings(text: str) -> list[Warning_]:
     if looks_like_critical_result(text):
         found.append(Warning_.CRITICAL_RESULT)
     return found
+
+
+@dataclass(frozen=True)
+class TextFindings:
+    """What a text looks like by itself, whatever the policy says of it: worked out where a send is
+    received (the event loop), so SQLite's one writer thread does not spend its turn on patterns."""
+
+    warnings: tuple[Warning_, ...]
+    courtesy: bool
+
+
+def findings(text: str) -> TextFindings:
+    return TextFindings(warnings=tuple(text_warnings(text)), courtesy=is_courtesy(text))

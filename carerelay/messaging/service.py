@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -202,7 +202,11 @@ def views(session: Session, messages: Sequence[Message], *, with_attachments: bo
 
 def content_hash(view: MessageView) -> str:
     """What the send's audit entry records, so an export can prove the message is unaltered."""
-    core = {k: v for k, v in view.as_json().items() if k not in ("sender_name", "original_author_name")}
+    return _content_hash(view.as_json())
+
+
+def _content_hash(payload: dict[str, Any]) -> str:
+    core = {k: v for k, v in payload.items() if k not in ("sender_name", "original_author_name")}
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -423,6 +427,10 @@ class SendRequest:
     patient_id: int | None = None
     attachment_ids: tuple[int, ...] = ()
     confirm: tuple[str, ...] = ()
+    findings: policy.TextFindings = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "findings", policy.findings(self.text))
 
     def fingerprint(self) -> str:
         data = json.dumps([self.conversation_id, self.text, self.priority, self.needs_ack, self.patient_id,
@@ -440,20 +448,25 @@ class ConfirmationRequired(Invalid):
 
 def check_text(*, session: Session, text: str, confirm: Sequence[str]) -> tuple[list[str], bool]:
     """Returns (warnings confirmed, silent); raises when blocked or not yet confirmed."""
+    return _check_text(session, text, policy.findings(text), confirm)
+
+
+def _check_text(session: Session, text: str, found: policy.TextFindings,
+                confirm: Sequence[str]) -> tuple[list[str], bool]:
     if not text.strip():
         raise Invalid("the message is empty", field="text")
     if len(text) > MAX_TEXT:
         raise Invalid(f"the message is longer than {MAX_TEXT} characters", field="text")
     orders, critical_results, courtesy_silent = _text_policy(session)
     modes = {policy.Warning_.ORDERS: orders, policy.Warning_.CRITICAL_RESULT: critical_results}
-    raised = [w for w in policy.text_warnings(text) if modes[w] != "off"]
+    raised = [w for w in found.warnings if modes[w] != "off"]
     blocked = [w for w in raised if modes[w] == "block"]
     if blocked:
         raise Invalid("Not sent. " + " ".join(policy.BLOCKED_TEXT[w] for w in blocked), field="text")
     unconfirmed = [w.value for w in raised if w.value not in confirm]
     if unconfirmed:
         raise ConfirmationRequired(unconfirmed)
-    silent = courtesy_silent and policy.is_courtesy(text)
+    silent = courtesy_silent and found.courtesy
     return [w.value for w in raised], silent
 
 
@@ -479,7 +492,7 @@ def send_message(
         earlier = _idempotency(session, me, idempotency_key, request.fingerprint())
         if earlier is not None:
             return views(session, [session.get_one(Message, earlier)])[0], True
-    confirmed, silent = check_text(session=session, text=request.text, confirm=request.confirm)
+    confirmed, silent = _check_text(session, request.text, request.findings, request.confirm)
     conversation = _open_for_append(session, clock, me, request.conversation_id, count=1)
     patient_id = _settle_patient(session, conversation, request.patient_id)
     attachments = _claim_attachments(session, me, request.attachment_ids)
@@ -675,13 +688,14 @@ def _publish(
     session.flush()
     known = {actor.person_id: actor.display_name} if actor.person_id is not None else None
     view = views(session, [message], with_attachments=with_attachments, known_names=known)[0]
-    detail: dict[str, Any] = {"message_id": message.id, "seq": message.seq, "content_sha256": content_hash(view),
+    payload = view.as_json()
+    detail: dict[str, Any] = {"message_id": message.id, "seq": message.seq, "content_sha256": _content_hash(payload),
                               "priority": message.priority, "patient_id": message.patient_id}
     if conversation.kind == ConversationKind.ADDRESS:
         detail["resolution"] = message.resolution
     audit.record(session=session, clock=clock, actor=actor, action=action, object_type="conversation",
                  object_id=conversation.id, detail=detail)
-    realtime.emit(session=session, clock=clock, person_ids=members, kind="message.new", payload=view.as_json())
+    realtime.emit(session=session, clock=clock, person_ids=members, kind="message.new", payload=payload)
     return view
 
 

@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection
@@ -60,6 +60,11 @@ class _Unit:
         if not self.done.done():
             self.done.set_result((self.kept, self.result, self.raised, failed))
 
+    def refuse(self, error: BaseException) -> None:
+        """Its transaction could not begin: the caller gets the error, nothing ran."""
+        self.raised = error
+        self.settle(None)
+
 
 class _Job(_Unit):
     """Work run whole in the writer thread."""
@@ -82,6 +87,10 @@ class _Turn(_Unit):
     def grant(self, conn: Connection) -> None:
         if not self.granted.done():
             self.granted.set_result(conn)
+
+    def refuse(self, error: BaseException) -> None:
+        if not self.granted.done():
+            self.granted.set_exception(error)
 
     def end(self, error: BaseException | None) -> None:
         self.error = error
@@ -179,8 +188,8 @@ class WriteGroup:
         try:
             conn = self._begin()
         except BaseException as exc:  # the database cannot be written now: this unit fails, the next tries again
-            first.raised = exc
-            self._settle([first], None)
+            with suppress(RuntimeError):  # its event loop is closed: nobody waits for it any more
+                first.loop.call_soon_threadsafe(first.refuse, exc)
             return
         members: list[_Unit] = []
         opened = time.monotonic()

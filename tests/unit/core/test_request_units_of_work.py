@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from anyio import to_thread
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.orm import Session
 
 from carerelay.core.db import Database
@@ -362,3 +362,44 @@ def test_queued_work_runs_while_the_event_loop_is_busy(probe: Database) -> None:
 
     assert asyncio.run(main())
     assert ran == list(range(10)) and _count(probe) == 10
+
+
+def test_a_transaction_that_cannot_begin_fails_its_unit_and_the_next_one_writes(probe: Database) -> None:
+    """SQLite: BEGIN refused (the disk is full, the file is locked by another program) fails the unit
+    that was to open the group, whether its code runs in the writer or elsewhere; nobody hangs, and the
+    next unit begins afresh."""
+    if probe.dialect != "sqlite":
+        pytest.skip("only SQLite has a writer thread")
+    from sqlalchemy.exc import OperationalError
+
+    group = probe._group
+    assert group is not None
+    real_begin = group._begin
+    refusals = [OperationalError("BEGIN IMMEDIATE", None, Exception("disk I/O error")) for _ in range(2)]
+
+    def begin() -> Connection:
+        if refusals:
+            raise refusals.pop()
+        return real_begin()
+
+    group._begin = begin  # type: ignore[method-assign]
+
+    async def main() -> tuple[BaseException | None, BaseException | None]:
+        async def turn() -> None:
+            async with probe.unit_of_work_async() as session:
+                await to_thread.run_sync(_insert, session, 1200)
+
+        outcomes: list[BaseException | None] = []
+        for attempt in (turn(), probe.run(lambda session: _insert(session, 1201))):
+            try:
+                await asyncio.wait_for(attempt, timeout=20)
+                outcomes.append(None)
+            except OperationalError as exc:
+                outcomes.append(exc)
+        await asyncio.wait_for(probe.run(lambda session: _insert(session, 1202)), timeout=20)
+        return outcomes[0], outcomes[1]
+
+    first, second = asyncio.run(main())
+    assert isinstance(first, OperationalError) and isinstance(second, OperationalError)
+    with probe.read_only() as session:
+        assert set(session.execute(text("SELECT id FROM uow_probe")).scalars()) == {1202}

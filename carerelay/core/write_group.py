@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from carerelay.ops.metrics import SQLITE_GROUP_COMMITS, SQLITE_WRITER_BUSY, SQLITE_WRITER_UNITS
+
 if TYPE_CHECKING:
     from carerelay.core.db import Database
 
@@ -205,7 +207,11 @@ class WriteGroup:
                 except queue.Empty:
                     unit = None
         finally:
-            self._settle(members, self._commit())
+            failed = self._commit()
+            SQLITE_WRITER_BUSY.inc(time.monotonic() - opened)
+            SQLITE_WRITER_UNITS.inc(len(members))
+            SQLITE_GROUP_COMMITS.inc()
+            self._settle(members, failed)
 
     def _serve(self, conn: Connection, unit: _Unit) -> bool:
         """The unit's turn; False if it was given up before its turn came (nothing of it to settle)."""

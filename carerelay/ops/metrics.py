@@ -49,3 +49,14 @@ SOCKET_FRAMES = Counter(
     "by this node's commit, or read from the database (catching up, a gap, another node's commit)", ["source"],
     registry=REGISTRY,
 )
+SQLITE_WRITER_BUSY = Counter(
+    "carerelay_sqlite_writer_busy_seconds_total", "Time SQLite's writer thread was held by units of work and "
+    "their group COMMITs: its rate near 1 means the node is at its write ceiling", registry=REGISTRY,
+)
+SQLITE_WRITER_UNITS = Counter(
+    "carerelay_sqlite_writer_units_total", "Units of work SQLite's writer thread served", registry=REGISTRY,
+)
+SQLITE_GROUP_COMMITS = Counter(
+    "carerelay_sqlite_group_commits_total", "COMMITs of SQLite's write groups (units per COMMIT: the units' "
+    "rate over this one)", registry=REGISTRY,
+)

@@ -403,3 +403,27 @@ def test_a_transaction_that_cannot_begin_fails_its_unit_and_the_next_one_writes(
     assert isinstance(first, OperationalError) and isinstance(second, OperationalError)
     with probe.read_only() as session:
         assert set(session.execute(text("SELECT id FROM uow_probe")).scalars()) == {1202}
+
+
+def test_the_writer_reports_how_busy_it_is(probe: Database) -> None:
+    """``/metrics`` tells IT staff how close a SQLite node is to its write ceiling: the writer's busy
+    time, the units it served and the COMMITs they shared."""
+    if probe.dialect != "sqlite":
+        pytest.skip("only SQLite has a writer thread")
+    from carerelay.ops.metrics import REGISTRY
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    names = ("carerelay_sqlite_writer_busy_seconds_total", "carerelay_sqlite_writer_units_total",
+             "carerelay_sqlite_group_commits_total")
+    before = [sample(n) for n in names]
+
+    from functools import partial
+
+    async def main() -> None:
+        await asyncio.gather(*(probe.run(partial(_insert, n=1300 + n)) for n in range(20)))
+
+    asyncio.run(main())
+    busy, units, commits = (sample(n) - b for n, b in zip(names, before, strict=True))
+    assert units == 20 and 1 <= commits <= 20 and busy > 0

@@ -226,6 +226,16 @@ class PreparedInsert:
         session.add(obj)
 
 
+def built(model: type[T], values: Mapping[str, Any]) -> T:
+    """A transient ``model`` object holding ``values``, made without the ORM's constructor (an attribute
+    event per value): for a row written straight through the driver that is only read afterwards
+    (a message: 7 % of SQLite's writer thread for a send went to its constructor). Never to be added
+    to a session: it records no changes to flush."""
+    obj: T = inspect(model).class_manager.new_instance()
+    instance_state(obj).dict.update(values)
+    return obj
+
+
 def _default(default: Any) -> Any:
     if default is None:
         return None

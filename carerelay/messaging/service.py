@@ -44,7 +44,7 @@ from carerelay.core.actor import Actor
 from carerelay.core.clock import Clock
 from carerelay.core.db import UTCDateTime, dialect_insert, flushed_connection
 from carerelay.core.errors import Conflict, Forbidden, Invalid, NotFound
-from carerelay.core.prepared import Prepared, PreparedRows, bind_rows, binds
+from carerelay.core.prepared import Prepared, PreparedRows, bind_rows, binds, built
 from carerelay.directory.models import Person
 from carerelay.escalation.engine import on_notify
 from carerelay.messaging import policy
@@ -673,8 +673,8 @@ def _append(
     recipients = [pid for pid in members if pid != sender_id]
     if conn.dialect.name == "postgresql":
         inserted = _INSERT_MESSAGE_WITH_RECEIPTS.rows(conn, {**values, "recipients": recipients, "sent_at": now})
-        return Message(id=inserted[0][0], **values), members
-    message = Message(id=_INSERT_MESSAGE.rows(conn, values)[0][0], **values)
+        return built(Message, {"id": inserted[0][0], **values}), members
+    message = built(Message, {"id": _INSERT_MESSAGE.rows(conn, values)[0][0], **values})
     if recipients:
         _INSERT_RECEIPTS.rows(conn, [{"message_id": message.id, "person_id": pid, "sent_at": now}
                                      for pid in recipients])

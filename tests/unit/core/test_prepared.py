@@ -39,6 +39,7 @@ from carerelay.core.prepared import (
     PreparedUpdate,
     bind_rows,
     binds,
+    built,
 )
 from tests.querycount import statements
 
@@ -185,6 +186,14 @@ def test_a_prepared_object_insert_stores_what_the_orm_stores_and_needs_no_flush(
         assert session.dirty
     with things() as session:
         assert session.get_one(Thing, thing.id).note == "changed"
+
+
+def test_a_built_object_reads_as_the_constructor_would_make_it_and_stays_transient() -> None:
+    made = built(Thing, {"id": 7, "at": AT, "data": {"a": 1}, "flag": False, "note": "x", "score": None})
+    given = Thing(id=7, at=AT, data={"a": 1}, flag=False, note="x", score=None)
+    columns = ("id", "at", "data", "flag", "note", "score")
+    assert [getattr(made, c) for c in columns] == [getattr(given, c) for c in columns]
+    assert inspect(made).transient
 
 
 def test_a_prepared_insert_writes_what_the_session_holds_pending_first(things: sessionmaker[Session]) -> None:

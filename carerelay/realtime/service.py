@@ -7,6 +7,7 @@ which the database itself delivers only on commit).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -45,7 +46,14 @@ def _cursor_upsert(insert_for: Any, n: int) -> Any:
 # _emit_in_one.
 _UPSERT_CURSORS = PreparedRows(lambda n: _cursor_upsert(sqlite_insert, n), ("person_id",))
 _EVENT_COLUMNS = ("person_id", "seq", "kind", "payload", "created_at")
-_INSERT_EVENTS = PreparedRows(lambda n: insert(_EVENTS).values(bind_rows(_EVENTS, _EVENT_COLUMNS, n)), _EVENT_COLUMNS)
+# SQLite: what every event of a fan-out shares is given once, the payload as the JSON text its column
+# would have made of it (``json.dumps``, as SQLAlchemy's JSON type does): one serialization a fan-out,
+# not one a recipient.
+_SHARED_EVENT_VALUES = {"kind": bindparam("event_kind", type_=_EVENTS.c.kind.type),
+                        "payload": bindparam("payload_json", type_=String),
+                        "created_at": bindparam("event_at", type_=_EVENTS.c.created_at.type)}
+_INSERT_EVENTS = PreparedRows(lambda n: insert(_EVENTS).values(
+    [{**row, **_SHARED_EVENT_VALUES} for row in bind_rows(_EVENTS, ("person_id", "seq"), n)]), ("person_id", "seq"))
 
 
 def _emit_in_one(n: int) -> Any:
@@ -98,8 +106,8 @@ def emit(
         seqs = {int(p): int(q) for note, _ in notes for p, _, q in (item.partition(":") for item in note.split(","))}
     else:
         seqs = _next_seqs(conn, ids)
-        _INSERT_EVENTS.rows(conn, [{"person_id": p, "seq": seqs[p], "kind": kind, "payload": payload,
-                                    "created_at": now} for p in ids])
+        _INSERT_EVENTS.rows(conn, [{"person_id": p, "seq": seqs[p]} for p in ids],
+                            {"event_kind": kind, "payload_json": json.dumps(payload), "event_at": now})
     wake: set[int] = session.info.setdefault(WAKE_KEY, set())
     wake.update(ids)
     savepoint = session.get_nested_transaction()

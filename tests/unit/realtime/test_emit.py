@@ -41,3 +41,23 @@ def test_the_events_of_a_rolled_back_savepoint_are_not_handed_over(db: Database,
         realtime.emit(session=session, clock=clock, person_ids=ids, kind="test.dropped", payload={})
         nested.rollback()
         assert [(p, q, k) for p, q, k, _ in realtime.committed_events(session)] == [(ids[0], 1, "test.kept")]
+
+
+def test_every_event_stores_its_payload_and_time_as_the_orm_would(db: Database, clock: FakeClock) -> None:
+    """On SQLite a fan-out gives its payload once, as JSON text: what is stored and read back must be what
+    the JSON and time columns make of the values themselves (the ORM's own insert, for comparison)."""
+    from sqlalchemy import text
+
+    ids = crowd(db, clock, 3)
+    payload = {"text": "Zimmer 4 – Schmerz 8/10, bitte kommen ✅", "nested": {"list": [1, 2.5, None, True]}}
+    with db.unit_of_work() as session:
+        realtime.emit(session=session, clock=clock, person_ids=ids, kind="test.shared", payload=payload)
+        session.add(Event(person_id=ids[0], seq=99, kind="test.orm", payload=payload, created_at=clock.now()))
+    with db.unit_of_work() as session:
+        rows = session.execute(select(Event.person_id, Event.kind, Event.payload, Event.created_at)
+                               .where(Event.kind.in_(("test.shared", "test.orm")))).all()
+        raw = {str(t) for t in session.execute(text(
+            "SELECT CAST(payload AS TEXT) FROM events WHERE kind IN ('test.shared', 'test.orm')")).scalars()}
+    assert sorted(p for p, k, _, _ in rows if k == "test.shared") == sorted(ids)
+    assert all(d == payload and at == clock.now() for _, _, d, at in rows)
+    assert len(raw) == 1  # the shared text is byte for byte the ORM's

@@ -207,7 +207,7 @@ class WriteGroup:
                 except queue.Empty:
                     unit = None
         finally:
-            failed = self._commit()
+            failed = self._commit(conn)
             SQLITE_WRITER_BUSY.inc(time.monotonic() - opened)
             SQLITE_WRITER_UNITS.inc(len(members))
             SQLITE_GROUP_COMMITS.inc()
@@ -262,18 +262,17 @@ class WriteGroup:
             raise
         return conn
 
-    def _commit(self) -> BaseException | None:
+    def _commit(self, conn: Connection) -> BaseException | None:
+        """COMMIT the group's own transaction. Never a fresh connection's: were ``conn`` lost during the
+        group, a new one would have nothing to commit and every member would be told its work was kept."""
         deferred, self._at_commit = self._at_commit, {}
         try:
-            conn = self._connection()
-            if conn.in_transaction():
-                for hook in BEFORE_GROUP_COMMIT:
-                    hook(conn, deferred)
-                conn.commit()
+            for hook in BEFORE_GROUP_COMMIT:
+                hook(conn, deferred)
+            conn.commit()
             return None
         except BaseException as exc:
-            if self._conn is not None:
-                self._conn.invalidate()
+            conn.invalidate()
             self._conn = None
             return exc
         finally:

@@ -427,3 +427,34 @@ def test_the_writer_reports_how_busy_it_is(probe: Database) -> None:
     asyncio.run(main())
     busy, units, commits = (sample(n) - b for n, b in zip(names, before, strict=True))
     assert units == 20 and 1 <= commits <= 20 and busy > 0
+
+
+def test_a_group_whose_connection_is_lost_tells_every_member_its_work_is_not_kept(probe: Database) -> None:
+    """SQLite: the connection goes away in the middle of a group (here a member invalidates it, as
+    SQLAlchemy does on a disconnect). The group's COMMIT must fail for everyone in it: no member served
+    before the loss is told its work was kept, and the next unit writes on a fresh connection."""
+    if probe.dialect != "sqlite":
+        pytest.skip("only SQLite has a writer thread")
+
+    def lose(session: Session) -> None:
+        session.connection().invalidate()
+
+    async def main() -> list[object]:
+        tasks: list[asyncio.Task[None]] = []
+
+        async def turn() -> None:
+            async with probe.unit_of_work_async() as session:  # holds the writer while the others queue
+                await to_thread.run_sync(_insert, session, 1400)
+                tasks.append(asyncio.create_task(probe.run(lambda s: _insert(s, 1401))))
+                tasks.append(asyncio.create_task(probe.run(lose)))
+                await asyncio.sleep(0)  # both queued behind this turn: one group
+
+        first = await asyncio.wait_for(asyncio.gather(turn(), return_exceptions=True), 20)
+        rest = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)
+        await asyncio.wait_for(probe.run(lambda s: _insert(s, 1402)), timeout=20)
+        return [*first, *rest]
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, Exception) for o in outcomes), outcomes
+    with probe.read_only() as session:
+        assert set(session.execute(text("SELECT id FROM uow_probe")).scalars()) == {1402}

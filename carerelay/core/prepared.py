@@ -34,9 +34,12 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    names: tuple[str, ...]  # the bind parameters in the order the driver takes them
+    names: tuple[str, ...]  # each bind parameter once, in the order it first appears
+    # Positional drivers: which of ``names`` fills each place, when a parameter fills several (a value
+    # every row of a multi-row INSERT shares); None when each fills one, in order.
+    places: tuple[int, ...] | None
     positional: bool
-    binds: Processors
+    binds: Processors  # over ``names``: a shared value is processed once, however many places it fills
     defaults: tuple[Any, ...]  # a value the statement itself holds (``last_seq + 1``), else _REQUIRED
     returned: tuple[Any, ...]  # the returned columns' types, as the dialect implements them
 
@@ -53,12 +56,15 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
     if any(bind.expanding for bind in compiled.binds.values()):
         raise TypeError("a prepared statement cannot expand a list (IN): write the alternatives out")
     positional = bool(compiled.positional)
-    names = tuple(compiled.positiontup or ()) if positional else tuple(compiled.binds)
+    order = tuple(compiled.positiontup or ()) if positional else tuple(compiled.binds)
+    names = tuple(dict.fromkeys(order))
+    index = {name: i for i, name in enumerate(names)}
+    places = tuple(index[name] for name in order) if len(names) != len(order) else None
     binds = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
     returned = tuple(column.type.dialect_impl(dialect) for column in getattr(statement, "exported_columns", ()))
     defaults = tuple(_REQUIRED if compiled.binds[name].required else compiled.binds[name].effective_value
                      for name in names)
-    return _Compiled(compiled.string, names, positional, _with_processor(binds), defaults, returned)
+    return _Compiled(compiled.string, names, places, positional, _with_processor(binds), defaults, returned)
 
 
 def _result_processors(compiled: _Compiled, dialect: Dialect, description: Sequence[Any]) -> Processors:
@@ -101,8 +107,13 @@ class Prepared:
         given = values or {}
         processed = _process([given[name] if default is _REQUIRED else given.get(name, default)
                               for name, default in zip(compiled.names, compiled.defaults, strict=True)], compiled.binds)
-        params: Sequence[Any] | dict[str, Any] = (
-            tuple(processed) if compiled.positional else dict(zip(compiled.names, processed, strict=True)))
+        params: Sequence[Any] | dict[str, Any]
+        if not compiled.positional:
+            params = dict(zip(compiled.names, processed, strict=True))
+        elif compiled.places is None:
+            params = tuple(processed)
+        else:
+            params = tuple(processed[i] for i in compiled.places)
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None
         cursor = dbapi.cursor()

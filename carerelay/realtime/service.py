@@ -7,7 +7,6 @@ which the database itself delivers only on commit).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -46,11 +45,10 @@ def _cursor_upsert(insert_for: Any, n: int) -> Any:
 # _emit_in_one.
 _UPSERT_CURSORS = PreparedRows(lambda n: _cursor_upsert(sqlite_insert, n), ("person_id",))
 _EVENT_COLUMNS = ("person_id", "seq", "kind", "payload", "created_at")
-# SQLite: what every event of a fan-out shares is given once, the payload as the JSON text its column
-# would have made of it (``json.dumps``, as SQLAlchemy's JSON type does): one serialization a fan-out,
-# not one a recipient.
+# SQLite: what every event of a fan-out shares is one bind parameter in every row, so its payload is
+# serialized once a fan-out, not once a recipient (a prepared statement processes a shared value once).
 _SHARED_EVENT_VALUES = {"kind": bindparam("event_kind", type_=_EVENTS.c.kind.type),
-                        "payload": bindparam("payload_json", type_=String),
+                        "payload": bindparam("event_payload", type_=_EVENTS.c.payload.type),
                         "created_at": bindparam("event_at", type_=_EVENTS.c.created_at.type)}
 _INSERT_EVENTS = PreparedRows(lambda n: insert(_EVENTS).values(
     [{**row, **_SHARED_EVENT_VALUES} for row in bind_rows(_EVENTS, ("person_id", "seq"), n)]), ("person_id", "seq"))
@@ -107,7 +105,7 @@ def emit(
     else:
         seqs = _next_seqs(conn, ids)
         _INSERT_EVENTS.rows(conn, [{"person_id": p, "seq": seqs[p]} for p in ids],
-                            {"event_kind": kind, "payload_json": json.dumps(payload), "event_at": now})
+                            {"event_kind": kind, "event_payload": payload, "event_at": now})
     wake: set[int] = session.info.setdefault(WAKE_KEY, set())
     wake.update(ids)
     savepoint = session.get_nested_transaction()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import (
@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
 
 from carerelay.core.db import UTCDateTime
 from carerelay.core.prepared import (
@@ -115,6 +116,34 @@ def test_values_shared_by_every_chunk_are_given_once(probe: Engine) -> None:
         stamped.rows(conn, [{"id": i, "n": i * 10} for i in range(1, 6)], {"note": "shared"})
         assert conn.execute(select(PROBE.c.id, PROBE.c.n, PROBE.c.note).order_by(PROBE.c.id)).all() == [
             (i, i * 10, "shared") for i in range(1, 6)]
+
+
+class _CountedJSON(TypeDecorator[Any]):
+    """JSON that counts how often a value is processed for the driver."""
+
+    impl = JSON
+    cache_ok = True
+    calls: ClassVar[list[object]] = []
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        self.calls.append(value)
+        return value
+
+
+def test_a_value_every_row_shares_is_processed_once_and_stored_in_each(probe: Engine) -> None:
+    """A fan-out's payload fills every row of its INSERT: processed (serialized) once, not once a row,
+    and stored as each row would have stored it on its own."""
+    shared = PreparedRows(lambda n: insert(PROBE).values(
+        [{**row, "data": bindparam("shared_data", type_=_CountedJSON())} for row in bind_rows(PROBE, ("id",), n)]),
+        ("id",), most=50)
+    data = {"text": "Zimmer 4 – bitte kommen ✅", "n": [1, None]}
+    _CountedJSON.calls.clear()
+    with probe.begin() as conn:
+        shared.rows(conn, [{"id": i} for i in range(1, 6)], {"shared_data": data})
+        conn.execute(insert(PROBE), [{"id": 9, "data": data}])
+        raw = {r for (r,) in conn.exec_driver_sql("SELECT CAST(data AS TEXT) FROM prepared_probe")}
+        assert conn.execute(select(PROBE.c.data).where(PROBE.c.id <= 5)).scalars().all() == [data] * 5
+    assert _CountedJSON.calls == [data] and len(raw) == 1
 
 
 def test_a_constraint_violation_is_sqlalchemys_integrity_error(probe: Engine) -> None:
